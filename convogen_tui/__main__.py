@@ -1,0 +1,3 @@
+from convogen_tui.cli.main import main
+
+raise SystemExit(main())

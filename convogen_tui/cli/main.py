@@ -1,0 +1,77 @@
+"""`convogen`: parse arguments, dispatch to a command module, turn user mistakes into one line.
+
+Each command module exposes ``register(subparsers)`` and sets ``func`` on its parser; the function
+takes the parsed namespace and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from convogen_tui import __version__
+from convogen_tui.core.errors import ConvogenError
+
+# Command modules under convogen_tui.cli, registered in this order.
+COMMAND_MODULES = ["tui", "check", "generate", "browse", "models", "seeds"]
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("CONVOGEN_ROOT", "datasets"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convogen",
+        description="Generate synthetic SocBot/User conversations from seed messages with a local "
+        "llama.cpp model. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"convogen {__version__}")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="datasets folder holding inst-templates/ (default ./datasets or $CONVOGEN_ROOT)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"convogen_tui.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"convogen_tui.cli.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.root is None:
+        args.root = default_root()
+    if args.command is None:
+        if "tui" not in parser._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
+            parser.print_help()
+            return 0
+        args = parser.parse_args([*(argv or sys.argv[1:]), "tui"])
+        if args.root is None:
+            args.root = default_root()
+    try:
+        return int(args.func(args) or 0)
+    except ConvogenError as exc:
+        if args.debug:
+            raise
+        print(f"convogen: {exc}", file=sys.stderr)
+        for problem in exc.problems[1:]:
+            print(f"convogen: {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("convogen: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

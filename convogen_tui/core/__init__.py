@@ -1,0 +1,1 @@
+"""The core library: no Textual, no printing, usable from notebooks."""

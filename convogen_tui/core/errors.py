@@ -1,0 +1,46 @@
+"""User-facing errors: each says what is wrong, where, and what to do, so the CLI never shows a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a user's file: where it is, what it is, how to fix it."""
+
+    file: Path | None
+    message: str
+    key: str | None = None
+    line: int | None = None
+    hint: str | None = None
+    severity: str = "error"  # "error" stops a run; "warning" does not
+
+    def __str__(self) -> str:
+        where = str(self.file) if self.file else ""
+        if self.line is not None:
+            where += f":{self.line}"
+        if self.key:
+            where += f" [{self.key}]" if where else self.key
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        if self.severity != "error":
+            text = f"{self.severity}: {text}"
+        return text
+
+
+class ConvogenError(Exception):
+    """A mistake the user can fix; carries one or more problems."""
+
+    def __init__(self, message: str | Problem, problems: list[Problem] | None = None) -> None:
+        if isinstance(message, Problem):
+            problems = [message, *(problems or [])]
+            message = str(message)
+        self.problems = problems or []
+        super().__init__(message)
+
+
+class ModelError(ConvogenError):
+    """The model could not be found, loaded or run."""

@@ -1,0 +1,99 @@
+"""What the pipeline needs from a generation backend: model facts, token counts, a token stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from convogen_tui.core.experiment import SamplingSettings
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about the loaded model that prompts and provenance need."""
+
+    name: str
+    path: Path | None
+    architecture: str
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    n_ctx: int
+    n_ctx_train: int
+    size_bytes: int = 0
+    fingerprint: str = ""
+    gpu_layers: int = 0
+    n_layers: int = 0
+    gpu_offload_supported: bool = False
+    backend: str = "llama.cpp"
+
+    @property
+    def offload_summary(self) -> str:
+        if not self.gpu_offload_supported:
+            return "CPU (llama.cpp built without GPU support)"
+        if self.gpu_layers == 0:
+            return "CPU (GPU offload off)"
+        total = self.n_layers or self.gpu_layers
+        return f"GPU: {min(self.gpu_layers, total)}/{total} layers offloaded"
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: FinishReason = "stop"
+    started: float = field(default_factory=time.perf_counter)
+    first_token_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        decode = self.elapsed_s - (self.first_token_s or 0.0)
+        if self.completion_tokens <= 1 or decode <= 0:
+            return self.completion_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return (self.completion_tokens - 1) / decode
+
+
+class Generation:
+    """One streaming completion: iterate for text chunks, or call text() to wait for all of it."""
+
+    def __init__(self, chunks: Iterator[str], stats: GenerationStats) -> None:
+        self._chunks = chunks
+        self.stats = stats
+        self._parts: list[str] = []
+        self._done = False
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            self._parts.append(chunk)
+            yield chunk
+        self._done = True
+
+    def text(self) -> str:
+        if not self._done:
+            for _ in self:
+                pass
+        return "".join(self._parts)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that can count tokens and stream completions of raw prompt text."""
+
+    info: ModelInfo
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self,
+        prompt: str,
+        sampling: SamplingSettings,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Generation: ...
