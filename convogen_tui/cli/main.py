@@ -46,7 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _add_common_options(subparsers)
     return parser
+
+
+def _add_common_options(subparsers: argparse._SubParsersAction) -> None:
+    """Accept --root and --debug after the command too (`convogen generate X --root R`)."""
+    for sub in subparsers.choices.values():
+        sub.add_argument("--root", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_common_options(action)
 
 
 def main(argv: list[str] | None = None) -> int:

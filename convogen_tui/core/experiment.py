@@ -37,9 +37,7 @@ class SamplingSettings(BaseModel):
     repeat_penalty: float = Field(
         1.15, ge=0, validation_alias=AliasChoices("repeat_penalty", "repetition_penalty")
     )
-    max_tokens: int = Field(
-        1444, ge=1, validation_alias=AliasChoices("max_tokens", "max_new_tokens")
-    )
+    max_tokens: int = Field(1444, ge=1, validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
 
 
 class PassSettings(BaseModel):
@@ -200,9 +198,7 @@ class Experiment:
                 disposition_text = _read_text(self.resolve(disposition.path))
                 if disposition_text is None:
                     continue
-                out.append(
-                    Persona(profile.motivation, disposition.name, motivation_text, disposition_text)
-                )
+                out.append(Persona(profile.motivation, disposition.name, motivation_text, disposition_text))
         return out
 
     def seeds_path(self) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -27,10 +28,8 @@ def key_lines(text: str) -> dict[str, int]:
     Returns what it could read; a malformed document yields a partial map, never an error.
     """
     lines: dict[str, int] = {}
-    try:
+    with contextlib.suppress(ValueError, IndexError):
         _value(text, _skip(text, 0), "", lines)
-    except (ValueError, IndexError):
-        pass
     return lines
 
 

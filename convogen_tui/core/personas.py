@@ -19,7 +19,10 @@ def filter_personas(
     dispositions: Sequence[str] | None = None,
 ) -> list[Persona]:
     """Keep personas whose names are listed; an unknown name is an error naming the choices."""
-    for wanted, attr, kind in ((motivations, "motivation", "motivation"), (dispositions, "disposition", "disposition")):
+    for wanted, attr, kind in (
+        (motivations, "motivation", "motivation"),
+        (dispositions, "disposition", "disposition"),
+    ):
         if wanted:
             known = {getattr(p, attr) for p in personas}
             unknown = [w for w in wanted if w not in known]

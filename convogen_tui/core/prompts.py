@@ -62,7 +62,7 @@ def choose_format(fmt: ChatFormat, setting: str = "auto") -> PromptFormat:
                     None,
                     f"model {fmt.name or '?'} has no chat template in its GGUF",
                     key="prompt_format",
-                    hint="set \"prompt_format\" to \"llama2\" or \"auto\" in expt-setup.json",
+                    hint='set "prompt_format" to "llama2" or "auto" in expt-setup.json',
                 )
             )
         return "chat-template"
@@ -97,7 +97,7 @@ def chat_template_prompt(instruction: str, system: str | None, cue: str, fmt: Ch
                 None,
                 f"the chat template of {fmt.name or 'the model'} failed: {exc}",
                 key="prompt_format",
-                hint="set \"prompt_format\": \"llama2\" in expt-setup.json",
+                hint='set "prompt_format": "llama2" in expt-setup.json',
             )
         ) from None
     if fmt.adds_bos and fmt.bos_token and text.startswith(fmt.bos_token):

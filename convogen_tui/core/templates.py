@@ -92,9 +92,7 @@ def load_template(path: Path, kind: TemplateKind) -> Template:
     return parse_template(text, kind, path)
 
 
-def _parse(
-    text: str, kind: TemplateKind, path: Path | None
-) -> tuple[Template | None, list[Problem]]:
+def _parse(text: str, kind: TemplateKind, path: Path | None) -> tuple[Template | None, list[Problem]]:
     problems: list[Problem] = []
     pieces: list[str] = []
     slots: list[Slot] = []

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.prompts import ChatFormat
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -32,6 +33,11 @@ class ModelInfo:
     n_layers: int = 0
     gpu_offload_supported: bool = False
     backend: str = "llama.cpp"
+    adds_bos: bool = True
+
+    @property
+    def chat_format(self) -> ChatFormat:
+        return ChatFormat(self.name, self.chat_template, self.bos_token, self.eos_token, self.adds_bos)
 
     @property
     def offload_summary(self) -> str:
@@ -97,3 +103,75 @@ class Backend(Protocol):
         seed: int,
         cancel: threading.Event | None = None,
     ) -> Generation: ...
+
+
+# many streams at once ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Request:
+    """One prompt to complete; ``key`` lets the caller match events to its job."""
+
+    key: int
+    prompt: str
+    seed: int
+    sampling: SamplingSettings
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    key: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    key: int
+    text: str
+    n_tokens: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class StreamDone:
+    key: int
+    text: str
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    key: int
+    message: str
+
+
+StreamEvent = StreamStarted | StreamChunk | StreamDone | StreamFailed
+NextRequest = Callable[[], "Request | None"]
+
+
+def run_sequential(
+    backend: Backend, next_request: NextRequest, cancel: threading.Event
+) -> Iterator[StreamEvent]:
+    """Serve requests one at a time through ``backend.stream``; the fallback for any backend.
+
+    Backends that can run many streams at once provide ``run_many(next_request, cancel,
+    parallel)`` with the same contract: pull a request whenever a slot is free, stop when
+    ``next_request`` returns None or ``cancel`` is set, and end every request with exactly one
+    StreamDone (finish_reason "cancelled" if cut short) or StreamFailed.
+    """
+    from convogen_tui.core.errors import ConvogenError
+
+    while not cancel.is_set():
+        request = next_request()
+        if request is None:
+            return
+        try:
+            generation = backend.stream(request.prompt, request.sampling, request.seed, cancel)
+        except ConvogenError as exc:
+            yield StreamFailed(request.key, str(exc))
+            continue
+        stats = generation.stats
+        yield StreamStarted(request.key, stats.prompt_tokens)
+        for chunk in generation:
+            yield StreamChunk(
+                request.key, chunk, stats.completion_tokens, time.perf_counter() - stats.started
+            )
+        yield StreamDone(request.key, generation.text(), stats)

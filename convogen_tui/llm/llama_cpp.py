@@ -94,10 +94,10 @@ class LlamaCppBackend:
             gpu_layers=(n_layers + 1 if n_gpu_layers < 0 else n_gpu_layers) if supported else 0,
             n_layers=n_layers + 1 if n_layers else 0,
             gpu_offload_supported=supported,
+            adds_bos=bool(model.add_bos_token()),
         )
         self._vocab = llama_cpp.llama_model_get_vocab(model.model)
         self._pieces: dict[int, bytes] = {}
-        self.adds_bos = bool(model.add_bos_token())
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token, cached: decoding calls this once per generated token."""
@@ -135,7 +135,7 @@ class LlamaCppBackend:
                 Problem(
                     None,
                     f"the prompt is {len(tokens)} tokens but the context holds {n_ctx}",
-                    hint=f"set \"n_ctx\" in expt-setup.json higher (the model was trained on "
+                    hint=f'set "n_ctx" in expt-setup.json higher (the model was trained on '
                     f"{self.info.n_ctx_train}) or shorten the template",
                 )
             )

@@ -87,7 +87,7 @@ def resolve_model(ref: str | None, base: Path | None = None, project_root: Path 
                 hint=(
                     "download a GGUF conversion, e.g. "
                     "convogen models pull TheBloke/Llama-2-70B-Chat-GGUF:llama-2-70b-chat.Q4_K_M.gguf, "
-                    "then set \"llm\" to that reference or to the local .gguf path"
+                    'then set "llm" to that reference or to the local .gguf path'
                 ),
             )
         )

@@ -1,0 +1,119 @@
+"""`convogen list`, `show`, `delete`, `undo`, `mark`: look at and clean up what was generated."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from convogen_tui.cli.common import add_experiment_arg, open_experiment
+from convogen_tui.core.experiment import find_experiments, load_experiment
+from convogen_tui.core.store import ConversationStore
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("list", help="experiments with their counts")
+    parser.add_argument(
+        "list_root", nargs="?", type=Path, metavar="ROOT", help="datasets folder (default --root)"
+    )
+    parser.set_defaults(func=run_list)
+
+    show = subparsers.add_parser(
+        "show", help="one conversation and its twin, or the experiment's conversations"
+    )
+    add_experiment_arg(show)
+    show.add_argument("id", nargs="?", help="conversation id (a unique prefix is enough)")
+    show.set_defaults(func=run_show)
+
+    delete = subparsers.add_parser(
+        "delete", help="move conversations and their twins to the trash (undo brings them back)"
+    )
+    add_experiment_arg(delete)
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    delete.set_defaults(func=run_delete)
+
+    undo = subparsers.add_parser("undo", help="restore the last deleted conversations")
+    add_experiment_arg(undo)
+    undo.set_defaults(func=run_undo)
+
+    mark = subparsers.add_parser("mark", help="flag a conversation for review, or mark it kept")
+    add_experiment_arg(mark)
+    mark.add_argument("id")
+    mark.add_argument("mark", choices=["flagged", "kept", "none"])
+    mark.add_argument("--note", help="why")
+    mark.set_defaults(func=run_mark)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    root = args.list_root or args.root
+    experiments = find_experiments(root)
+    if not experiments:
+        print(f"no experiments under {root} (looked for */expt-setup.json and inst-templates/*/)")
+        return 1
+    print(f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'trash':>6}")
+    for path in experiments:
+        experiment = load_experiment(path)
+        store = ConversationStore(path)
+        rows = store.list()
+        flagged = sum(1 for r in rows if r.mark == "flagged")
+        mark = "yes" if experiment.ok else "NO"
+        print(
+            f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
+            f"{flagged:>7} {store.trash_count():>6}"
+        )
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    store = ConversationStore(experiment.dir)
+    if not args.id:
+        rows = store.list()
+        for row in rows:
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+            flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
+            print(
+                f"{row.id[:8]}  {created}  {row.tweet_id:>20}  {row.persona:28}  turns={row.turns:<2} {flags}"
+            )
+        print(f"{len(rows)} conversation(s); show one with: convogen show {args.experiment} ID")
+        return 0
+    conv_id = store.find(args.id)
+    record, twin = store.load(conv_id)
+    persona = record.get("persona") or {}
+    print(f"id: {conv_id}")
+    print(f"tweet {record.get('tweet_id')}: {record.get('tweet')}")
+    if persona:
+        print(f"persona: {persona.get('motivation')} x {persona.get('disposition')}")
+    print("\n--- conversation ---")
+    print(record.get("conv", ""))
+    print("\n--- restyled ---")
+    print(twin.get("restyled_conv", "") if twin else "(not restyled yet: convogen restyle EXPT)")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    store = ConversationStore(experiment.dir)
+    ids = [store.find(i) for i in args.ids]
+    batch = store.delete(ids)
+    print(
+        f"moved {len(ids)} conversation(s) to {experiment.trash_dir / batch}; "
+        f"undo with: convogen undo {args.experiment}"
+    )
+    return 0
+
+
+def run_undo(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    restored = ConversationStore(experiment.dir).undo()
+    print(f"restored {len(restored)} conversation(s): {' '.join(i[:8] for i in restored)}")
+    return 0
+
+
+def run_mark(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    store = ConversationStore(experiment.dir)
+    conv_id = store.find(args.id)
+    store.set_mark(conv_id, "" if args.mark == "none" else args.mark, args.note)
+    print(f"{conv_id[:8]}: {args.mark}")
+    return 0

@@ -1,0 +1,30 @@
+"""`convogen check EXPT`: every problem on its own line; exit 0 if the experiment can run."""
+
+from __future__ import annotations
+
+import argparse
+
+from convogen_tui.cli.common import add_experiment_arg, open_experiment
+from convogen_tui.core.check import check_experiment
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("check", help="validate an experiment's setup, templates, seeds and model")
+    add_experiment_arg(parser)
+    parser.add_argument("--seeds", help="seed file to check instead of the experiment's")
+    parser.add_argument("--model", help="model reference to check instead of the setup's llm")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    report = check_experiment(experiment, args.seeds, args.model)
+    for problem in report.problems:
+        print(problem)
+    if not report.ok:
+        print(f"{experiment.name}: {len(report.errors)} problem(s); fix them, then run check again")
+        return 1
+    seeds = len(report.seeds.seeds) if report.seeds else 0
+    model = report.model_path.name if report.model_path else "?"
+    print(f"{experiment.name}: ok ({report.personas} personas, {seeds} seeds, model {model})")
+    return 0

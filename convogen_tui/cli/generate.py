@@ -1,0 +1,135 @@
+"""`convogen generate` and `convogen restyle`: bulk runs over SSH, resumable, with progress."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from convogen_tui.cli.common import add_experiment_arg, err, is_tty, open_experiment
+from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
+from convogen_tui.core.check import seeds_for
+from convogen_tui.core.experiment import Experiment
+from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", help="model: default, a .gguf path, or OWNER/REPO:FILE.gguf (overrides llm)"
+    )
+    parser.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        default=None,
+        help="layers to offload (-1 all; default all when llama.cpp has GPU support)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="new tokens per pass (default from the setup, 1444)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature (default from the setup, 0.7)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="random seed: the same seed gives the same text on CPU"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="generate conversations (and restyle them) for seeds x personas"
+    )
+    add_experiment_arg(parser)
+    parser.add_argument("--seeds", help="seed file (TSV/CSV/JSONL); default: the setup's 'seeds'")
+    parser.add_argument("--limit", type=int, default=None, help="run only the first N jobs")
+    parser.add_argument(
+        "--personas",
+        choices=["random", "all"],
+        default="random",
+        help="one random persona per seed, or every persona",
+    )
+    parser.add_argument("--motivation", action="append", help="only this motivation (repeatable)")
+    parser.add_argument("--disposition", action="append", help="only this disposition (repeatable)")
+    parser.add_argument(
+        "--restyle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="restyle each conversation as a thread (default on)",
+    )
+    parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
+    _model_args(parser)
+    parser.set_defaults(func=run_generate)
+
+    restyle = subparsers.add_parser("restyle", help="restyle conversations that have no twin yet")
+    add_experiment_arg(restyle)
+    _model_args(restyle)
+    restyle.set_defaults(func=run_restyle)
+
+
+def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
+    from convogen_tui.llm.loader import open_backend
+
+    sampling = experiment.sampling
+    updates = {}
+    if args.max_tokens is not None:
+        updates["max_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        updates["temperature"] = args.temperature
+    if updates:
+        sampling = sampling.model_validate({**sampling.model_dump(), **updates})
+    backend = open_backend(experiment, args.model, args.n_gpu_layers)
+    return Pipeline(experiment, backend, sampling=sampling)
+
+
+def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int) -> int:
+    reporter = RichReporter() if is_tty() else PlainReporter()
+    cancel = threading.Event()
+    result: RunFinished | None = None
+    done = 0
+    try:
+        with reporter:
+            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel):
+                reporter.handle(event)
+                if isinstance(event, RunFinished):
+                    result = event
+                elif isinstance(event, JobFinished) and event.phase == "generate":
+                    done += 1
+    except KeyboardInterrupt:
+        cancel.set()
+        err(
+            f"convogen: interrupted after {done} conversation(s); no partial file was written. "
+            "Run the same command again to resume."
+        )
+        return 130
+    assert result is not None
+    print(summary_line(result, skipped))
+    return 1 if result.failed else 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args)
+    seeds = seeds_for(experiment, args.seeds)
+    for problem in seeds.problems:
+        err(f"convogen: {problem}")
+    pipeline = _pipeline(args, experiment)
+    plan = pipeline.plan(
+        seeds.seeds,
+        personas=args.personas,
+        limit=args.limit,
+        seed=args.seed,
+        again=args.again,
+        motivations=args.motivation,
+        dispositions=args.disposition,
+    )
+    if not plan.jobs:
+        print(f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)")
+        return 0
+    return _execute(pipeline, plan.jobs, args.restyle, plan.already_done)
+
+
+def run_restyle(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args)
+    pipeline = _pipeline(args, experiment)
+    jobs = pipeline.restyle_jobs(args.seed)
+    if not jobs:
+        print("nothing to do: every conversation has a restyled twin")
+        return 0
+    return _execute(pipeline, jobs, True, 0)

@@ -1,0 +1,18 @@
+"""`convogen tui [EXPT]` (and plain `convogen`): open the Textual app."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("tui", help="open the app (the default with no command)")
+    parser.add_argument("experiment", nargs="?", metavar="EXPT", help="open straight into this experiment")
+    parser.add_argument("--model", help="model reference for runs started in the app")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convogen_tui.tui.app import run_app
+
+    return run_app(root=args.root, experiment=getattr(args, "experiment", None), model=args.model)

@@ -1,0 +1,447 @@
+"""Jobs and runs: (seed, persona) jobs, resume, prompt preview, and the event stream of a run.
+
+``Pipeline.run`` is a generator of events (JobStarted, TokenChunk, JobFinished, JobFailed,
+RunFinished): the CLI turns them into a progress bar, the TUI into Textual messages, a notebook can
+simply iterate. Files are written only when a pass completes, so a cancelled job leaves no file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from convogen_tui import __version__
+from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.experiment import Experiment, Persona, SamplingSettings
+from convogen_tui.core.personas import PersonaMode, draw_persona, filter_personas
+from convogen_tui.core.prompts import (
+    GEN_CUE,
+    GEN_SYSTEM,
+    RESTYLE_CUE,
+    RESTYLE_SYSTEM,
+    choose_format,
+    wrap_prompt,
+)
+from convogen_tui.core.seeds import Seed
+from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.templates import Template, load_template
+from convogen_tui.llm.backend import (
+    Backend,
+    GenerationStats,
+    Request,
+    StreamChunk,
+    StreamDone,
+    StreamFailed,
+    StreamStarted,
+    run_sequential,
+)
+
+Phase = Literal["generate", "restyle"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One conversation to write: a seed, a persona, and the random seed that makes it repeatable."""
+
+    seed: Seed
+    persona: Persona
+    random_seed: int
+    conv_id: str | None = None  # set for restyle-only jobs on an existing conversation
+    conv: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.seed.tweet_id, self.persona.motivation, self.persona.disposition)
+
+    @property
+    def label(self) -> str:
+        return f"{self.seed.tweet_id} / {self.persona.label}"
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    already_done: int = 0
+    personas: int = 0
+
+
+@dataclass(frozen=True)
+class PromptPreview:
+    text: str
+    n_tokens: int
+    n_ctx: int
+    prompt_format: str
+
+
+# events ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunStarted:
+    total: int
+    model: str
+    offload: str
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job: Job
+    index: int
+    total: int
+    phase: Phase
+    prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TokenChunk:
+    job: Job
+    phase: Phase
+    text: str
+    n_tokens: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    job: Job
+    phase: Phase
+    conv_id: str
+    path: Path
+    stats: GenerationStats
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job: Job
+    phase: Phase
+    message: str
+
+
+@dataclass
+class RunFinished:
+    conversations: int = 0
+    restyled: int = 0
+    failed: int = 0
+    cancelled: bool = False
+    completion_tokens: int = 0
+    elapsed_s: float = 0.0
+    paths: list[Path] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+Event = RunStarted | JobStarted | TokenChunk | JobFinished | JobFailed | RunFinished
+
+
+def job_random_seed(base: int | None, *parts: str) -> int:
+    """A per-job seed derived from the run's --seed, so each job repeats alone or in any order."""
+    if base is None:
+        return random.SystemRandom().randrange(2**31)
+    digest = hashlib.sha256(":".join([str(base), *parts]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class Pipeline:
+    """An experiment's templates and settings bound to a loaded backend and a store."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        backend: Backend,
+        store: ConversationStore | None = None,
+        sampling: SamplingSettings | None = None,
+    ) -> None:
+        if experiment.setup is None or experiment.errors:
+            problems = experiment.errors or [Problem(experiment.setup_file, "cannot be read")]
+            raise ConvogenError(problems[0], problems[1:])
+        self.experiment = experiment
+        self.backend = backend
+        self.store = store or ConversationStore(experiment.dir)
+        self.sampling = sampling or experiment.sampling
+        self.conv_template: Template
+        self.restyle_template: Template
+        self.reload_templates()
+
+    # prompts -----------------------------------------------------------------------------
+    def reload_templates(self) -> None:
+        """Read the templates again (after an edit); the model stays loaded."""
+        self.conv_template = load_template(self.experiment.conv_template_path, "conv-gen")
+        self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
+
+    @property
+    def _setup(self) -> Any:
+        return self.experiment.setup
+
+    def _system_and_cue(self, phase: Phase) -> tuple[str | None, str]:
+        settings = self._setup.generation if phase == "generate" else self._setup.restyle
+        default_system = GEN_SYSTEM if phase == "generate" else RESTYLE_SYSTEM
+        default_cue = GEN_CUE if phase == "generate" else RESTYLE_CUE
+        system = default_system if settings.system is None else settings.system or None
+        return system, settings.cue if settings.cue is not None else default_cue
+
+    def prompt_format(self) -> str:
+        return choose_format(self.backend.info.chat_format, self._setup.prompt_format)
+
+    def generation_prompt(self, seed: Seed, persona: Persona, template: Template | None = None) -> str:
+        template = template or self.conv_template
+        instruction = template.render(
+            disposition=persona.disposition_text, motivation=persona.motivation_text, tweet=seed.tweet
+        )
+        system, cue = self._system_and_cue("generate")
+        return wrap_prompt(instruction, system, cue, self.backend.info.chat_format, self._setup.prompt_format)
+
+    def restyle_prompt(self, tweet: str, conv: str, template: Template | None = None) -> str:
+        template = template or self.restyle_template
+        instruction = template.render(tweet=tweet, conv=conv)
+        system, cue = self._system_and_cue("restyle")
+        return wrap_prompt(instruction, system, cue, self.backend.info.chat_format, self._setup.prompt_format)
+
+    def preview(self, prompt: str) -> PromptPreview:
+        return PromptPreview(
+            prompt, self.backend.count_tokens(prompt), self.backend.info.n_ctx, self.prompt_format()
+        )
+
+    # planning ----------------------------------------------------------------------------
+    def plan(
+        self,
+        seeds: Sequence[Seed],
+        personas: PersonaMode = "random",
+        limit: int | None = None,
+        seed: int | None = None,
+        again: bool = False,
+        motivations: Sequence[str] | None = None,
+        dispositions: Sequence[str] | None = None,
+        draw_seed: int | None = None,
+    ) -> Plan:
+        """The jobs of a run, in seed order; jobs already on disk are skipped unless ``again``.
+
+        ``limit`` counts jobs before skipping, so rerunning the same command finishes the same set.
+        In random mode a seed counts as done when any conversation exists for it.
+        """
+        grid = filter_personas(self.experiment.personas(), motivations, dispositions)
+        if not grid:
+            raise ConvogenError(
+                Problem(self.experiment.setup_file, "no persona to run", hint="check user_profiles")
+            )
+        draw = draw_seed if draw_seed is not None else (seed or 0)
+        candidates: list[tuple[Seed, Persona]] = []
+        for s in seeds:
+            if personas == "all":
+                candidates += [(s, p) for p in grid]
+            else:
+                candidates.append((s, draw_persona(grid, s.tweet_id, draw)))
+        if limit is not None:
+            candidates = candidates[:limit]
+        done_keys = set() if again else self.store.done_keys()
+        done_seeds = {k[0] for k in done_keys}
+        jobs, skipped = [], 0
+        for s, p in candidates:
+            finished = (
+                s.tweet_id in done_seeds
+                if personas == "random"
+                else (s.tweet_id, p.motivation, p.disposition) in done_keys
+            )
+            if finished:
+                skipped += 1
+                continue
+            rs = job_random_seed(seed, s.tweet_id, p.motivation, p.disposition)
+            jobs.append(Job(s, p, rs))
+        return Plan(jobs, skipped, len(grid))
+
+    def restyle_jobs(self, seed: int | None = None) -> list[Job]:
+        """Restyle-only jobs for conversations that have no twin yet."""
+        jobs = []
+        for conv_id in self.store.without_twin():
+            record, _ = self.store.load(conv_id)
+            names = record.get("persona") or {}
+            persona = Persona(
+                str(names.get("motivation", "")),
+                str(names.get("disposition", "")),
+                str(record.get("motivation", "")),
+                str(record.get("disposition", "")),
+            )
+            tweet = Seed(str(record.get("tweet_id", "")), str(record.get("tweet", "")))
+            jobs.append(
+                Job(
+                    tweet,
+                    persona,
+                    job_random_seed(seed, conv_id, "restyle"),
+                    conv_id,
+                    str(record.get("conv", "")),
+                )
+            )
+        return jobs
+
+    # running -----------------------------------------------------------------------------
+    def run(
+        self,
+        jobs: Sequence[Job],
+        restyle: bool = True,
+        cancel: threading.Event | None = None,
+        parallel: int = 1,
+    ) -> Iterator[Event]:
+        """Run jobs, yielding events; stops cleanly when ``cancel`` is set.
+
+        Each job's restyle pass is queued ahead of new jobs as soon as its conversation is saved.
+        With ``parallel`` > 1 a backend that offers ``run_many`` runs that many streams at once.
+        """
+        cancel = cancel or threading.Event()
+        summary = RunFinished()
+        started = time.perf_counter()
+        info = self.backend.info
+        total = len(jobs)
+        queue: deque[tuple[Job, Phase, int]] = deque(
+            (job, "restyle" if job.conv_id else "generate", i) for i, job in enumerate(jobs)
+        )
+        active: dict[int, tuple[Job, Phase, int]] = {}
+        lock = threading.Lock()
+        keys = iter(range(1, 2**62))
+        failed_early: list[JobFailed] = []
+
+        def next_request() -> Request | None:
+            with lock:
+                while queue and not cancel.is_set():
+                    job, phase, index = queue.popleft()
+                    try:
+                        if phase == "generate":
+                            prompt = self.generation_prompt(job.seed, job.persona)
+                            seed = job.random_seed
+                        else:
+                            prompt = self.restyle_prompt(job.seed.tweet, job.conv or "")
+                            seed = job_random_seed(job.random_seed, "restyle")
+                    except ConvogenError as exc:
+                        failed_early.append(JobFailed(job, phase, str(exc)))
+                        continue
+                    key = next(keys)
+                    active[key] = (job, phase, index)
+                    return Request(key, prompt, seed, self.sampling)
+                return None
+
+        yield RunStarted(total, info.name, info.offload_summary)
+        run_many = getattr(self.backend, "run_many", None)
+        if parallel > 1 and run_many is not None:
+            stream = run_many(next_request, cancel, parallel)
+        else:
+            stream = run_sequential(self.backend, next_request, cancel)
+        try:
+            for event in stream:
+                while failed_early:
+                    summary.failed += 1
+                    yield failed_early.pop(0)
+                job, phase, index = active[event.key]
+                if isinstance(event, StreamStarted):
+                    yield JobStarted(job, index, total, phase, event.prompt_tokens)
+                elif isinstance(event, StreamChunk):
+                    yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
+                elif isinstance(event, StreamFailed):
+                    del active[event.key]
+                    summary.failed += 1
+                    yield JobFailed(job, phase, event.message)
+                elif isinstance(event, StreamDone):
+                    del active[event.key]
+                    summary.completion_tokens += event.stats.completion_tokens
+                    if event.stats.finish_reason == "cancelled":
+                        continue
+                    finished = self._save(job, phase, event.text.strip(), event.stats, summary)
+                    yield finished
+                    if phase == "generate" and restyle:
+                        with lock:
+                            queue.appendleft(
+                                (
+                                    replace(job, conv_id=finished.conv_id, conv=event.text.strip()),
+                                    "restyle",
+                                    index,
+                                )
+                            )
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        while failed_early:
+            summary.failed += 1
+            yield failed_early.pop(0)
+        summary.cancelled = cancel.is_set()
+        summary.elapsed_s = time.perf_counter() - started
+        yield summary
+
+    def _save(
+        self, job: Job, phase: Phase, text: str, stats: GenerationStats, summary: RunFinished
+    ) -> JobFinished:
+        if phase == "generate":
+            conv_id = self.store.save_conversation(self._conversation_record(job, text, stats))
+            path = self.store.conversation_path(conv_id)
+            summary.conversations += 1
+            summary.paths.append(path)
+        else:
+            assert job.conv_id is not None
+            conv_id = job.conv_id
+            self.store.save_restyled(conv_id, self._restyled_record(job, text, stats))
+            path = self.store.restyled_path(conv_id)
+            summary.restyled += 1
+        return JobFinished(job, phase, conv_id, path, stats)
+
+    # records -----------------------------------------------------------------------------
+    def _provenance(
+        self, job: Job, stats: GenerationStats, phase: Phase, template: Template
+    ) -> dict[str, Any]:
+        info = self.backend.info
+        system, cue = self._system_and_cue(phase)
+        return {
+            "created_at": time.time(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "convogen_version": __version__,
+            "phase": phase,
+            "model": {
+                "name": info.name,
+                "file": info.path.name if info.path else None,
+                "path": str(info.path) if info.path else None,
+                "size_bytes": info.size_bytes,
+                "fingerprint": info.fingerprint,
+                "architecture": info.architecture,
+                "backend": info.backend,
+                "gpu_layers": info.gpu_layers,
+                "n_ctx": info.n_ctx,
+            },
+            "sampling": self.sampling.model_dump(),
+            "random_seed": job.random_seed
+            if phase == "generate"
+            else job_random_seed(job.random_seed, "restyle"),
+            "prompt_format": self.prompt_format(),
+            "system": system,
+            "cue": cue,
+            "template": {
+                "file": template.path.name if template.path else None,
+                "sha256": template.sha256,
+            },
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "finish_reason": stats.finish_reason,
+            "elapsed_s": round(stats.elapsed_s, 3),
+            "time_to_first_token_s": round(stats.first_token_s or 0.0, 3),
+            "tokens_per_second": round(stats.tokens_per_second, 2),
+        }
+
+    def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> dict[str, Any]:
+        return {
+            "tweet_id": job.seed.tweet_id,
+            "disposition": job.persona.disposition_text,
+            "motivation": job.persona.motivation_text,
+            "tweet": job.seed.tweet,
+            "conv": conv,
+            "persona": {"motivation": job.persona.motivation, "disposition": job.persona.disposition},
+            "provenance": self._provenance(job, stats, "generate", self.conv_template),
+        }
+
+    def _restyled_record(self, job: Job, restyled: str, stats: GenerationStats) -> dict[str, Any]:
+        return {
+            "tweet_id": job.seed.tweet_id,
+            "restyled_conv": restyled,
+            "provenance": self._provenance(job, stats, "restyle", self.restyle_template),
+        }
