@@ -354,6 +354,7 @@ def _download(
                 )
             )
     failures = 0
+    reported = have
     while size is None or have < size:
         request = dict(headers)
         if have:
@@ -385,12 +386,14 @@ def _download(
                         )
                     )
                 with partial.open(mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
+                    # pieces as they arrive: on a cut, every byte received is kept
+                    for chunk in response.iter_bytes():
                         out.write(chunk)
                         if hasher:
                             hasher.update(chunk)
                         have += len(chunk)
-                        if progress:
+                        if progress and have - reported >= CHUNK:
+                            reported = have
                             progress(filename, have, size or have)
             if size is None:
                 size = have
@@ -420,6 +423,8 @@ def _download(
                     )
                 ) from None
             raise
+    if progress:
+        progress(filename, have, size or have)
     if hasher and hasher.hexdigest() != etag:
         partial.unlink(missing_ok=True)
         raise ModelError(

@@ -160,18 +160,20 @@ def _read_header(path: Path) -> _Header:
         size = path.stat().st_size
     except FileNotFoundError:
         raise _fail(path, "model file not found") from None
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        hint = "llama.cpp reads .gguf files; download a GGUF conversion or convert the model"
+        if magic[:1] == b"{" or magic == b"PK\x03\x04" or path.suffix in {".safetensors", ".bin"}:
+            hint = "this looks like a transformers checkpoint; " + hint
+        raise _fail(path, "not a GGUF file", hint=hint)
     if size < 24:
-        raise _fail(path, "not a GGUF file (too small)", hint="llama.cpp reads .gguf files")
+        raise _fail(
+            path,
+            f"truncated GGUF: the header is cut off ({size} bytes)",
+            hint="the download is incomplete; pull it again",
+        )
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        if buf[:4] != GGUF_MAGIC:
-            hint = "llama.cpp reads .gguf files; download a GGUF conversion or convert the model"
-            if (
-                buf[:1] == b"{"
-                or buf[:4] == b"PK\x03\x04"
-                or path.suffix in {".safetensors", ".bin"}
-            ):
-                hint = "this looks like a transformers checkpoint; " + hint
-            raise _fail(path, "not a GGUF file", hint=hint)
         endian = "<"
         version = struct.unpack_from("<I", buf, 4)[0]
         if version & 0xFFFF == 0:  # a big-endian file reads as a huge version number
