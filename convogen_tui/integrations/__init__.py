@@ -1,0 +1,1 @@
+"""Outside services: the Hugging Face Hub (models pull), the X API (seed hydration)."""
