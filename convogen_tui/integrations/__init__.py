@@ -1,0 +1,1 @@
+"""Talking to the outside world (model hubs, the X API); no Textual, no printing."""
