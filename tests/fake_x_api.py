@@ -60,7 +60,7 @@ class FakeXApi:
         self.token = token
         self.tweets: dict[str, str] = {}
         self.errors: dict[str, dict[str, str]] = {}
-        self.script: list[str] = []  # per request, in order: "429", "500", "401", "ok"
+        self.script: list[str] = []  # per request, in order: "429", "500", "401", "403", "ok"
         self.fail_after: int | None = None  # answer 500 once this many requests succeeded
         self.requests: list[list[str]] = []  # ids of each request that got tweets back
         self.hits = 0
@@ -96,6 +96,16 @@ class FakeXApi:
                     "detail": "Unauthorized",
                 }
                 return 401, {}, body
+            if step == "403":
+                body = {
+                    "title": "Client Forbidden",
+                    "detail": "When authenticating requests to the Twitter API v2 endpoints, you "
+                    "must use keys and tokens from a Twitter developer App that is attached to a "
+                    "Project.",
+                    "reason": "client-not-enrolled",
+                    "type": PROBLEMS + "client-forbidden",
+                }
+                return 403, {}, body
             if step == "429":
                 headers = {
                     "x-rate-limit-limit": "15",

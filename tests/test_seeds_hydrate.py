@@ -313,3 +313,27 @@ def test_a_foreign_out_file_is_refused(tmp_path: Path, api: FakeXApi) -> None:
     with pytest.raises(ConvogenError, match="not tweet_id<TAB>tweet"):
         hydrate(["1"], out)
     assert out.read_text() == "id\tbody\n1\tx\n"
+
+
+def test_an_ids_file_without_ids_is_one_clear_error(
+    tmp_path: Path, api: FakeXApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ids.txt"
+    path.write_text("1.6E+18\n", encoding="utf-8")
+    assert main(["seeds", "hydrate", str(path), "-o", str(tmp_path / "o.tsv")]) == 1
+    err = capsys.readouterr().err
+    assert "no tweet ids found" in err and f"{path}:1: not a tweet id" in err
+    assert api.hits == 0
+
+
+def test_a_forbidden_token_says_what_access_it_lacks(
+    tmp_path: Path, api: FakeXApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids_path, _ = make_ids(tmp_path, api, count=150)
+    api.script = ["ok", "403"]
+    out = tmp_path / "o.tsv"
+    assert main(["seeds", "hydrate", str(ids_path), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "403" in err and "attached to a Project" in err and "developer portal" in err
+    assert f"98 fetched in this run, 98 in all, are saved in {out}" in err
+    assert len(read_seeds(out)) == 98

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.seeds import import_seeds, seed_file_info
 
 MAX_LISTED = 10
@@ -151,6 +152,9 @@ def run_hydrate(args: argparse.Namespace) -> int:
 
     ids = x_api.read_ids(args.ids)
     bad = [p for p in ids.problems if p.severity == "error"]
+    if not ids.ids:
+        hint = "one id a line, or a TSV/CSV with a tweet_id column"
+        raise ConvogenError(Problem(ids.path, "no tweet ids found", hint=hint), bad)
     for problem in bad[:MAX_LISTED]:
         print(f"convogen: {problem}", file=sys.stderr)
     _more(len(bad), sys.stderr)

@@ -306,7 +306,7 @@ class HydrateReport:
 # --------------------------------------------------------------------------------- the output files
 
 
-def _read_done(out: Path) -> set[str]:
+def _read_done(out: Path, repair: bool = True) -> set[str]:
     """Ids already in OUT. A torn last row (killed mid-write) is cut off, to be fetched again."""
     if not out.exists() or out.stat().st_size == 0:
         return set()
@@ -329,7 +329,7 @@ def _read_done(out: Path) -> set[str]:
     if records and not text[: records[-1][1]].endswith("\n"):
         records.pop()  # the last row lost its end
     keep = records[-1][1] if records else 0
-    if keep < len(text):
+    if keep < len(text) and repair:
         atomic_write_text(out, text[:keep])
     if not records:
         return set()
@@ -646,6 +646,6 @@ def _compact_errors(errors_path: Path, out: Path) -> None:
 def hydration_state(ids: IdList | list[str], out: Path | str) -> HydrateProgress:
     """How far hydrating ``ids`` into ``out`` got, without asking the API."""
     wanted = set(ids.ids if isinstance(ids, IdList) else ids)
-    done = _read_done(Path(out)) if Path(out).exists() else set()
+    done = _read_done(Path(out), repair=False)
     failed = read_hydration_errors(errors_path_for(out)).keys() - done
     return HydrateProgress(len(wanted), len(done & wanted), len(failed & wanted))
