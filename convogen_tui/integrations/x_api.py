@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -123,7 +124,7 @@ class _RoutedSession(requests.Session):
         self.base_url = base_url
         self.timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if isinstance(url, str) and url.startswith(OFFICIAL_URL):
             url = self.base_url + url[len(OFFICIAL_URL) :]
         kwargs.setdefault("timeout", self.timeout)
@@ -205,8 +206,6 @@ def read_ids(path: Path | str) -> IdList:
 
 def _raw_ids(path: Path, text: str) -> Iterable[tuple[int, str]]:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        import json
-
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
@@ -550,7 +549,7 @@ def hydrate(
 
 TOKEN_HINT = (
     "check X_BEARER_TOKEN / TWITTER_BEARER_TOKEN: it must be the app's current Bearer Token "
-    "from the X developer portal (regenerating it revokes the old one)"
+    "from the X developer portal; regenerating it there revokes the old one"
 )
 FORBIDDEN_HINT = (
     "the token's app needs a project and an access level that may read posts (GET /2/tweets); "
@@ -607,8 +606,10 @@ def _saved(report: HydrateReport, message: str, hint: str | None) -> Problem:
         f"{p.fetched_now} fetched in this run, {p.hydrated} in all, are saved in {report.out}; "
         "rerun the same command to go on"
     )
-    hint = f"{hint}; {note}" if hint else note
-    return Problem(None, _REDACTOR.scrub(message), hint=_REDACTOR.scrub(hint))
+    if p.hydrated == 0:
+        note = ""
+    hint = "; ".join(h for h in (hint, note) if h) or None
+    return Problem(None, _REDACTOR.scrub(message), hint=hint and _REDACTOR.scrub(hint))
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:
