@@ -1,1 +1,1 @@
-"""Outside services: the Hugging Face Hub (models pull), the X API (seed hydration)."""
+"""Services outside this machine: the Hugging Face hub (models) and the X API (seed hydration)."""
