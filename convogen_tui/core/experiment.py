@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.jsonpos import key_lines, key_path
 
 SETUP_FILE = "expt-setup.json"
@@ -169,7 +169,7 @@ class Experiment:
 
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
+        return errors_only(self.problems)
 
     @property
     def ok(self) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text
+from convogen_tui.core.files import atomic_write_text, read_user_text
 
 ID_COLUMNS = ("tweet_id", "id")
 TEXT_COLUMNS = ("tweet", "text")
@@ -72,14 +72,7 @@ def read_seeds(path: Path | str) -> SeedSet:
                 path, "seed file not found", hint="pass --seeds FILE or set 'seeds' in the setup"
             )
         )
-    try:
-        # newline="" keeps a carriage return inside a quoted tweet as it is.
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise ConvogenError(
-            Problem(path, f"not UTF-8 text at byte {exc.start}", hint="save the file as UTF-8")
-        ) from None
+    text = read_user_text(path)  # keeps a carriage return inside a quoted tweet
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows, problems = _jsonl_rows(path, text)

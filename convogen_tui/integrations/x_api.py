@@ -31,7 +31,7 @@ import requests
 import tweepy
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text
+from convogen_tui.core.files import atomic_write_text, read_user_text
 from convogen_tui.core.seeds import (
     ID_COLUMNS,
     errors_path_for,
@@ -168,13 +168,7 @@ def read_ids(path: Path | str) -> IdList:
     path = Path(path)
     if not path.is_file():
         raise ConvogenError(Problem(path, "id file not found"))
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as exc:
-        raise ConvogenError(
-            Problem(path, f"not UTF-8 text at byte {exc.start}", hint="save the file as UTF-8")
-        ) from None
+    text = read_user_text(path)  # keeps a carriage return inside a quoted tweet
     raw = list(_raw_ids(path, text))
     ids: list[str] = []
     problems: list[Problem] = []
