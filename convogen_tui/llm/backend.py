@@ -81,6 +81,13 @@ class Generation:
             yield chunk
         self._done = True
 
+    def close(self) -> None:
+        """Stop generating now (the backend frees the sequence); text() returns what came so far."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        self._done = True
+
     def text(self) -> str:
         if not self._done:
             for _ in self:
@@ -108,12 +115,17 @@ class Backend(Protocol):
 # many streams at once ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Request:
-    """One prompt to complete; ``key`` lets the caller match events to its job."""
+    """One prompt to complete; ``key`` lets the caller match events to its job.
+
+    ``cancel`` stops this request alone (the others keep running); it ends with StreamDone and
+    finish_reason "cancelled". The run's own cancel still stops everything.
+    """
 
     key: int
     prompt: str
     seed: int
     sampling: SamplingSettings
+    cancel: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -174,4 +186,9 @@ def run_sequential(
             yield StreamChunk(
                 request.key, chunk, stats.completion_tokens, time.perf_counter() - stats.started
             )
+            if request.cancel is not None and request.cancel.is_set():
+                generation.close()
+                stats.finish_reason = "cancelled"
+                stats.elapsed_s = time.perf_counter() - stats.started
+                break
         yield StreamDone(request.key, generation.text(), stats)

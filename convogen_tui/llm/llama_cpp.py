@@ -1,25 +1,47 @@
-"""The llama.cpp backend (llama-cpp-python): GPU offload when built for it, streaming, cancel.
+"""The llama.cpp backend (llama-cpp-python): GPU offload when built for it, streaming, cancel, batching.
 
 Loaded models are kept in this process and reused, so a rerun after editing a template starts
-decoding at once; llama.cpp also reuses the KV cache of the longest shared prompt prefix.
+decoding at once; the engine also reuses the KV cache of the longest shared prompt prefix.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.llm.backend import Generation, GenerationStats, ModelInfo
+from convogen_tui.llm.backend import (
+    Generation,
+    GenerationStats,
+    ModelInfo,
+    NextRequest,
+    Request,
+    StreamChunk,
+    StreamEvent,
+    StreamFailed,
+)
+from convogen_tui.llm.llama_engine import LlamaEngine, Work
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024
+CPU_DEFAULT_PARALLEL = 4
+
+_init_lock = threading.Lock()
+_initialized = False
+
+
+def _backend_init() -> None:
+    global _initialized
+    with _init_lock:
+        if not _initialized:
+            import llama_cpp
+
+            llama_cpp.llama_backend_init()
+            _initialized = True
 
 
 def gpu_offload_supported() -> bool:
@@ -38,7 +60,11 @@ def file_fingerprint(path: Path) -> str:
 
 
 class LlamaCppBackend:
-    """A GGUF model loaded in-process through llama-cpp-python."""
+    """A GGUF model loaded in-process through llama-cpp-python's low-level API.
+
+    Generation runs through :class:`LlamaEngine` (our own decode loop): ``stream`` is one sequence,
+    ``run_many`` decodes up to ``parallel`` sequences together in the same context.
+    """
 
     def __init__(
         self,
@@ -48,23 +74,21 @@ class LlamaCppBackend:
         n_threads: int | None = None,
     ) -> None:
         import llama_cpp
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
 
         path = Path(path)
         _check_gguf(path)
+        _backend_init()
+        set_verbose(False)
         supported = gpu_offload_supported()
         if n_gpu_layers is None:
             n_gpu_layers = -1 if supported else 0
         threads = n_threads or os.cpu_count() or 1
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         try:
-            self.llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_gpu_layers=n_gpu_layers,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=512,
-                verbose=False,
-            )
+            model = LlamaModel(path_model=str(path), params=params, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(
                 Problem(
@@ -74,20 +98,20 @@ class LlamaCppBackend:
                     "for a GPU, lower --n-gpu-layers if memory runs out",
                 )
             ) from None
-        self._lock = threading.Lock()
+        self.model = model
         self.n_gpu_layers = n_gpu_layers
-        meta = self.llama.metadata
+        meta = model.metadata()
+        self.metadata = meta
         arch = meta.get("general.architecture", "unknown")
         n_layers = int(meta.get(f"{arch}.block_count", 0) or 0)
-        model = self.llama._model
         self.info = ModelInfo(
             name=meta.get("general.name") or path.stem,
             path=path.resolve(),
             architecture=arch,
             chat_template=meta.get("tokenizer.chat_template"),
-            bos_token=_token_text(model, self.llama.token_bos()),
-            eos_token=_token_text(model, self.llama.token_eos()),
-            n_ctx=self.llama.n_ctx(),
+            bos_token=_token_text(model, model.token_bos()),
+            eos_token=_token_text(model, model.token_eos()),
+            n_ctx=n_ctx,
             n_ctx_train=model.n_ctx_train(),
             size_bytes=path.stat().st_size,
             fingerprint=file_fingerprint(path),
@@ -96,9 +120,12 @@ class LlamaCppBackend:
             gpu_offload_supported=supported,
             adds_bos=bool(model.add_bos_token()),
         )
-        self._vocab = llama_cpp.llama_model_get_vocab(model.model)
+        self._vocab = model.vocab
         self._pieces: dict[int, bytes] = {}
+        self.n_threads = threads
+        self.engine = LlamaEngine(model.model, self._vocab, n_ctx, threads, self.piece)
 
+    # tokens ------------------------------------------------------------------------------
     def piece(self, token: int) -> bytes:
         """The bytes of one token, cached: decoding calls this once per generated token."""
         cached = self._pieces.get(token)
@@ -119,16 +146,55 @@ class LlamaCppBackend:
         return len(self.tokenize(text))
 
     def tokenize(self, text: str) -> list[int]:
-        return self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        return self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        tokens = self.tokenize(prompt)
+    # settings ----------------------------------------------------------------------------
+    @property
+    def share_prefix(self) -> bool:
+        """Reuse cached KV of a shared prompt prefix (on by default; tests turn it off to compare)."""
+        return self.engine.share_prefix
+
+    @share_prefix.setter
+    def share_prefix(self, value: bool) -> None:
+        self.engine.share_prefix = value
+
+    @property
+    def ignore_eos(self) -> bool:
+        """Decode every request to its full budget (benchmarks need fixed token counts)."""
+        return self.engine.ignore_eos
+
+    @ignore_eos.setter
+    def ignore_eos(self, value: bool) -> None:
+        self.engine.ignore_eos = value
+
+    def kv_bytes_per_token(self) -> int:
+        """KV cache bytes one token of one sequence takes (f16 K and V, every layer)."""
+        meta, arch = self.metadata, self.info.architecture
+        layers = int(meta.get(f"{arch}.block_count", 0) or 0)
+        heads = int(meta.get(f"{arch}.attention.head_count", 0) or 0)
+        kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads) or heads)
+        embd = int(meta.get(f"{arch}.embedding_length", 0) or 0)
+        head_dim = int(meta.get(f"{arch}.attention.key_length", 0) or 0) or (embd // heads if heads else 0)
+        return 2 * layers * kv_heads * head_dim * 2
+
+    def kv_bytes(self, parallel: int) -> int:
+        """The KV cache that ``parallel`` sequences of n_ctx tokens need: its upper bound and size."""
+        return self.kv_bytes_per_token() * self.info.n_ctx * parallel
+
+    def default_parallel(self) -> int:
+        """Sequences to decode together when the user does not say: many on a GPU, few on a CPU.
+
+        A GPU decoding a big model is bound by memory bandwidth, so 16 sequences cost about one. On
+        a CPU the matrix products are compute bound; batching still pays a little (see
+        benchmarks/RESULTS.md), most of it with the first few sequences.
+        """
+        if self.info.gpu_offload_supported and self.n_gpu_layers != 0:
+            return 16
+        return CPU_DEFAULT_PARALLEL
+
+    # generation --------------------------------------------------------------------------
+    def _work(self, request: Request) -> Work:
+        tokens = self.tokenize(request.prompt)
         n_ctx = self.info.n_ctx
         if len(tokens) >= n_ctx:
             raise ModelError(
@@ -139,66 +205,68 @@ class LlamaCppBackend:
                     f"{self.info.n_ctx_train}) or shorten the template",
                 )
             )
-        stats = GenerationStats(prompt_tokens=len(tokens))
-        budget = min(sampling.max_tokens, n_ctx - len(tokens))
-        return Generation(self._decode(tokens, sampling, seed, budget, stats, cancel), stats)
+        budget = min(request.sampling.max_tokens, n_ctx - len(tokens))
+        return Work(request, tokens, budget, GenerationStats(prompt_tokens=len(tokens)))
 
-    def _decode(
+    def stream(
         self,
-        tokens: list[int],
+        prompt: str,
         sampling: SamplingSettings,
         seed: int,
-        budget: int,
-        stats: GenerationStats,
-        cancel: threading.Event | None,
-    ) -> Iterator[str]:
-        import llama_cpp
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        work = self._work(Request(0, prompt, seed, sampling))
+        return Generation(self._single(work, cancel or threading.Event()), work.stats)
 
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        greedy = sampling.temperature <= 0
-        with self._lock:
-            self.llama.set_seed(seed & 0xFFFFFFFF)
-            stats.started = time.perf_counter()
-            stream = self.llama.generate(
-                tokens,
-                top_k=1 if greedy else sampling.top_k,
-                top_p=1.0 if greedy else sampling.top_p,
-                min_p=0.0,
-                temp=sampling.temperature,
-                repeat_penalty=sampling.repeat_penalty,
-                reset=True,
-            )
-            stats.finish_reason = "length"
+    def _single(self, work: Work, cancel: threading.Event) -> Iterator[str]:
+        pending: list[Work] = [work]
+
+        def pull() -> Work | None:
+            return pending.pop() if pending else None
+
+        # one slot in the shared context: the same loop, so the same text as inside a batch
+        for event in self.engine.run(pull, cancel, 1):
+            if isinstance(event, StreamChunk):
+                yield event.text
+            elif isinstance(event, StreamFailed):
+                raise ModelError(Problem(None, event.message))
+
+    def run_many(
+        self, next_request: NextRequest, cancel: threading.Event, parallel: int
+    ) -> Iterator[StreamEvent]:
+        """Decode up to ``parallel`` requests together (continuous batching, shared prefixes)."""
+
+        def pull() -> Work | StreamFailed | None:
+            request = next_request()
+            if request is None:
+                return None
             try:
-                for token in stream:
-                    if cancel is not None and cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                        break
-                    if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                        stats.finish_reason = "stop"
-                        break
-                    stats.completion_tokens += 1
-                    if stats.first_token_s is None:
-                        stats.first_token_s = time.perf_counter() - stats.started
-                    text = decoder.decode(self.piece(token))
-                    if text:
-                        yield text
-                    if stats.completion_tokens >= budget:
-                        break
-                    if cancel is not None and cancel.is_set():
-                        stats.finish_reason = "cancelled"
-                        break
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    yield tail
-            finally:
-                with contextlib.suppress(Exception):
-                    stream.close()
-                stats.elapsed_s = time.perf_counter() - stats.started
+                return self._work(request)
+            except ModelError as exc:
+                return StreamFailed(request.key, str(exc))
+
+        try:
+            self.engine.ensure_context(max(1, parallel))
+        except MemoryError as exc:
+            raise ModelError(
+                Problem(
+                    self.info.path,
+                    str(exc),
+                    hint=f"the KV cache needs {_gib(self.kv_bytes(parallel))} for {parallel} sequences; "
+                    'lower --parallel or "n_ctx"',
+                )
+            ) from None
+        return self.engine.run(pull, cancel, max(1, parallel))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.llama.close()
+            self.engine.free()
+        with contextlib.suppress(Exception):
+            self.model.close()
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
 
 
 def _token_text(model: object, token: int) -> str:
