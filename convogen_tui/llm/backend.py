@@ -165,9 +165,11 @@ def run_sequential(
     """Serve requests one at a time through ``backend.stream``; the fallback for any backend.
 
     Backends that can run many streams at once provide ``run_many(next_request, cancel,
-    parallel)`` with the same contract: pull a request whenever a slot is free, stop when
-    ``next_request`` returns None or ``cancel`` is set, and end every request with exactly one
-    StreamDone (finish_reason "cancelled" if cut short) or StreamFailed.
+    parallel)`` with the same contract: pull a request whenever a slot is free (None means nothing
+    waits now, since a finishing stream may queue more; stop when None comes with no stream
+    running, or when ``cancel`` is set), and end every request with exactly one StreamDone
+    (finish_reason "cancelled" if cut short) or StreamFailed. A request's own ``cancel`` ends
+    only that request.
     """
     from convogen_tui.core.errors import ConvogenError
 

@@ -25,7 +25,7 @@ from convogen_tui.llm.backend import (
     StreamEvent,
     StreamFailed,
 )
-from convogen_tui.llm.llama_engine import LlamaEngine, Work
+from convogen_tui.llm.llama_engine import EXACT_CHUNK, LlamaEngine, Work
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024
 CPU_DEFAULT_PARALLEL = 4
@@ -123,7 +123,17 @@ class LlamaCppBackend:
         self._vocab = model.vocab
         self._pieces: dict[int, bytes] = {}
         self.n_threads = threads
-        self.engine = LlamaEngine(model.model, self._vocab, n_ctx, threads, self.piece)
+        on_gpu = supported and n_gpu_layers != 0
+        # on CPU: same text alone or batched, with or without a cached prefix (llama_engine's note)
+        self.engine = LlamaEngine(
+            model.model,
+            self._vocab,
+            n_ctx,
+            threads,
+            self.piece,
+            flash_attn=None if on_gpu else False,
+            chunk=1 if on_gpu else EXACT_CHUNK,
+        )
 
     # tokens ------------------------------------------------------------------------------
     def piece(self, token: int) -> bytes:

@@ -14,6 +14,20 @@ A new request starts from the longest token prefix found in any stream: its own 
 another's (``llama_memory_seq_cp`` of that stream, then truncate). The system message and template
 text before the first placeholder are therefore evaluated once per run, not once per conversation;
 matching on tokens rather than text means a BPE merge across the boundary can never share wrong KV.
+
+Same text with or without a cached prefix, alone or batched (CPU). Two things in llama.cpp make a
+sequence's numbers depend on its neighbours, both measured on the embedded model:
+- a prompt token's KV depends on which tokens share its micro-batch (splitting a 98-token prompt at
+  token 10 moved the last logits by up to 0.85). So prompts are evaluated in pieces of ``chunk``
+  tokens at fixed positions (0, 16, 32, ...), and a cached prefix is reused only in whole chunks
+  that were computed that way: a prompt's KV is then bit-identical whether it was computed now,
+  copied from another sequence, or left over from the last job. (On a GPU, where text is not
+  promised identical anyway, ``chunk`` is 1: any cached prefix is reused, prompts go in 512s.)
+- the CPU flash-attention kernel gives a sequence different logits when a shorter sequence shares
+  the decode batch (0.58). Without flash attention the logits were bit-identical, so it is off when
+  nothing is offloaded to a GPU (at these context lengths it barely changes CPU speed). On a GPU it
+  stays on and batched text may drift from the text alone after some tokens: GPU kernels pick
+  their tiling by batch size, which changes rounding.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +52,8 @@ from convogen_tui.llm.backend import (
 )
 
 PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
-MIN_COPY_TOKENS = 16  # copying another stream only pays when it saves at least this many tokens
+MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens
+EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
 
 
 @dataclass
@@ -90,6 +105,8 @@ class LlamaEngine:
         n_threads: int,
         piece: Callable[[int], bytes],
         n_batch: int = 512,
+        flash_attn: bool | None = None,
+        chunk: int = EXACT_CHUNK,
     ) -> None:
         self._model = model
         self._vocab = vocab
@@ -97,11 +114,14 @@ class LlamaEngine:
         self._threads = n_threads
         self._piece = piece
         self._n_batch = n_batch
+        self._flash_attn = flash_attn  # None: llama.cpp decides
+        self.chunk = chunk
         self._ctx: Any = None
         self._mem: Any = None
         self._batch: Any = None
         self.capacity = 0
         self._held: list[list[int]] = []  # per sequence id: the tokens its KV stream holds
+        self._chunked: list[int] = []  # per sequence id: leading held tokens evaluated in whole chunks
         self.lock = threading.Lock()
         self.share_prefix = True
         self.ignore_eos = False  # for benchmarks: run every request to its full budget
@@ -119,10 +139,12 @@ class LlamaEngine:
         params.n_ctx = self.n_ctx * capacity
         params.n_seq_max = capacity
         params.n_batch = self._n_batch
-        params.n_ubatch = self._n_batch
+        params.n_ubatch = self._n_batch  # a decode step (one token per sequence) is one micro-batch
         params.n_threads = self._threads
         params.n_threads_batch = self._threads
         params.kv_unified = False
+        if self._flash_attn is not None:
+            params.flash_attn_type = int(self._flash_attn)  # LLAMA_FLASH_ATTN_TYPE_DISABLED/ENABLED
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
@@ -132,6 +154,7 @@ class LlamaEngine:
         self._batch = llama_cpp.llama_batch_init(max(self._n_batch, capacity), 0, 1)
         self.capacity = capacity
         self._held = [[] for _ in range(capacity)]
+        self._chunked = [0] * capacity
 
     def free(self) -> None:
         import llama_cpp
@@ -144,6 +167,7 @@ class LlamaEngine:
             self._ctx = self._mem = None
         self.capacity = 0
         self._held = []
+        self._chunked = []
 
     def forget(self) -> None:
         """Drop every cached prefix (the next request evaluates its whole prompt)."""
@@ -152,20 +176,21 @@ class LlamaEngine:
         if self._mem is not None:
             llama_cpp.llama_memory_clear(self._mem, True)
         self._held = [[] for _ in range(self.capacity)]
+        self._chunked = [0] * self.capacity
 
     # the loop ----------------------------------------------------------------------------
     def run(self, pull: Pull, cancel: threading.Event, parallel: int) -> Iterator[StreamEvent]:
         """Continuous batching: keep ``parallel`` sequences decoding, pulling work as slots free.
 
-        Every request pulled ends with exactly one StreamDone or StreamFailed, unless the caller
-        closes this generator early (then nothing more is yielded).
+        ``pull`` returning None means nothing waits right now: it is asked again when a slot frees,
+        and the run ends when it returns None with no sequence running. Every request pulled ends
+        with exactly one StreamDone or StreamFailed, unless the caller closes this generator early.
         """
         import llama_cpp
 
         with self.lock:
             self.ensure_context(parallel)
             slots = [_Slot(seq) for seq in range(parallel)]
-            exhausted = False
             try:
                 while True:
                     for slot in slots:
@@ -173,23 +198,12 @@ class LlamaEngine:
                             yield from self._finish(slot, "cancelled")
                     if cancel.is_set():
                         break
-                    if not exhausted:
-                        for slot in slots:
-                            if slot.work is not None or cancel.is_set():
-                                continue
-                            item = pull()
-                            while isinstance(item, StreamFailed):
-                                yield item
-                                item = pull()
-                            if item is None:
-                                exhausted = True
-                                break
-                            yield from self._start(slot, item)
+                    idle = yield from self._admit(slots, pull, cancel)
                     active = [s for s in slots if s.work is not None]
                     if not active:
-                        if exhausted or cancel.is_set():
+                        if idle or cancel.is_set():
                             break
-                        continue
+                        continue  # every new request ended at its first token: pull again
                     yield from self._step(active, llama_cpp)
                 for slot in slots:
                     if slot.work is not None:
@@ -197,6 +211,24 @@ class LlamaEngine:
             finally:
                 for slot in slots:
                     self._release(slot)
+
+    def _admit(
+        self, slots: list[_Slot], pull: Pull, cancel: threading.Event
+    ) -> Generator[StreamEvent, None, bool]:
+        """Fill free slots from ``pull``; returns True when it said nothing is waiting."""
+        for slot in slots:
+            if slot.work is not None:
+                continue
+            if cancel.is_set():
+                return False
+            item = pull()
+            while isinstance(item, StreamFailed):
+                yield item
+                item = pull()
+            if item is None:
+                return True  # nothing waits now; a finishing job may queue more (its restyle)
+            yield from self._start(slot, item)
+        return False
 
     def _start(self, slot: _Slot, work: Work) -> Iterator[StreamEvent]:
         """Prefill one request into its slot's stream (reusing a cached prefix), sample token one."""
@@ -290,20 +322,24 @@ class LlamaEngine:
 
     # KV bookkeeping ----------------------------------------------------------------------
     def _reuse_prefix(self, seq: int, tokens: list[int]) -> int:
-        """Keep the longest cached prefix of ``tokens`` in ``seq``'s stream; returns its length.
+        """Keep the longest cached prefix of ``tokens`` in ``seq``'s stream, in whole chunks.
 
-        At least the last prompt token is always decoded again: its logits start the answer.
+        Returns its length, a multiple of ``chunk``. The last prompt token is always decoded again:
+        its logits start the answer.
         """
         import llama_cpp
 
-        limit = len(tokens) - 1
-        own = min(common_prefix(self._held[seq], tokens), limit) if self.share_prefix else 0
-        source, best = seq, own
+        def usable(other: int) -> int:
+            held = self._held[other]
+            n = min(common_prefix(held, tokens), len(tokens) - 1, self._chunked[other])
+            return n // self.chunk * self.chunk
+
+        source, best = seq, usable(seq) if self.share_prefix else 0
         if self.share_prefix:
-            for other, held in enumerate(self._held):
-                if other != seq and len(held) > best + MIN_COPY_TOKENS:
-                    n = min(common_prefix(held, tokens), limit)
-                    if n >= best + MIN_COPY_TOKENS:
+            for other in range(self.capacity):
+                if other != seq and self._chunked[other] >= best + max(self.chunk, MIN_COPY):
+                    n = usable(other)
+                    if n > best:
                         source, best = other, n
         if source != seq:
             # streams are separate buffers: copy the whole stream, then cut it to the prefix
@@ -313,16 +349,18 @@ class LlamaEngine:
             llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
             best = 0
         self._held[seq] = tokens[:best]
+        self._chunked[seq] = best
         return best
 
     def _decode_prompt(self, seq: int, tokens: list[int], start: int) -> str | None:
-        """Decode tokens[start:] into ``seq`` in n_batch chunks; logits only for the last one."""
+        """Decode tokens[start:] into ``seq``, one llama_decode per chunk; logits for the last only."""
         import llama_cpp
 
         batch = self._batch
         n = len(tokens)
-        for first in range(start, n, self._n_batch):
-            chunk = tokens[first : first + self._n_batch]
+        step = self.chunk if self.chunk > 1 else self._n_batch
+        for first in range(start, n, step):
+            chunk = tokens[first : first + step]
             for i, token in enumerate(chunk):
                 batch.token[i] = token
                 batch.pos[i] = first + i
@@ -336,6 +374,7 @@ class LlamaEngine:
                 return f"llama_decode failed on the prompt ({rc})"
             self._held[seq].extend(chunk)
             self.prompt_tokens_evaluated += len(chunk)
+        self._chunked[seq] = n // self.chunk * self.chunk  # a last, partial chunk is not reusable
         return None
 
     def _drop(self, seq: int) -> None:
@@ -343,6 +382,7 @@ class LlamaEngine:
 
         llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
         self._held[seq] = []
+        self._chunked[seq] = 0
 
 
 def _cancelled(request: Request) -> bool:
