@@ -114,7 +114,7 @@ class LlamaEngine:
         self._threads = n_threads
         self._piece = piece
         self._n_batch = n_batch
-        self._flash_attn = flash_attn  # None: llama.cpp decides
+        self.flash_attn = flash_attn  # None: llama.cpp decides
         self.chunk = chunk
         self._ctx: Any = None
         self._mem: Any = None
@@ -143,8 +143,8 @@ class LlamaEngine:
         params.n_threads = self._threads
         params.n_threads_batch = self._threads
         params.kv_unified = False
-        if self._flash_attn is not None:
-            params.flash_attn_type = int(self._flash_attn)  # LLAMA_FLASH_ATTN_TYPE_DISABLED/ENABLED
+        if self.flash_attn is not None:
+            params.flash_attn_type = int(self.flash_attn)  # LLAMA_FLASH_ATTN_TYPE_DISABLED/ENABLED
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
@@ -174,7 +174,7 @@ class LlamaEngine:
         import llama_cpp
 
         if self._mem is not None:
-            llama_cpp.llama_memory_clear(self._mem, True)
+            llama_cpp.llama_memory_clear(self._mem, False)
         self._held = [[] for _ in range(self.capacity)]
         self._chunked = [0] * self.capacity
 
