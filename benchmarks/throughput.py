@@ -50,21 +50,42 @@ class Single:
     e2e_tps: float  # generated tokens / whole call
 
 
-def raw_decode(backend: LlamaCppBackend, prompt: str, n_tokens: int) -> Single:
-    """The lightest loop llama.cpp allows from Python: one-token batches, C greedy sampler."""
-    import llama_cpp
+class RawDecoder:
+    """The lightest loop llama.cpp allows from Python: one-token batches, C greedy sampler.
 
-    params = llama_cpp.llama_context_default_params()
-    params.n_ctx = backend.info.n_ctx
-    params.n_batch = params.n_ubatch = 512
-    params.n_threads = params.n_threads_batch = backend.n_threads
-    params.no_perf = True
-    ctx = llama_cpp.llama_init_from_model(backend.model.model, params)
-    batch = llama_cpp.llama_batch_init(512, 0, 1)
-    sampler = llama_cpp.llama_sampler_init_greedy()
-    try:
+    Its context is made once and reused (as the pipeline's is), with the pipeline's flash-attention
+    setting, so only the loop around llama_decode differs between the two.
+    """
+
+    def __init__(self, backend: LlamaCppBackend) -> None:
+        import llama_cpp
+
+        self.backend = backend
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = backend.info.n_ctx
+        params.n_batch = params.n_ubatch = 512
+        params.n_threads = params.n_threads_batch = backend.n_threads
+        params.no_perf = True
+        if backend.engine.flash_attn is not None:
+            params.flash_attn_type = int(backend.engine.flash_attn)
+        self.ctx = llama_cpp.llama_init_from_model(backend.model.model, params)
+        self.batch = llama_cpp.llama_batch_init(512, 0, 1)
+        self.sampler = llama_cpp.llama_sampler_init_greedy()
+
+    def close(self) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(self.sampler)
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+
+    def run(self, prompt: str, n_tokens: int) -> Single:
+        import llama_cpp
+
+        ctx, batch, sampler = self.ctx, self.batch, self.sampler
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), False)
         start = time.perf_counter()
-        tokens = backend.tokenize(prompt)
+        tokens = self.backend.tokenize(prompt)
         n = len(tokens)
         for i, token in enumerate(tokens):
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
@@ -84,13 +105,13 @@ def raw_decode(backend: LlamaCppBackend, prompt: str, n_tokens: int) -> Single:
                 raise RuntimeError("decode failed")
             token = llama_cpp.llama_sampler_sample(sampler, ctx, -1)
         end = time.perf_counter()
-    finally:
-        llama_cpp.llama_sampler_free(sampler)
-        llama_cpp.llama_batch_free(batch)
-        llama_cpp.llama_free(ctx)
-    return Single(
-        n, n / (prompt_done - start), first - start, (n_tokens - 1) / (end - first), n_tokens / (end - start)
-    )
+        return Single(
+            n,
+            n / (prompt_done - start),
+            first - start,
+            (n_tokens - 1) / (end - first),
+            n_tokens / (end - start),
+        )
 
 
 def pipeline_single(pipeline: Pipeline, job: Job) -> Single:
@@ -201,10 +222,15 @@ def main(argv: list[str] | None = None) -> int:
 
         pipe = Pipeline(experiment, backend, sampling=greedy)
         prompt = pipe.generation_prompt(jobs[0].seed, jobs[0].persona)
+        raw = RawDecoder(backend)
+        raw.run(prompt, 8)  # warm both up: first-touch page faults are not decode speed
+        warm = greedy.model_copy(update={"max_tokens": 8})
+        pipeline_single(Pipeline(experiment, backend, sampling=warm), jobs[0])
         raws, pipes = [], []
         for _ in range(repeat):  # interleaved, so drifting load hits both alike
-            raws.append(raw_decode(backend, prompt, tokens))
+            raws.append(raw.run(prompt, tokens))
             pipes.append(pipeline_single(pipe, jobs[0]))
+        raw.close()
 
         def med(rows: list[Single], name: str) -> float:
             return statistics.median(getattr(r, name) for r in rows)
