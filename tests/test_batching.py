@@ -15,7 +15,7 @@ import pytest
 
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.experiment import SamplingSettings, load_experiment
-from convogen_tui.core.pipeline import Pipeline, RunFinished
+from convogen_tui.core.pipeline import Pipeline, RunFinished, TokenChunk
 from convogen_tui.llm.backend import (
     Request,
     StreamChunk,
@@ -189,3 +189,39 @@ def test_pipeline_in_parallel_writes_the_same_files_as_sequential(datasets: Path
             records["restyled " + record["tweet_id"]] = record["restyled_conv"]
         texts.append(records)
     assert len(texts[0]) == 8 and texts[0] == texts[1]
+
+
+def test_cancelled_parallel_run_writes_no_partial_file(sample: Path) -> None:
+    experiment = load_experiment(sample)
+    sampling = experiment.sampling.model_copy(update={"max_tokens": 200})
+    pipeline = Pipeline(experiment, open_backend(experiment), sampling=sampling)
+    plan = pipeline.plan(seeds_for(experiment).seeds, limit=3, seed=2)
+    cancel = threading.Event()
+    events = []
+    for event in pipeline.run(plan.jobs, cancel=cancel, parallel=3):
+        events.append(event)
+        if isinstance(event, TokenChunk) and event.n_tokens >= 3:
+            cancel.set()
+    summary = events[-1]
+    assert isinstance(summary, RunFinished) and summary.cancelled and summary.conversations == 0
+    assert not list(pipeline.store.conv_dir.glob("*"))  # a missing folder globs to nothing
+
+
+def test_cli_parallel_option_is_reported(cli, datasets: Path) -> None:
+    code, out, _ = cli(
+        "generate",
+        "sample",
+        "--root",
+        datasets,
+        "--limit",
+        "2",
+        "--max-tokens",
+        "6",
+        "--seed",
+        "3",
+        "--parallel",
+        "2",
+        "--no-restyle",
+    )
+    assert code == 0 and "parallel: 2 conversation(s) at once (--parallel)" in out
+    assert "wrote 2 conversation(s)" in out

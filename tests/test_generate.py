@@ -162,6 +162,8 @@ def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path
         "--seed",
         "5",
         "--no-restyle",
+        "--parallel",
+        "1",  # one conversation at a time, so the interrupt lands between files
     ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60

@@ -255,17 +255,6 @@ class LlamaCppBackend:
             except ModelError as exc:
                 return StreamFailed(request.key, str(exc))
 
-        try:
-            self.engine.ensure_context(max(1, parallel))
-        except MemoryError as exc:
-            raise ModelError(
-                Problem(
-                    self.info.path,
-                    str(exc),
-                    hint=f"the KV cache needs {_gib(self.kv_bytes(parallel))} for {parallel} sequences; "
-                    'lower --parallel or "n_ctx"',
-                )
-            ) from None
         return self.engine.run(pull, cancel, max(1, parallel))
 
     def close(self) -> None:
@@ -273,10 +262,6 @@ class LlamaCppBackend:
             self.engine.free()
         with contextlib.suppress(Exception):
             self.model.close()
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
 
 
 def _token_text(model: object, token: int) -> str:

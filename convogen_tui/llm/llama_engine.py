@@ -39,6 +39,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.llm.backend import (
     FinishReason,
@@ -148,7 +149,13 @@ class LlamaEngine:
         params.no_perf = True
         ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not ctx:
-            raise MemoryError(f"llama.cpp could not create a context for {capacity} x {self.n_ctx} tokens")
+            raise ModelError(
+                Problem(
+                    None,
+                    f"llama.cpp could not make room for {capacity} sequence(s) x {self.n_ctx} tokens",
+                    hint='the KV cache grows with both: lower --parallel or "n_ctx" in expt-setup.json',
+                )
+            )
         self._ctx = ctx
         self._mem = llama_cpp.llama_get_memory(ctx)
         self._batch = llama_cpp.llama_batch_init(max(self._n_batch, capacity), 0, 1)
