@@ -1,0 +1,223 @@
+"""The ConvoGen app: screens, the model loaded once in the background, help, palette, $EDITOR.
+
+Screens do the work; this file wires them and owns what lives longer than a screen: the root, the
+model (loaded in a thread worker, reported through messages) and the app-wide keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.tui.messages import ModelFailed, ModelReady
+from convogen_tui.tui.screens.dialogs import HelpScreen
+from convogen_tui.tui.screens.experiments import ExperimentsScreen
+from convogen_tui.tui.screens.generate import GeneratePane
+from convogen_tui.tui.screens.review import ReviewPane
+from convogen_tui.tui.screens.seeds import SeedsPane
+from convogen_tui.tui.screens.setup import SetupPane
+from convogen_tui.tui.screens.templates import TemplatesPane
+from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
+from convogen_tui.tui.session import Session
+
+
+class ConvogenApp(App[int]):
+    """Browse experiments, edit, preview, generate and review, all from the keyboard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ConvoGen"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help"),
+        Binding("f9", "open_in_editor", "$EDITOR"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        root: Path,
+        experiment: str | Path | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        load_model: bool = True,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.start_experiment = experiment
+        self.model = model
+        self.max_tokens = max_tokens
+        self.load_model_enabled = load_model
+        self.session: Session | None = None
+        self.model_status = "model: not loaded"
+
+    def on_mount(self) -> None:
+        self.push_screen(ExperimentsScreen(self.root))
+        if self.start_experiment is not None:
+            from convogen_tui.core.experiment import locate_experiment
+
+            try:
+                self.open_experiment(locate_experiment(self.start_experiment, self.root))
+            except ConvogenError as exc:
+                self.notify(str(exc), title="cannot open", severity="error", timeout=10)
+
+    # experiments --------------------------------------------------------------------------
+    def open_experiment(self, path: Path) -> None:
+        """Open an experiment in its own screen; the model loads in the background if needed."""
+        previous = self.session
+        self.session = Session.open(path, self.model, self.max_tokens)
+        if previous is not None and previous.backend is not None:
+            self.session.backend = previous.backend
+        if isinstance(self.screen, ExperimentScreen):
+            self.pop_screen()
+        self.push_screen(ExperimentScreen(self.session))
+        if self.session.experiment.errors:
+            self.notify(
+                f"{len(self.session.experiment.errors)} problem(s) in the setup: see Setup (F2)",
+                severity="warning",
+            )
+        self._start_model_load()
+
+    def _start_model_load(self) -> None:
+        if not self.load_model_enabled or self.session is None:
+            return
+        if self.session.experiment.setup is None:
+            self.set_model_status("model: fix the setup first (F2)")
+            return
+        self.session.backend = None
+        self.set_model_status("loading model…")
+        self._load_model(self.session)
+
+    @work(thread=True, exclusive=True, group="model")
+    def _load_model(self, session: Session) -> None:
+        """Blocking load (seconds to minutes): cached per process, so a second open is instant."""
+        from convogen_tui.llm.loader import open_backend
+
+        try:
+            backend = open_backend(session.experiment, session.model)
+        except ConvogenError as exc:
+            problem = exc.problems[0] if exc.problems else None
+            self.post_message(
+                ModelFailed(problem.message if problem else str(exc), problem.hint if problem else None)
+            )
+            return
+        except Exception as exc:  # llama.cpp raises plain errors too; the app must live on
+            self.post_message(ModelFailed(f"{type(exc).__name__}: {exc}", None))
+            return
+        self.post_message(ModelReady(backend))
+
+    @on(ModelReady)
+    def _model_ready(self, message: ModelReady) -> None:
+        if self.session is not None:
+            self.session.backend = message.backend
+            self.session._pipeline = None
+        info = message.backend.info
+        self.set_model_status(f"model: {info.name} · ctx {info.n_ctx} · {info.offload_summary}")
+
+    @on(ModelFailed)
+    def _model_failed(self, message: ModelFailed) -> None:
+        self.set_model_status("model: failed to load (see the notification)")
+        hint = (
+            message.hint or 'set "llm" in expt-setup.json to "default", a .gguf path or OWNER/REPO:FILE.gguf'
+        )
+        self.notify(
+            f"{message.message}\nWhat to do: {hint}", title="model error", severity="error", timeout=30
+        )
+
+    def set_model_status(self, status: str) -> None:
+        self.model_status = status
+        for screen in self.screen_stack:
+            if isinstance(screen, ExperimentScreen):
+                screen.model_changed()
+
+    def action_experiments(self) -> None:
+        while isinstance(self.screen, ExperimentScreen):
+            self.pop_screen()
+
+    # help, palette, editor ----------------------------------------------------------------
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Every key of every screen, from the Binding lists themselves."""
+
+        def keys(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[str, str]]:
+            out = []
+            for b in bindings:
+                if isinstance(b, Binding):
+                    out.append((b.key, b.description or b.action))
+            return out
+
+        tabs = [(key.upper(), label.split(" ", 1)[1]) for _pane, label, key in PANES]
+        return [
+            ("Everywhere", [*keys(self.BINDINGS), ("ctrl+p", "command palette"), ("tab", "next widget")]),
+            ("Experiments", keys(ExperimentsScreen.BINDINGS)),
+            ("Experiment (any tab)", tabs + keys(ExperimentScreen.BINDINGS[len(PANES) :])),
+            ("Setup (F2)", [*keys(SetupPane.BINDINGS), ("enter", "on a grid cell: persona texts")]),
+            ("Templates (F3)", keys(TemplatesPane.BINDINGS)),
+            ("Seeds (F4)", keys(SeedsPane.BINDINGS)),
+            ("Generate (F5)", keys(GeneratePane.BINDINGS)),
+            ("Review (F6)", keys(ReviewPane.BINDINGS)),
+        ]
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_sections()))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: all keys", "F1", self.action_help)
+        yield SystemCommand(
+            "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
+        )
+        yield SystemCommand(
+            "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
+        )
+        if isinstance(screen, ExperimentsScreen):
+            yield SystemCommand("New experiment from the sample", "n", screen.action_new)
+            yield SystemCommand("Copy the selected experiment", "c", screen.action_copy)
+        if isinstance(screen, ExperimentScreen):
+            for pane, label, key in PANES:
+                yield SystemCommand(
+                    f"Go to {label.split(' ', 1)[1]}", key.upper(), lambda p=pane: screen.show_pane(p)
+                )
+            yield SystemCommand("Generate the picked seeds", "ctrl+g", screen.action_generate)
+            yield SystemCommand("Rerun the last seed and persona", "ctrl+r", screen.action_rerun)
+            yield SystemCommand("Cancel the run", "Esc on Generate", screen.generate.action_cancel)
+            yield SystemCommand("Save templates", "ctrl+s on Templates", screen.templates.action_save)
+            yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
+
+    def action_open_in_editor(self) -> None:
+        """Suspend the app, run $EDITOR on the current file, then read the file back."""
+        screen = self.screen
+        path = screen.current_file() if isinstance(screen, ExperimentScreen) else None
+        if path is None:
+            self.notify("no file here to edit: use Setup, Templates or Review", severity="warning")
+            return
+        if isinstance(screen, ExperimentScreen) and path.suffix == ".txt" and screen.templates.dirty():
+            screen.templates.save()
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        try:
+            with self.suspend():
+                subprocess.run([*shlex.split(editor), str(path)], check=False)
+        except Exception as exc:  # SuspendNotSupported in tests and web; a missing editor binary
+            self.notify(f"cannot run {editor}: {exc}", severity="error")
+            return
+        if isinstance(screen, ExperimentScreen):
+            screen.reload_after_edit(path)
+
+
+def run_app(
+    root: Path | str = "datasets",
+    experiment: str | None = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+) -> int:
+    app = ConvogenApp(Path(root), experiment, model, max_tokens)
+    app.run()
+    return app.return_code or 0
