@@ -39,7 +39,7 @@ class ConvogenApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("f9", "open_in_editor", "$EDITOR"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
     def __init__(
@@ -120,7 +120,9 @@ class ConvogenApp(App[int]):
             self.session.backend = message.backend
             self.session._pipeline = None
         info = message.backend.info
-        self.set_model_status(f"model: {info.name} · ctx {info.n_ctx} · {info.offload_summary}")
+        name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
+        where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
+        self.set_model_status(f"{name} · ctx {info.n_ctx} · {where}")
 
     @on(ModelFailed)
     def _model_failed(self, message: ModelFailed) -> None:

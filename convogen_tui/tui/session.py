@@ -59,8 +59,8 @@ class Session:
             self._seeds = seeds_for(self.experiment)
         return self._seeds
 
-    def pipeline(self) -> Pipeline:
-        """The pipeline on the loaded model; templates are re-read on every call (cheap)."""
+    def pipeline(self, reload: bool = True) -> Pipeline:
+        """The pipeline on the loaded model; templates are re-read (cheap) unless ``reload`` is off."""
         if self.backend is None:
             raise ConvogenError("the model is still loading; try again in a moment")
         if self._pipeline is None:
@@ -68,7 +68,7 @@ class Session:
             if self.max_tokens is not None:
                 sampling = sampling.model_copy(update={"max_tokens": self.max_tokens})
             self._pipeline = Pipeline(self.experiment, self.backend, sampling=sampling)
-        else:
+        elif reload:
             self._pipeline.reload_templates()
         return self._pipeline
 

@@ -178,13 +178,13 @@ class TemplatesPane(Horizontal):
 
     def _describe(self, request: _Request, preview: PromptPreview | None) -> None:
         seeds = self._seeds()
-        position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)} {request.seed.tweet_id}"
+        position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)} …{request.seed.tweet_id[-6:]}"
         persona = self._persona_label(request) if request.kind == "conv-gen" else "restyle pass"
         if preview is None:
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
             count = f"{preview.n_tokens} / {preview.n_ctx} tokens · {preview.prompt_format}"
-        self._info(f"{position} · {persona}\n{count}   (ctrl+n seed, ctrl+b persona)")
+        self._info(f"{count}\n{position} · {persona}")
 
     def _info(self, text: str) -> None:
         self.query_one("#tpl-info", Static).update(text)
@@ -206,7 +206,7 @@ class TemplatesPane(Horizontal):
                 )
                 self.post_message(self.Previewed(request.serial, None, text))
                 return
-            pipeline = self.session.pipeline()
+            pipeline = self.session.pipeline(reload=False)  # the editor's text is what counts
             if request.kind == "conv-gen":
                 prompt = pipeline.generation_prompt(request.seed, persona, request.template)
             else:

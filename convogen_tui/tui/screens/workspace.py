@@ -40,7 +40,7 @@ class ExperimentScreen(Screen[None]):
         ],
         Binding("ctrl+g", "generate", "Generate", priority=True),
         Binding("ctrl+r", "rerun", "Rerun", priority=True),
-        Binding("ctrl+o", "app.experiments", "Experiments"),
+        Binding("ctrl+o", "app.experiments", "Experiments", show=False),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -65,6 +65,7 @@ class ExperimentScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name}"
         self.sub_title = self.app.model_status  # type: ignore[attr-defined]
+        self._focus_pane("templates")
 
     @property
     def generate(self) -> GeneratePane:
