@@ -70,7 +70,7 @@ class GeneratePane(Vertical):
             yield Static("", id="gen-plan", markup=False)
             yield Select(self._options(), id="gen-persona", allow_blank=False, compact=True)
         yield Static("Idle. ctrl+g: generate the picked seeds", id="gen-status", markup=False)
-        yield ProgressBar(id="gen-progress", show_eta=False)
+        yield ProgressBar(total=1, id="gen-progress", show_eta=False)  # a bar with no total animates
         with Horizontal(id="gen-views"):
             conv = StreamView("The conversation streams here.", id="gen-conv")
             conv.border_title = "Conversation"
