@@ -60,6 +60,7 @@ class GeneratePane(Vertical):
         self.failed = 0
         self.phase = ""
         self.job: Job | None = None
+        self.job_index = 0
         self.tokens = 0
         self.phase_started = 0.0
         self.last_paths: list[str] = []
@@ -206,6 +207,7 @@ class GeneratePane(Vertical):
             self.job = None
         elif isinstance(event, JobStarted):
             self.job, self.phase, self.tokens = event.job, event.phase, 0
+            self.job_index = event.index + 1
             self.phase_started = time.perf_counter()
             if event.phase == "generate":
                 self.session.last_job = event.job

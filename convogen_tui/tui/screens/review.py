@@ -165,8 +165,7 @@ class ReviewPane(Vertical):
     def _status(self) -> None:
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
         self.query_one("#rev-status", Static).update(
-            f"{len(self.shown)} of {len(self.rows)} conversations{more} · trash {self.trash} · "
-            "d delete · u undo · f flag · k keep · g regenerate"
+            f"{len(self.shown)} of {len(self.rows)} conversations{more} · trash {self.trash}"
         )
 
     def current(self) -> ConversationSummary | None:

@@ -11,7 +11,8 @@ import re
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-_SPEAKER = re.compile(r"^\W*(socbot|user)\W*:", re.I)
+# "SocBot:", "**User:**", "1. User:", "- SocBot :" all open a message
+_SPEAKER = re.compile(r"^\W*(?:\d+[.)]?\s*)?\W*(socbot|user)\W*:", re.I)
 
 
 def split_turns(text: str) -> list[tuple[str, str]]:
