@@ -220,3 +220,32 @@ async def test_help_lists_every_screen_key(sample_root: Path) -> None:
             assert key in text
         await pilot.press("escape")
         assert isinstance(app.screen, ExperimentScreen)
+
+
+async def test_model_error_is_a_notification_with_what_to_do(sample_root: Path) -> None:
+    app = ConvogenApp(sample_root, "sample", model=str(sample_root / "missing.gguf"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_sample(pilot, app, model=False)
+        await wait_for(pilot, lambda: "failed" in app.model_status)
+        messages = [n.message for n in app._notifications]
+        assert any("missing.gguf" in m and "What to do" in m for m in messages), messages
+        await pilot.press("ctrl+g")  # the app lives on and says why nothing runs
+        assert not app.screen.generate.running  # type: ignore[attr-defined]
+
+
+async def test_persona_grid_opens_the_texts_for_editing(sample_root: Path) -> None:
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_sample(pilot, app, model=False)
+        await pilot.press("f2")
+        grid = screen.query_one("#persona-grid", DataTable)
+        grid.focus()
+        grid.move_cursor(row=0, column=1)  # distrust x sarcastic
+        await pilot.press("enter")
+        area = app.screen.query_one("#persona-text-1", TextArea)
+        assert "mockery" in area.text
+        area.load_text("Short and sarcastic.")
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, ExperimentScreen)
+        path = expt_dir(sample_root) / "dispositions" / "sarcastic.txt"
+        assert path.read_text() == "Short and sarcastic."
