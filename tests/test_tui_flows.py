@@ -98,7 +98,7 @@ async def test_placeholder_error_is_named_as_you_type(sample_root: Path) -> None
 
 async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
-    app = ConvogenApp(root, "sample", max_tokens=8)
+    app = ConvogenApp(root, "sample", max_tokens=8, seed=7)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_sample(pilot, app)
         chunks: list[str] = []
@@ -131,7 +131,7 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
 
 async def test_escape_cancels_and_leaves_no_file(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
-    app = ConvogenApp(root, "sample", max_tokens=400)
+    app = ConvogenApp(root, "sample", max_tokens=400, seed=7)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_sample(pilot, app)
         await pilot.press("ctrl+g")

@@ -54,6 +54,15 @@ def steady(pane: str | None):  # type: ignore[no-untyped-def]
                 await wait_for(pilot, lambda: app.screen.query_one("#rev-table", DataTable).row_count == 3)
             if pane == "f4":
                 await wait_for(pilot, lambda: app.screen.query_one("#seed-table", DataTable).row_count == 20)
+        focus = {
+            "f2": "setup-editor",
+            "f3": "tpl-conv-gen",
+            "f4": "seed-table",
+            "f5": "gen-conv",
+            "f6": "rev-table",
+        }
+        if pane is not None:
+            await wait_for(pilot, lambda: app.focused is not None and app.focused.id == focus[pane])
         await pilot.pause(0.4)
         for area in app.screen.query(TextArea):
             area.cursor_blink = False

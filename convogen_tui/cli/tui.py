@@ -12,6 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-tokens", type=int, default=None, help="new tokens per pass (default from the setup)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="fixed random seed: the same text on CPU every run"
+    )
     parser.set_defaults(func=run)
 
 
@@ -23,4 +26,5 @@ def run(args: argparse.Namespace) -> int:
         experiment=getattr(args, "experiment", None),
         model=args.model,
         max_tokens=args.max_tokens,
+        seed=args.seed,
     )

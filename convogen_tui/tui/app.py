@@ -49,12 +49,14 @@ class ConvogenApp(App[int]):
         model: str | None = None,
         max_tokens: int | None = None,
         load_model: bool = True,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
         self.start_experiment = experiment
         self.model = model
         self.max_tokens = max_tokens
+        self.seed = seed
         self.load_model_enabled = load_model
         self.session: Session | None = None
         self.model_status = "model: not loaded"
@@ -73,7 +75,7 @@ class ConvogenApp(App[int]):
     def open_experiment(self, path: Path) -> None:
         """Open an experiment in its own screen; the model loads in the background if needed."""
         previous = self.session
-        self.session = Session.open(path, self.model, self.max_tokens)
+        self.session = Session.open(path, self.model, self.max_tokens, self.seed)
         if previous is not None and previous.backend is not None:
             self.session.backend = previous.backend
         if isinstance(self.screen, ExperimentScreen):
@@ -219,7 +221,8 @@ def run_app(
     experiment: str | None = None,
     model: str | None = None,
     max_tokens: int | None = None,
+    seed: int | None = None,
 ) -> int:
-    app = ConvogenApp(Path(root), experiment, model, max_tokens)
+    app = ConvogenApp(Path(root), experiment, model, max_tokens, seed=seed)
     app.run()
     return app.return_code or 0

@@ -28,6 +28,7 @@ class Session:
     experiment: Experiment
     model: str | None = None
     max_tokens: int | None = None
+    seed: int | None = None  # fixed: the same text on CPU every run (tests, demos); None: fresh
     backend: Backend | None = None
     picked: list[Seed] = field(default_factory=list)
     persona_choice: str = RANDOM
@@ -36,8 +37,10 @@ class Session:
     _pipeline: Pipeline | None = None
 
     @classmethod
-    def open(cls, path: Path, model: str | None = None, max_tokens: int | None = None) -> Session:
-        return cls(load_experiment(path), model, max_tokens)
+    def open(
+        cls, path: Path, model: str | None = None, max_tokens: int | None = None, seed: int | None = None
+    ) -> Session:
+        return cls(load_experiment(path), model, max_tokens, seed)
 
     @property
     def store(self) -> ConversationStore:
@@ -77,12 +80,13 @@ class Session:
         pipeline = self.pipeline()
         seeds = self.picked or self.seeds().seeds[:1]
         if self.persona_choice == ALL:
-            return pipeline.plan(seeds, personas="all", again=True).jobs
+            return pipeline.plan(seeds, personas="all", again=True, seed=self.seed).jobs
         if self.persona_choice == RANDOM:
             # a fresh draw each time, so repeated runs of one seed visit different personas
-            return pipeline.plan(seeds, personas="random", again=True, draw_seed=_fresh()).jobs
+            draw = self.seed if self.seed is not None else _fresh()
+            return pipeline.plan(seeds, personas="random", again=True, seed=self.seed, draw_seed=draw).jobs
         persona = self.persona(self.persona_choice)
-        return [Job(s, persona, job_random_seed(None, s.tweet_id)) for s in seeds]
+        return [Job(s, persona, job_random_seed(self.seed, s.tweet_id)) for s in seeds]
 
     def persona(self, label: str) -> Persona:
         for persona in self.personas():
@@ -99,7 +103,7 @@ class Session:
             persona = self.persona(job.persona.label)
         except ConvogenError:
             persona = job.persona
-        return Job(job.seed, persona, job_random_seed(None, job.seed.tweet_id))
+        return Job(job.seed, persona, job_random_seed(self.seed, job.seed.tweet_id, "rerun"))
 
 
 def _fresh() -> int:

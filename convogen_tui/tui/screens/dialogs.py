@@ -88,9 +88,10 @@ class HelpScreen(ModalScreen[None]):
             lines.append(f"[b]{title}[/b]")
             lines += [f"  [$accent]{escape(key):<14}[/] {escape(description)}" for key, description in keys]
             lines.append("")
-        with VerticalScroll(classes="dialog wide", id="help"):
+        with VerticalScroll(classes="dialog wide", id="help") as scroll:
+            scroll.can_focus = True
             yield Static("\n".join(lines))
-        yield Static("Esc / F1: close", classes="dialog-hint")
+        yield Static("↑ ↓ PgUp PgDn: scroll   Esc / F1: close", classes="dialog-hint")
 
     def action_close(self) -> None:
         self.dismiss(None)

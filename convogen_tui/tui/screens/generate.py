@@ -88,6 +88,11 @@ class GeneratePane(Vertical):
         options = [("one random persona per seed", RANDOM), ("every persona", ALL)]
         return options + [(p.label, p.label) for p in self.session.personas()]
 
+    def on_unmount(self) -> None:
+        """Leaving the experiment (or quitting) stops the run at the next token: no half file."""
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+
     def refresh_choices(self) -> None:
         """Persona choices follow the setup; the seed summary follows the picks."""
         options = self._options()

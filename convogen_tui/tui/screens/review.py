@@ -283,4 +283,6 @@ class ReviewPane(Vertical):
                 str(record.get("disposition", "")),
             )
         seed = Seed(row.tweet_id, str(record.get("tweet", "")))
-        self.post_message(RunJobs([Job(seed, persona, job_random_seed(None, row.tweet_id))]))
+        self.post_message(
+            RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
+        )

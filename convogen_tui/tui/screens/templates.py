@@ -178,7 +178,7 @@ class TemplatesPane(Horizontal):
 
     def _describe(self, request: _Request, preview: PromptPreview | None) -> None:
         seeds = self._seeds()
-        position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)} …{request.seed.tweet_id[-6:]}"
+        position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)}"
         persona = self._persona_label(request) if request.kind == "conv-gen" else "restyle pass"
         if preview is None:
             count = "loading model…" if self.session.backend is None else "counting…"
