@@ -345,7 +345,7 @@ class Pipeline:
 
         yield RunStarted(total, info.name, info.offload_summary)
         run_many = getattr(self.backend, "run_many", None)
-        if parallel > 1 and run_many is not None:
+        if run_many is not None and (parallel > 1 or getattr(self.backend, "always_run_many", False)):
             stream = run_many(next_request, cancel, parallel)
         else:
             stream = run_sequential(self.backend, next_request, cancel)
