@@ -460,12 +460,15 @@ class OpenAIBackend:
 
     # many at once ------------------------------------------------------------------------
     def _pick(self, avoid: set[str]) -> Endpoint | None:
+        """The least busy healthy endpoint; a retry waits for one it has not failed on, if any is left."""
         now = time.monotonic()
         ready = [e for e in self.endpoints if e.available(now)]
-        preferred = [e for e in ready if e.label not in avoid] or ready
-        if not preferred:
+        untried = [e for e in self.endpoints if e.disabled is None and e.label not in avoid]
+        if untried:
+            ready = [e for e in ready if e.label not in avoid]
+        if not ready:
             return None
-        return min(preferred, key=lambda e: (e.in_flight / e.concurrency, e.failures))
+        return min(ready, key=lambda e: (e.in_flight / e.concurrency, e.failures))
 
     def run_many(
         self, next_request: NextRequest, cancel: threading.Event, parallel: int = 0
