@@ -292,3 +292,25 @@ def test_api_key_is_read_from_the_environment_only(monkeypatch):
     assert api_key_from_env() == "k2"
     assert display_url("https://user:secret@host:8000/v1/?token=x") == "https://host:8000/v1"
     assert os.environ["CONVOGEN_API_KEY"] == "k2"
+
+
+def test_cancel_mid_stream_ends_every_request_once_and_writes_nothing(servers, sample):
+    experiment = load_experiment(sample)
+    backend = OpenAIBackend([servers["a"].url, servers["b"].url], concurrency=1)
+    sampling = experiment.sampling.model_copy(update={"max_tokens": 64})
+    pipeline = Pipeline(experiment, backend, sampling=sampling)
+    grid = experiment.personas()
+    jobs = [Job(Seed(f"c{i}", f"cancel me {i}"), grid[i], i) for i in range(4)]
+    cancel = threading.Event()
+    started = time.perf_counter()
+    events = []
+    for event in pipeline.run(jobs, cancel=cancel, parallel=backend.slots):
+        events.append(event)
+        if type(event).__name__ == "TokenChunk":
+            cancel.set()
+    assert time.perf_counter() - started < 30
+    result = events[-1]
+    assert isinstance(result, RunFinished) and result.cancelled
+    assert (result.conversations, result.failed) == (0, 0)
+    assert not list((sample / "conversations").glob("*.json"))
+    assert all(e.in_flight == 0 for e in backend.endpoints)
