@@ -43,15 +43,15 @@ def _free_port() -> int:
 class Server:
     """One `python -m llama_cpp.server` subprocess serving the embedded model."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, interrupt: bool = False) -> None:
         from convogen_tui.llm.embedded import embedded_model_path
 
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         args = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path())]
         args += ["--port", str(self.port), "--n_ctx", "2048", "--n_threads", "1"]
-        # concurrent requests must queue, not cut each other off (llama_cpp.server's default)
-        args += ["--interrupt_requests", "False", *extra]
+        # by default llama_cpp.server ends a stream early when another request arrives
+        args += ["--interrupt_requests", str(interrupt), *extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -77,7 +77,7 @@ def servers() -> Iterator[dict[str, Server]]:
         "a": Server(),
         "b": Server(),
         "victim": Server(),
-        "keyed": Server("--api_key", API_KEY),
+        "keyed": Server("--api_key", API_KEY, interrupt=True),  # as started with no options
     }
     try:
         for server in started.values():
@@ -191,6 +191,22 @@ def test_wrong_url_is_one_clear_line(servers, datasets, cli):
     )  # fmt: skip
     assert code == 1
     assert "has no /models route (HTTP 404)" in err and "ends in /v1" in err
+
+
+def test_a_server_that_cuts_overlapping_streams_is_used_one_at_a_time(servers, sample, monkeypatch):
+    monkeypatch.setenv("CONVOGEN_API_KEY", API_KEY)
+    experiment = load_experiment(sample)
+    backend = OpenAIBackend([servers["keyed"].url], concurrency=2)
+    pipeline = Pipeline(
+        experiment, backend, sampling=experiment.sampling.model_copy(update={"max_tokens": 8})
+    )
+    grid = experiment.personas()
+    jobs = [Job(Seed(f"o{i}", f"overlap {i}"), grid[i], i) for i in range(2)]
+    result = list(pipeline.run(jobs, restyle=False, parallel=backend.slots))[-1]
+    assert isinstance(result, RunFinished)
+    assert (result.conversations, result.failed) == (2, 0)
+    assert backend.endpoints[0].concurrency == 1
+    assert any("one at a time" in w for w in backend.warnings)
 
 
 def test_wrong_api_key_is_a_clear_401_and_the_key_never_shows(servers, datasets, sample, cli, monkeypatch):

@@ -48,7 +48,7 @@ API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
 URL_HINT = "check --base-url (it usually ends in /v1) and that the server is running"
 
-ErrorKind = Literal["retry", "endpoint", "request", "no-completions"]
+ErrorKind = Literal["retry", "interrupted", "endpoint", "request", "no-completions"]
 
 
 def api_key_from_env() -> str | None:
@@ -395,6 +395,7 @@ class OpenAIBackend:
             stats.finish_reason = "cancelled"
             parts: list[str] = []
             finish: str | None = None
+            saw_done = False
             with ep.client.stream("POST", f"{ep.url}{route}", json=body) as response:
                 attempt.response = response
                 if response.status_code != 200:
@@ -408,6 +409,7 @@ class OpenAIBackend:
                         continue  # blank separators, ": ping" comments, event names
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        saw_done = True
                         break
                     try:
                         obj = json.loads(data)
@@ -439,8 +441,7 @@ class OpenAIBackend:
             if finish is None:
                 raise EndpointError(
                     f"{ep.label} closed the stream before the completion finished (after {chunks} chunk(s))",
-                    hint="the server may have been interrupted by another request; "
-                    "llama_cpp.server needs --interrupt_requests False",
+                    "interrupted" if saw_done else "retry",
                 )
             reason = _finish_reason(finish)
             if reason is None:
@@ -566,6 +567,15 @@ class OpenAIBackend:
         key = pending.request.key
         if exc.kind == "request":
             return StreamFailed(key, pending.last_error)
+        if exc.kind == "interrupted" and ep.in_flight > 0:
+            # llama_cpp.server (by default) ends a stream early when another request arrives:
+            # this endpoint serves one request at a time, so stop overlapping and try again
+            if ep.concurrency > 1:
+                self.warnings.append(f"{ep.label} cuts a stream short when another arrives: one at a time")
+            ep.concurrency = 1
+            pending.attempts -= 1
+            retry.appendleft(pending)
+            return None
         if exc.kind == "no-completions":
             ep.chat_only = True
             if pending.request.parts is None or self.api == "completions":
