@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.seeds import SeedSet, read_seeds
 from convogen_tui.core.templates import check_template
@@ -21,7 +21,7 @@ class CheckReport:
 
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
+        return errors_only(self.problems)
 
     @property
     def ok(self) -> bool:

@@ -44,3 +44,8 @@ class ConvogenError(Exception):
 
 class ModelError(ConvogenError):
     """The model could not be found, loaded or run."""
+
+
+def errors_only(problems: list[Problem]) -> list[Problem]:
+    """The problems that stop a run (warnings do not)."""
+    return [p for p in problems if p.severity == "error"]

@@ -27,3 +27,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def read_user_text(path: Path) -> str:
+    """A user's text file as UTF-8 (BOM dropped, line endings kept); a clear error if it is not."""
+    from convogen_tui.core.errors import ConvogenError, Problem
+
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as handle:
+            return handle.read()
+    except UnicodeDecodeError as exc:
+        raise ConvogenError(
+            Problem(path, f"not UTF-8 text at byte {exc.start}", hint="save the file as UTF-8")
+        ) from None

@@ -1,20 +1,26 @@
 """Seed messages: TSV (the original ``tweet_id<TAB>tweet``), CSV and JSONL, read byte for byte.
 
-Text keeps its emoji, CJK, URLs and newlines (quoted fields may span lines). Bad rows and duplicate
-ids are reported with their line numbers and skipped, never silently dropped.
+Text keeps its emoji, CJK, URLs, tabs and newlines (quoted fields may span lines; a lone carriage
+return survives too). Bad rows and duplicate ids are reported with their line numbers and skipped,
+never silently dropped. ``import_seeds`` also drops rows whose *normalized* text repeats an earlier
+row (see ``normalize_text``); ``seed_file_info`` says how big a seed file is and how far its
+hydration got.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text
+from convogen_tui.core.files import atomic_write_text, read_user_text
 
 ID_COLUMNS = ("tweet_id", "id")
 TEXT_COLUMNS = ("tweet", "text")
@@ -28,14 +34,30 @@ class Seed:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A row skipped because an earlier row had the same id (``by="id"``) or text (``"text"``)."""
+
+    line: int
+    tweet_id: str
+    first_line: int
+    by: str
+
+
 @dataclass
 class SeedSet:
     path: Path
     seeds: list[Seed]
     problems: list[Problem]
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.seeds)
+
+    @property
+    def bad(self) -> list[Problem]:
+        """Rows that could not be read at all (errors, not duplicate warnings)."""
+        return [p for p in self.problems if p.severity == "error"]
 
     def by_id(self) -> dict[str, Seed]:
         return {s.tweet_id: s for s in self.seeds}
@@ -46,22 +68,19 @@ def read_seeds(path: Path | str) -> SeedSet:
     path = Path(path)
     if not path.is_file():
         raise ConvogenError(
-            Problem(path, "seed file not found", hint="pass --seeds FILE or set 'seeds' in the setup")
+            Problem(
+                path, "seed file not found", hint="pass --seeds FILE or set 'seeds' in the setup"
+            )
         )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConvogenError(
-            Problem(path, f"not UTF-8 text at byte {exc.start}", hint="save the file as UTF-8")
-        ) from None
+    text = read_user_text(path)  # keeps a carriage return inside a quoted tweet
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows, problems = _jsonl_rows(path, text)
     else:
         delimiter = "," if suffix == ".csv" else "\t"
         rows, problems = _delimited_rows(path, text, delimiter)
-    seeds, more = _dedupe(path, rows)
-    return SeedSet(path, seeds, problems + more)
+    seeds, more, duplicates = _dedupe(path, rows)
+    return SeedSet(path, seeds, problems + more, duplicates)
 
 
 def _delimited_rows(
@@ -72,7 +91,8 @@ def _delimited_rows(
     try:
         header = next(reader)
     except StopIteration:
-        return [], [Problem(path, "empty seed file", line=1, hint="add a header: tweet_id<TAB>tweet")]
+        hint = "add a header: tweet_id<TAB>tweet"
+        return [], [Problem(path, "empty seed file", line=1, hint=hint)]
     header = [h.strip() for h in header]
     id_col = next((c for c in ID_COLUMNS if c in header), None)
     text_col = next((c for c in TEXT_COLUMNS if c in header), None)
@@ -117,7 +137,8 @@ def _delimited_rows(
 def _jsonl_rows(path: Path, text: str) -> tuple[list[tuple[int, dict[str, str]]], list[Problem]]:
     rows: list[tuple[int, dict[str, str]]] = []
     problems: list[Problem] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines would also cut at U+2028 or U+0085 inside a JSON string.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -144,9 +165,12 @@ def _jsonl_rows(path: Path, text: str) -> tuple[list[tuple[int, dict[str, str]]]
     return rows, problems
 
 
-def _dedupe(path: Path, rows: list[tuple[int, dict[str, str]]]) -> tuple[list[Seed], list[Problem]]:
+def _dedupe(
+    path: Path, rows: list[tuple[int, dict[str, str]]]
+) -> tuple[list[Seed], list[Problem], list[Duplicate]]:
     seeds: list[Seed] = []
     problems: list[Problem] = []
+    duplicates: list[Duplicate] = []
     first_line: dict[str, int] = {}
     for line, row in rows:
         tweet_id = row["tweet_id"].strip()
@@ -161,25 +185,168 @@ def _dedupe(path: Path, rows: list[tuple[int, dict[str, str]]]) -> tuple[list[Se
             problems.append(
                 Problem(
                     path,
-                    f"duplicate tweet_id {tweet_id} (first on line {first_line[tweet_id]}); skipped",
+                    f"duplicate tweet_id {tweet_id} "
+                    f"(first on line {first_line[tweet_id]}); skipped",
                     line=line,
                     severity="warning",
                 )
             )
+            duplicates.append(Duplicate(line, tweet_id, first_line[tweet_id], "id"))
             continue
         first_line[tweet_id] = line
-        extra = {k: v for k, v in row.items() if k not in ("tweet_id", "tweet", *ID_COLUMNS, *TEXT_COLUMNS)}
+        skip = ("tweet_id", "tweet", *ID_COLUMNS, *TEXT_COLUMNS)
+        extra = {k: v for k, v in row.items() if k not in skip}
         seeds.append(Seed(tweet_id, tweet, line, extra))
-    return seeds, problems
+    return seeds, problems, duplicates
 
 
-def write_seeds_tsv(path: Path, seeds: Iterable[Seed], extra_columns: list[str] | None = None) -> None:
+def format_seed_rows(rows: Iterable[list[str]]) -> str:
+    """TSV text for rows, quoted so that ``read_seeds`` gives every field back unchanged.
+
+    The csv module quotes tabs, quotes and "\\n" but not a lone "\\r" when the line ends in "\\n",
+    and a reader would then split the row there; such rows are fully quoted instead.
+    """
+    buffer = io.StringIO(newline="")
+    minimal = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    quote_all = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in rows:
+        (quote_all if any("\r" in value for value in row) else minimal).writerow(row)
+    return buffer.getvalue()
+
+
+def write_seeds_tsv(
+    path: Path, seeds: Iterable[Seed], extra_columns: list[str] | None = None
+) -> None:
     """Write a seed TSV atomically; text with tabs or newlines is quoted so it reads back intact."""
     path = Path(path)
     columns = ["tweet_id", "tweet", *(extra_columns or [])]
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(columns)
-    for seed in seeds:
-        writer.writerow([seed.tweet_id, seed.tweet, *(seed.extra.get(c, "") for c in columns[2:])])
-    atomic_write_text(path, buffer.getvalue())
+    rows = [[s.tweet_id, s.tweet, *(s.extra.get(c, "") for c in columns[2:])] for s in seeds]
+    atomic_write_text(path, format_seed_rows([columns, *rows]))
+
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_RETWEET = re.compile(r"^rt @\w+:\s*")
+
+
+def normalize_text(text: str) -> str:
+    """The key ``import_seeds`` dedupes on: what a reader would call "the same tweet".
+
+    NFKC, HTML entities decoded (the API sends ``&amp;``), URLs removed (t.co links differ between
+    copies of one text), a leading ``RT @name:`` removed, case folded, whitespace collapsed.
+    Mentions, hashtags, emoji and punctuation are kept, so replies to different people stay apart.
+    """
+    text = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
+    text = " ".join(_URL.sub(" ", text).split())
+    return _RETWEET.sub("", text)
+
+
+@dataclass
+class ImportReport:
+    source: Path
+    out: Path
+    kept: int
+    duplicates: list[Duplicate]
+    bad: list[Problem]
+    warnings: list[Problem]
+
+    @property
+    def duplicate_ids(self) -> list[Duplicate]:
+        return [d for d in self.duplicates if d.by == "id"]
+
+    @property
+    def duplicate_texts(self) -> list[Duplicate]:
+        return [d for d in self.duplicates if d.by == "text"]
+
+
+def import_seeds(source: Path | str, out: Path | str, *, dedupe_text: bool = True) -> ImportReport:
+    """Turn a CSV/TSV/JSONL file into a clean seed TSV: one row per id and per normalized text.
+
+    Extra columns are kept (in first-seen order). A row whose text normalizes to nothing (only a
+    link) is never treated as a duplicate of another such row: there is nothing to compare.
+    """
+    source, out = Path(source), Path(out)
+    seed_set = read_seeds(source)
+    kept: list[Seed] = []
+    duplicates = list(seed_set.duplicates)
+    first_line: dict[str, int] = {}
+    for seed in seed_set.seeds:
+        key = normalize_text(seed.tweet) if dedupe_text else ""
+        if key and key in first_line:
+            duplicates.append(Duplicate(seed.line, seed.tweet_id, first_line[key], "text"))
+            continue
+        if key:
+            first_line[key] = seed.line
+        kept.append(seed)
+    columns: dict[str, None] = {}
+    for seed in kept:
+        columns.update(dict.fromkeys(seed.extra))
+    write_seeds_tsv(out, kept, list(columns))
+    duplicates.sort(key=lambda d: d.line)
+    warnings = [p for p in seed_set.problems if p.severity != "error"]
+    return ImportReport(source, out, len(kept), duplicates, seed_set.bad, warnings)
+
+
+def errors_path_for(out: Path | str) -> Path:
+    """``seeds.tsv`` -> ``seeds.errors.tsv``: where hydration lists the ids it could not get."""
+    out = Path(out)
+    stem = out.stem if out.suffix.lower() == ".tsv" else out.name
+    return out.with_name(f"{stem}.errors.tsv")
+
+
+def read_hydration_errors(path: Path | str) -> dict[str, str]:
+    """``tweet_id -> reason`` from an errors file; later lines win, a torn last line is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        text = handle.read()
+    errors: dict[str, str] = {}
+    lines = text.split("\n")
+    for number, line in enumerate(lines[:-1], start=1):  # the part after the last "\n" is torn
+        tweet_id, _, reason = line.rstrip("\r").partition("\t")
+        if (number == 1 and tweet_id == "tweet_id") or not tweet_id.strip():
+            continue
+        errors[tweet_id.strip()] = reason
+    return errors
+
+
+@dataclass
+class SeedFileInfo:
+    """What the seeds screen shows about one file: size, readable rows, hydration state."""
+
+    path: Path
+    exists: bool
+    size_bytes: int
+    rows: int
+    problems: list[Problem]
+    errors_path: Path
+    failed: int
+    ids_total: int | None = None
+    pending: int | None = None
+
+    @property
+    def hydrated(self) -> int:
+        return self.rows
+
+
+def seed_file_info(path: Path | str, ids: list[str] | None = None) -> SeedFileInfo:
+    """Size and hydration state of a seed file; ``ids`` (from ``read_ids``) adds the pending count.
+
+    A missing file is not an error here: before the first hydration it simply has no rows.
+    """
+    path = Path(path)
+    errors_path = errors_path_for(path)
+    failed = read_hydration_errors(errors_path)
+    if path.is_file():
+        seed_set = read_seeds(path)
+        size, done = path.stat().st_size, {s.tweet_id for s in seed_set.seeds}
+        info = SeedFileInfo(path, True, size, len(seed_set), seed_set.problems, errors_path, 0)
+    else:
+        done = set()
+        info = SeedFileInfo(path, False, 0, 0, [], errors_path, 0)
+    info.failed = len(failed.keys() - done)
+    if ids is not None:
+        unique = set(ids)
+        info.ids_total = len(unique)
+        info.pending = len(unique - done - failed.keys())
+    return info

@@ -1,0 +1,49 @@
+"""Shared fixtures: a private copy of the sample datasets, and the embedded model loaded once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def datasets(tmp_path: Path) -> Path:
+    """A copy of the repo's datasets/ (sample experiment and seeds) that tests may write into."""
+    target = tmp_path / "datasets"
+    shutil.copytree(
+        REPO / "datasets",
+        target,
+        ignore=shutil.ignore_patterns("conversations", "restyled-conversations", "trash", ".convogen"),
+    )
+    return target
+
+
+@pytest.fixture
+def sample(datasets: Path) -> Path:
+    return datasets / "inst-templates" / "sample"
+
+
+@pytest.fixture(scope="session")
+def embedded_backend():
+    """The embedded SmolLM2 model through llama.cpp, loaded once for the whole session."""
+    from convogen_tui.llm.embedded import embedded_model_path
+    from convogen_tui.llm.llama_cpp import load_llama
+
+    return load_llama(embedded_model_path(), n_ctx=4096)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `convogen ARGS` in-process (the model stays loaded); returns (code, stdout, stderr)."""
+    from convogen_tui.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

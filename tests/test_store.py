@@ -1,0 +1,83 @@
+"""Conversation store: original keys, atomic files, trash with undo, marks, an index that stays true."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.store import ConversationStore, count_turns
+
+CONV = "\n".join(f"SocBot: point {i}\nUser: reply {i}" for i in range(8))
+
+
+def record(tweet_id: str = "1", motivation: str = "distrust", disposition: str = "cynical") -> dict:
+    return {
+        "tweet_id": tweet_id,
+        "disposition": "Expects the worst.",
+        "motivation": "Does not trust officials.",
+        "tweet": "They lie 🙄",
+        "conv": CONV,
+        "persona": {"motivation": motivation, "disposition": disposition},
+    }
+
+
+def test_saved_files_keep_the_original_flat_keys_and_leave_no_temporary(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv_id = store.save_conversation(record())
+    store.save_restyled(conv_id, {"tweet_id": "1", "restyled_conv": "SocBot: hey"})
+    data = json.loads((tmp_path / "conversations" / f"{conv_id}.json").read_text())
+    assert data["conv"] == CONV and data["tweet"] == "They lie 🙄"
+    twin = json.loads((tmp_path / "restyled-conversations" / f"{conv_id}.json").read_text())
+    assert twin["restyled_conv"] == "SocBot: hey"
+    assert sorted(os.listdir(tmp_path / "conversations")) == [f"{conv_id}.json"]
+
+
+def test_listing_summarises_turns_persona_and_flags(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    full = store.save_conversation(record())
+    short = store.save_conversation({**record("2"), "conv": "SocBot: hi\nUser: no"})
+    rows = {r.id: r for r in store.list()}
+    assert rows[full].turns == 8 and rows[full].persona == "distrust x cynical"
+    assert "short" in rows[short].flags and "no-restyle" in rows[short].flags
+    assert count_turns("**SocBot:** a\nUser: b") == (1, 1)
+
+
+def test_listing_sees_edits_deletions_and_new_files_through_the_index(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    a = store.save_conversation(record("1"))
+    store.save_conversation(record("2"))
+    assert len(store.list()) == 2
+    assert (tmp_path / ".convogen" / "index.json").is_file()
+    fresh = ConversationStore(tmp_path)  # a new process reads the index
+    fresh.set_mark(a, "flagged")
+    (tmp_path / "conversations" / f"{fresh.list()[0].id}.json").unlink()
+    fresh.save_conversation(record("3"))
+    rows = ConversationStore(tmp_path).list()
+    assert len(rows) == 2
+    assert {r.tweet_id for r in rows} >= {"3"}
+
+
+def test_delete_moves_the_pair_to_trash_and_undo_brings_it_back(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv_id = store.save_conversation(record())
+    store.save_restyled(conv_id, {"tweet_id": "1", "restyled_conv": "x"})
+    store.delete([conv_id])
+    assert store.list() == [] and store.trash_count() == 1
+    assert not store.restyled_path(conv_id).exists()
+    assert store.undo() == [conv_id]
+    assert store.conversation_path(conv_id).is_file() and store.restyled_path(conv_id).is_file()
+    assert store.trash_count() == 0
+    with pytest.raises(ConvogenError, match="trash is empty"):
+        store.undo()
+
+
+def test_unique_prefix_finds_a_conversation(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    conv_id = store.save_conversation(record())
+    assert store.find(conv_id[:6]) == conv_id
+    with pytest.raises(ConvogenError, match="matches no conversation"):
+        store.find("zzzz")
