@@ -107,20 +107,23 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
         conv_view.append = lambda text: (chunks.append(text), original(text))[1]  # type: ignore[method-assign]
         await pilot.press("ctrl+g")
         assert screen.active_pane() == "generate"
-        await wait_for(pilot, lambda: screen.generate.running)
-        await wait_for(pilot, lambda: not screen.generate.running, 120)
+        twins_dir = expt_dir(root) / "restyled-conversations"
+        await wait_for(
+            pilot, lambda: len(list(twins_dir.glob("*.json"))) == 1 and not screen.generate.running, 120
+        )
         assert chunks, "no streamed text reached the view"
         convs = list((expt_dir(root) / "conversations").glob("*.json"))
         twins = list((expt_dir(root) / "restyled-conversations").glob("*.json"))
         assert len(convs) == 1 and [t.name for t in twins] == [convs[0].name]
         record = json.loads(convs[0].read_text())
-        assert record["conv"].strip() and record["conv"].strip() in conv_view.text.strip() + record["conv"]
+        assert record["conv"].strip() and "".join(chunks).strip() == record["conv"].strip()
         assert "1 conversation(s), 1 restyled" in text_of(app, "#gen-status")
         # rerun: same seed and persona, model still loaded
         backend = app.session.backend  # type: ignore[union-attr]
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: screen.generate.running)
-        await wait_for(pilot, lambda: not screen.generate.running, 120)
+        await wait_for(
+            pilot, lambda: len(list(twins_dir.glob("*.json"))) == 2 and not screen.generate.running, 120
+        )
         assert app.session.backend is backend  # type: ignore[union-attr]
         records = [json.loads(p.read_text()) for p in (expt_dir(root) / "conversations").glob("*.json")]
         assert len(records) == 2
