@@ -51,10 +51,10 @@ class HydrateDialog(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Hydrate tweet ids through the X API (token from X_BEARER_TOKEN)", markup=False)
-            yield Label("Ids file (one id a line, or a TSV/CSV with a tweet_id column):", markup=False)
+            yield Static("Hydrate tweet ids through the X API (token: X_BEARER_TOKEN)", markup=False)
+            yield Static("Ids file (one a line, or TSV/CSV with tweet_id):", markup=False)
             yield Input(self.ids, placeholder="ids.txt", id="hydrate-ids")
-            yield Label("Write the seeds to (resumes if it exists):", markup=False)
+            yield Static("Write the seeds to (resumes if it exists):", markup=False)
             yield Input(self.out, placeholder="seeds.tsv", id="hydrate-out")
             yield Static("Enter: next / start   Esc: cancel", classes="dialog-hint")
 

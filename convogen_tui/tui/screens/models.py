@@ -112,8 +112,7 @@ class ModelsScreen(Screen[None]):
         unreadable = sum(1 for m in self.models if m.info is None)
         bad = f", {unreadable} unreadable" if unreadable else ""
         self.query_one("#models-status", Static).update(
-            f"{len(self.models)} model(s){bad} · models/, $CONVOGEN_MODELS, the HF cache · "
-            "Enter: use for runs · r: rescan"
+            f"{len(self.models)} model(s){bad} in models/, $CONVOGEN_MODELS, HF cache · Enter: use it"
         )
 
     def _in_use(self) -> Path | None:
