@@ -23,6 +23,7 @@ from convogen_tui.tui.messages import ModelFailed, ModelReady
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.generate import GeneratePane
+from convogen_tui.tui.screens.models import ModelsScreen
 from convogen_tui.tui.screens.review import ReviewPane
 from convogen_tui.tui.screens.seeds import SeedsPane
 from convogen_tui.tui.screens.setup import SetupPane
@@ -38,6 +39,7 @@ class ConvogenApp(App[int]):
     TITLE = "ConvoGen"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
+        Binding("f7", "models", "Models", priority=True),  # over TextArea's f7 (select all)
         Binding("f9", "open_in_editor", "$EDITOR"),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
@@ -121,10 +123,7 @@ class ConvogenApp(App[int]):
         if self.session is not None:
             self.session.backend = message.backend
             self.session._pipeline = None
-        info = message.backend.info
-        name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
-        where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
-        self.set_model_status(f"{name} · ctx {info.n_ctx} · {where}")
+        self.set_model_status(model_status_line(message.backend))
 
     @on(ModelFailed)
     def _model_failed(self, message: ModelFailed) -> None:
@@ -139,8 +138,48 @@ class ConvogenApp(App[int]):
     def set_model_status(self, status: str) -> None:
         self.model_status = status
         for screen in self.screen_stack:
-            if isinstance(screen, ExperimentScreen):
+            if isinstance(screen, ExperimentScreen | ModelsScreen):
                 screen.model_changed()
+
+    # models -------------------------------------------------------------------------------
+    def action_models(self) -> None:
+        if isinstance(self.screen, ModelsScreen):
+            return
+        if self.session is not None:
+            root = self.session.experiment.project_root
+            setup = self.session.experiment.setup
+            n_ctx = setup.n_ctx if setup is not None else 4096
+        else:
+            root, n_ctx = self.root.resolve().parent, 4096
+        self.push_screen(ModelsScreen(root, n_ctx))
+
+    def use_model(self, ref: str) -> bool:
+        """Use this model for the session's runs: loaded in the background, the old one freed."""
+        session = self.session
+        generate = None
+        for screen in self.screen_stack:
+            if isinstance(screen, ExperimentScreen):
+                generate = screen.generate
+        if generate is not None and generate.running:
+            self.notify("a run is going: Esc on Generate cancels it; then switch models", severity="warning")
+            return False
+        self.model = ref
+        if session is None:
+            self.notify(f"picked {ref}: it loads when you open an experiment")
+            return True
+        session.model = ref
+        setup = session.experiment.setup
+        if setup is not None and setup.backend.kind == "openai":
+            self.notify(
+                f"picked {ref}, but this experiment generates through servers (\"backend\" in the setup): "
+                'set "kind": "llama.cpp" there to run it here',
+                severity="warning",
+                timeout=12,
+            )
+            return True
+        self.notify(f"loading {ref} for this session's runs…")
+        self._start_model_load()
+        return True
 
     def action_experiments(self) -> None:
         while isinstance(self.screen, ExperimentScreen):
@@ -167,6 +206,7 @@ class ConvogenApp(App[int]):
             ("Seeds (F4)", keys(SeedsPane.BINDINGS)),
             ("Generate (F5)", keys(GeneratePane.BINDINGS)),
             ("Review (F6)", keys(ReviewPane.BINDINGS)),
+            ("Models (F7)", keys(ModelsScreen.BINDINGS)),
         ]
 
     def action_help(self) -> None:
@@ -178,6 +218,10 @@ class ConvogenApp(App[int]):
         yield SystemCommand("Help: all keys", "F1", self.action_help)
         yield SystemCommand(
             "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
+        )
+        yield SystemCommand(
+            "Models: list, details, pick one for runs", "GGUF files, memory estimate, GPU fit (F7)",
+            self.action_models,
         )
         yield SystemCommand(
             "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
@@ -195,6 +239,15 @@ class ConvogenApp(App[int]):
             yield SystemCommand("Cancel the run", "Esc on Generate", screen.generate.action_cancel)
             yield SystemCommand("Save templates", "ctrl+s on Templates", screen.templates.action_save)
             yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
+            yield SystemCommand(
+                "Empty the trash", "delete trashed conversations for good (E on Review)",
+                screen.review.action_empty_trash,
+            )
+            seeds = screen.query_one(SeedsPane)
+            yield SystemCommand(
+                "Hydrate tweet ids", "fetch seed texts through the X API (h on Seeds)",
+                lambda: (screen.show_pane("seeds"), seeds.action_hydrate()),
+            )
 
     def action_open_in_editor(self) -> None:
         """Suspend the app, run $EDITOR on the current file, then read the file back."""
@@ -214,6 +267,18 @@ class ConvogenApp(App[int]):
             return
         if isinstance(screen, ExperimentScreen):
             screen.reload_after_edit(path)
+
+
+def model_status_line(backend: object) -> str:
+    """The sub-title: the model, its context and where it runs (GPU, CPU, or which servers)."""
+    info = backend.info  # type: ignore[attr-defined]
+    name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
+    endpoints = getattr(backend, "endpoints", None)
+    if info.remote and endpoints:
+        urls = ", ".join(e.label.removeprefix("http://").removeprefix("https://") for e in endpoints)
+        return f"served {name} · ctx {info.n_ctx} · {urls} (x{getattr(backend, 'slots', 1)})"
+    where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
+    return f"{name} · ctx {info.n_ctx} · {where}"
 
 
 def run_app(

@@ -39,6 +39,60 @@ class AskDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class HydrateDialog(ModalScreen[tuple[str, str] | None]):
+    """The ids file and the output seed file for a hydrate; Enter moves on, then starts; Esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, ids: str = "", out: str = "") -> None:
+        super().__init__()
+        self.ids = ids
+        self.out = out
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("Hydrate tweet ids through the X API (token: X_BEARER_TOKEN)", markup=False)
+            yield Static("Ids file (one a line, or TSV/CSV with tweet_id):", markup=False)
+            yield Input(self.ids, placeholder="ids.txt", id="hydrate-ids")
+            yield Static("Write the seeds to (resumes if it exists):", markup=False)
+            yield Input(self.out, placeholder="seeds.tsv", id="hydrate-out")
+            yield Static("Enter: next / start   Esc: cancel", classes="dialog-hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        ids = self.query_one("#hydrate-ids", Input).value.strip()
+        out = self.query_one("#hydrate-out", Input).value.strip()
+        if event.input.id == "hydrate-ids" or not ids:
+            self.query_one("#hydrate-out" if ids else "#hydrate-ids", Input).focus()
+            return
+        if not out:
+            return
+        self.dismiss((ids, out))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question; y or Enter confirms, n or Esc cancels (the safe answer is the default)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, markup=False)
+            yield Static("y / Enter: yes   n / Esc: no", classes="dialog-hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class PersonaDialog(ModalScreen[bool]):
     """The motivation and disposition texts of one persona, side by side; ctrl+s saves both files."""
 

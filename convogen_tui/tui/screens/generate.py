@@ -3,6 +3,10 @@
 A thread worker iterates ``Pipeline.run`` and only appends events to a deque; a 50 ms timer on the
 UI thread drains it, joining the chunks of each pass into one append. So the screen is redrawn at
 most 20 times a second whatever the token rate, and no widget is touched from the worker.
+
+A backend with several slots (OpenAI-compatible servers: concurrency x endpoints) runs that many
+streams at once. One is shown live (the newest started, or the one picked with [ and ]); the others
+are listed above the views with their token counts, and their text is kept so a switch shows it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from textual import on, work
@@ -35,6 +40,37 @@ from convogen_tui.tui.session import ALL, RANDOM, Session
 from convogen_tui.tui.widgets.stream_view import StreamView
 
 FLUSH_S = 0.05
+MAX_LISTED = 4  # running jobs listed above the views; more are counted
+
+StreamKey = tuple[str, str, int, str]  # seed id, persona label, random seed, phase
+
+
+def stream_key(job: Job, phase: str) -> StreamKey:
+    return (job.seed.tweet_id, job.persona.label, job.random_seed, phase)
+
+
+def parallel_for(backend: object) -> int:
+    """Streams at once: a remote backend's slots (concurrency x endpoints), else one."""
+    slots = getattr(backend, "slots", None)
+    return max(int(slots), 1) if isinstance(slots, int) else 1
+
+
+@dataclass
+class _Stream:
+    """One pass in flight: what it has produced so far, for the list and for a switch to it."""
+
+    job: Job
+    phase: str
+    number: int  # the job's place in the run, from 1
+    started: float
+    tokens: int = 0
+    chunks: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        if len(self.chunks) > 1:
+            self.chunks[:] = ["".join(self.chunks)]
+        return self.chunks[0] if self.chunks else ""
 
 
 class _WorkerFailed:
@@ -47,6 +83,8 @@ class GeneratePane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel run"),
+        Binding("left_square_bracket", "switch(-1)", "Prev job", show=False),
+        Binding("right_square_bracket", "switch(1)", "Next job", show=False),
     ]
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
@@ -64,6 +102,12 @@ class GeneratePane(Vertical):
         self.tokens = 0
         self.phase_started = 0.0
         self.last_paths: list[str] = []
+        self.parallel = 1
+        self.streams: dict[StreamKey, _Stream] = {}  # passes in flight, in start order
+        self.live: StreamKey | None = None  # the one in the views
+        self.pinned = False  # the user picked the live one ([ or ]): new streams do not take over
+        self.conv_texts: dict[tuple[str, str, int], str] = {}  # finished conversations awaiting restyle
+        self.conv_shows: tuple[str, str, int] | None = None  # whose conversation the left view holds
         self.show_rates = True  # off in snapshot tests: tok/s and time differ run to run
 
     def compose(self) -> ComposeResult:
@@ -72,6 +116,7 @@ class GeneratePane(Vertical):
             yield Select(self._options(), id="gen-persona", allow_blank=False, compact=True)
         yield Static("Idle. ctrl+g: generate the picked seeds", id="gen-status", markup=False)
         yield ProgressBar(total=1, id="gen-progress", show_eta=False)  # a bar with no total animates
+        yield Static("", id="gen-jobs", markup=False)
         with Horizontal(id="gen-views"):
             conv = StreamView("The conversation streams here.", id="gen-conv")
             conv.border_title = "Conversation"
@@ -82,6 +127,7 @@ class GeneratePane(Vertical):
 
     def on_mount(self) -> None:
         self.refresh_choices()
+        self.query_one("#gen-jobs").display = False
         self.set_interval(FLUSH_S, self.drain)
 
     def _options(self) -> list[tuple[str, str]]:
@@ -150,18 +196,22 @@ class GeneratePane(Vertical):
         self.running = True
         self.total, self.done, self.failed = len(jobs), 0, 0
         self.last_paths = []
+        self.streams.clear()
+        self.conv_texts.clear()
+        self.live, self.pinned, self.conv_shows = None, False, None
+        self.parallel = min(parallel_for(pipeline.backend), len(jobs))
         self.cancel_event = threading.Event()
         self.events.clear()
         progress = self.query_one("#gen-progress", ProgressBar)
         progress.update(total=len(jobs) * 2, progress=0)
-        self._status("starting…")
-        self._run(pipeline, list(jobs), self.cancel_event)
+        self._status("starting…" + (f" ({self.parallel} at once)" if self.parallel > 1 else ""))
+        self._run(pipeline, list(jobs), self.cancel_event, parallel_for(pipeline.backend))
         return True
 
     @work(thread=True, exclusive=True, group="generate")
-    def _run(self, pipeline, jobs: list[Job], cancel: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    def _run(self, pipeline, jobs: list[Job], cancel: threading.Event, parallel: int = 1) -> None:  # type: ignore[no-untyped-def]
         try:
-            for event in pipeline.run(jobs, restyle=True, cancel=cancel):
+            for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel):
                 self.events.append(event)
         except Exception as exc:  # a model error must reach the user, not kill the app
             self.events.append(_WorkerFailed(f"{type(exc).__name__}: {exc}"))
@@ -175,7 +225,7 @@ class GeneratePane(Vertical):
 
     # draining -----------------------------------------------------------------------------
     def drain(self) -> None:
-        """Apply queued events in order; consecutive chunks of one pass become one append."""
+        """Apply queued events in order; consecutive chunks of the live pass become one append."""
         if not self.events:
             if self.running and self.job is not None:
                 self._status_running()
@@ -191,50 +241,119 @@ class GeneratePane(Vertical):
         while self.events:
             event = self.events.popleft()
             if isinstance(event, TokenChunk):
-                if event.phase != pending_phase:
-                    flush()
-                    pending_phase = event.phase
-                pending.append(event.text)
-                self.tokens = event.n_tokens
+                key = stream_key(event.job, event.phase)
+                stream = self.streams.get(key)
+                if stream is not None:
+                    stream.chunks.append(event.text)
+                    stream.tokens = event.n_tokens
+                if key == self.live:
+                    if event.phase != pending_phase:
+                        flush()
+                        pending_phase = event.phase
+                    pending.append(event.text)
+                    self.tokens = event.n_tokens
                 continue
             flush()
             self._apply(event)
         flush()
+        self._show_jobs()
         if self.running and self.job is not None:
             self._status_running()
 
     def _view(self, phase: str) -> StreamView:
         return self.query_one("#gen-conv" if phase == "generate" else "#gen-restyled", StreamView)
 
+    def _show_live(self, key: StreamKey | None) -> None:
+        """Put a pass in the views: its text so far, and for a restyle the conversation it restyles."""
+        self.live = key
+        stream = self.streams.get(key) if key is not None else None
+        if stream is None:
+            return
+        self.job, self.phase, self.tokens = stream.job, stream.phase, stream.tokens
+        self.job_index = stream.number
+        self.phase_started = stream.started
+        job_id = key[:3]  # type: ignore[index]
+        if stream.phase == "generate":
+            self._view("generate").set_text(stream.text, "")
+            self.conv_shows = job_id
+            self._view("restyle").clear("waiting for the conversation…")
+        else:
+            if self.conv_shows != job_id:
+                self._view("generate").set_text(self.conv_texts.get(job_id, stream.job.conv or ""), "")
+                self.conv_shows = job_id
+            self._view("restyle").set_text(stream.text, "")
+
+    def action_switch(self, step: int) -> None:
+        """Show the previous or next running job live; it stays live until it ends."""
+        keys = list(self.streams)
+        if len(keys) < 2:
+            return
+        at = keys.index(self.live) if self.live in keys else -1
+        self.pinned = True
+        self._show_live(keys[(at + step) % len(keys)])
+        self._show_jobs()
+
+    def _show_jobs(self) -> None:
+        """With several passes in flight: one line each (live one marked), with its token count."""
+        box = self.query_one("#gen-jobs", Static)
+        if len(self.streams) < 2:
+            box.display = False
+            return
+        lines = []
+        for key, stream in list(self.streams.items())[:MAX_LISTED]:
+            mark = "▶" if key == self.live else " "
+            lines.append(
+                f"{mark} {stream.number}/{self.total} {stream.phase:<8} {stream.tokens:>5} tok · "
+                f"{stream.job.label}"
+            )
+        more = len(self.streams) - MAX_LISTED
+        if more > 0:
+            lines.append(f"  … {more} more running")
+        box.update("\n".join(lines))
+        box.display = True
+
     def _apply(self, event: Event | _WorkerFailed) -> None:
         progress = self.query_one("#gen-progress", ProgressBar)
         if isinstance(event, RunStarted):
             self.job = None
         elif isinstance(event, JobStarted):
-            self.job, self.phase, self.tokens = event.job, event.phase, 0
-            self.job_index = event.index + 1
-            self.phase_started = time.perf_counter()
+            key = stream_key(event.job, event.phase)
+            self.streams[key] = _Stream(event.job, event.phase, event.index + 1, time.perf_counter())
             if event.phase == "generate":
                 self.session.last_job = event.job
-                self._view("generate").clear("")
-                self._view("restyle").clear("waiting for the conversation…")
+            if not self.pinned or self.live not in self.streams:
+                self.pinned = False
+                self._show_live(key)
+        elif isinstance(event, JobFinished | JobFailed):
+            key = stream_key(event.job, event.phase)
+            stream = self.streams.pop(key, None)
+            if isinstance(event, JobFinished):
+                progress.advance(1)
+                self.last_paths.append(str(event.path))
+                if event.phase == "generate":
+                    self.done += 1
+                    if stream is not None:
+                        self.conv_texts[key[:3]] = stream.text
+                else:
+                    self.conv_texts.pop(key[:3], None)
+                self.post_message(ConversationsChanged())
             else:
-                self._view("restyle").clear("")
-        elif isinstance(event, JobFinished):
-            progress.advance(1)
-            self.last_paths.append(str(event.path))
-            if event.phase == "generate":
-                self.done += 1
-            self.post_message(ConversationsChanged())
-        elif isinstance(event, JobFailed):
-            self.failed += 1
-            progress.advance(2 if event.phase == "generate" else 1)
-            self.notify(
-                event.message, title=f"{event.phase} failed: {event.job.label}", severity="error", timeout=12
-            )
+                self.failed += 1
+                progress.advance(2 if event.phase == "generate" else 1)
+                self.notify(
+                    event.message,
+                    title=f"{event.phase} failed: {event.job.label}",
+                    severity="error",
+                    timeout=12,
+                )
+            if key == self.live and self.streams:
+                # the live pass ended: follow the newest still running
+                self.pinned = False
+                self._show_live(list(self.streams)[-1])
         elif isinstance(event, RunFinished):
             self.running = False
             self.job = None
+            self.streams.clear()
             what = "cancelled: no partial file was written" if event.cancelled else "done"
             rate = f" · {event.tokens_per_second:.1f} tok/s" if self.show_rates else ""
             self._status(
@@ -246,6 +365,7 @@ class GeneratePane(Vertical):
         elif isinstance(event, _WorkerFailed):
             self.running = False
             self.job = None
+            self.streams.clear()
             self._status("the run stopped on an error")
             self.notify(
                 event.message + "\nCheck the model (llm in the setup, or --model) and retry.",
@@ -260,10 +380,14 @@ class GeneratePane(Vertical):
         rate = (
             f" · {self.tokens / elapsed:.1f} tok/s · {elapsed:.1f} s" if self.show_rates and elapsed else ""
         )
-        index = min(self.done + self.failed + 1, self.total)
+        if len(self.streams) > 1:
+            where = f"{len(self.streams)} running, showing job {self.job_index}/{self.total}"
+            keys = " · [ ] switch"
+        else:
+            where, keys = f"job {min(self.done + self.failed + 1, self.total)}/{self.total}", ""
         self._status(
-            f"job {index}/{self.total} · {self.phase} · {self.job.label}\n"
-            f"{self.tokens} tokens{rate} · Esc cancels"
+            f"{where} · {self.phase} · {self.job.label}\n"
+            f"{self.tokens} tokens{rate} · Esc cancels{keys}"
         )
 
     def _status(self, text: str) -> None:

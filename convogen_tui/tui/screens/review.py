@@ -24,6 +24,7 @@ from convogen_tui.core.pipeline import Job, job_random_seed
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationSummary
 from convogen_tui.tui.messages import RunJobs
+from convogen_tui.tui.screens.dialogs import ConfirmDialog
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.widgets.stream_view import StreamView
 
@@ -56,15 +57,18 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
 
 
 class ReviewPane(Vertical):
-    """d deletes (to trash), u undoes, f flags, k keeps, g regenerates the same seed and persona."""
+    """d deletes (to trash; all rows marked with space, if any), u undoes, f flags, k keeps,
+    g regenerates the same seed and persona, E empties the trash after asking."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "select", "Select"),
         Binding("d", "delete", "Delete"),
         Binding("u", "undo", "Undo"),
         Binding("f", "mark('flagged')", "Flag"),
         Binding("k", "mark('kept')", "Keep"),
         Binding("g", "regenerate", "Regenerate"),
         Binding("slash", "search", "Filter"),
+        Binding("E", "empty_trash", "Empty trash"),
     ]
 
     class Listed(Message):
@@ -88,6 +92,7 @@ class ReviewPane(Vertical):
         self.trash = 0
         self.stale = True
         self.last_batch: str | None = None
+        self.selected: set[str] = set()  # ids marked with space for a bulk delete
         self._debounce: Timer | None = None
         self._load_timer: Timer | None = None
         self.time_format = "%m-%d %H:%M"
@@ -107,7 +112,7 @@ class ReviewPane(Vertical):
         yield Static("", id="rev-status", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("time", "seed", "persona", "turns", "len", "flags")
+        self.query_one(DataTable).add_columns("✓", "time", "seed", "persona", "turns", "len", "flags")
         self.relist()
 
     def relist(self) -> None:
@@ -124,6 +129,7 @@ class ReviewPane(Vertical):
     def _listed(self, message: Listed) -> None:
         self.rows = message.rows
         self.trash = message.trash
+        self.selected &= {row.id for row in self.rows}
         self.filter()
 
     @on(Input.Changed, "#rev-filter")
@@ -154,6 +160,7 @@ class ReviewPane(Vertical):
     def _cells(self, row: ConversationSummary) -> tuple[str, ...]:
         marks = ([row.mark] if row.mark else []) + row.flags
         return (
+            "✓" if row.id in self.selected else "",
             time.strftime(self.time_format, time.localtime(row.created_at)),
             row.tweet_id[-8:],
             row.persona,
@@ -164,8 +171,9 @@ class ReviewPane(Vertical):
 
     def _status(self) -> None:
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
+        selected = f" · {len(self.selected)} selected (d deletes them)" if self.selected else ""
         self.query_one("#rev-status", Static).update(
-            f"{len(self.shown)} of {len(self.rows)} conversations{more} · trash {self.trash}"
+            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected} · trash {self.trash}"
         )
 
     def current(self) -> ConversationSummary | None:
@@ -219,24 +227,72 @@ class ReviewPane(Vertical):
     def action_search(self) -> None:
         self.query_one("#rev-filter", Input).focus()
 
-    def action_delete(self) -> None:
+    def action_select(self) -> None:
+        """Mark or unmark the row for a bulk delete, then move down."""
         row = self.current()
         if row is None:
+            return
+        self.selected ^= {row.id}
+        table = self.query_one(DataTable)
+        row_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
+        table.update_cell(row_key, table.ordered_columns[0].key, self._cells(row)[0])
+        table.action_cursor_down()
+        self._status()
+
+    def action_delete(self) -> None:
+        """Move the selected rows (or, with none selected, the current one) to trash, as one batch."""
+        current = self.current()
+        doomed = [r for r in self.rows if r.id in self.selected] if self.selected else []
+        if not doomed and current is not None:
+            doomed = [current]
+        if not doomed:
             return
         table = self.query_one(DataTable)
         index = table.cursor_row
         try:
-            self.last_batch = self.session.store.delete([row.id])
+            self.last_batch = self.session.store.delete([r.id for r in doomed])
         except ConvogenError as exc:
             self.notify(str(exc), severity="error")
+            self.relist()
             return
-        self.rows.remove(row)
-        self.shown.remove(row)
-        self.trash += 1
-        table.remove_row(table.coordinate_to_cell_key((index, 0)).row_key)
-        self._status()
-        self._schedule_load()
-        self.notify(f"moved {row.id[:8]} to trash · u undoes")
+        self.selected.clear()
+        self.trash += len(doomed)
+        if len(doomed) == 1 and doomed[0] is current:
+            self.rows.remove(current)
+            self.shown.remove(current)
+            table.remove_row(table.coordinate_to_cell_key((index, 0)).row_key)
+            self._status()
+            self._schedule_load()
+        else:
+            gone = {r.id for r in doomed}
+            self.rows = [r for r in self.rows if r.id not in gone]
+            self.filter()
+            table.move_cursor(row=min(index, max(table.row_count - 1, 0)))
+        what = doomed[0].id[:8] if len(doomed) == 1 else f"{len(doomed)} conversations"
+        self.notify(f"moved {what} to trash · u undoes")
+
+    def action_empty_trash(self) -> None:
+        """Delete the trash for good, after a confirmation: nothing in it can be undone after."""
+        store = self.session.store
+        count = store.trash_count()
+        if not count:
+            self.notify("the trash is empty")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.notify("trash kept")
+                return
+            removed = store.empty_trash()
+            self.trash = 0
+            self.last_batch = None
+            self._status()
+            self.notify(f"deleted {removed} conversation(s) for good")
+
+        self.app.push_screen(
+            ConfirmDialog(f"Delete the {count} conversation(s) in the trash for good? No undo after this."),
+            answered,
+        )
 
     def action_undo(self) -> None:
         try:
