@@ -42,6 +42,24 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _backend_args(parser: argparse.ArgumentParser) -> None:
+    """Where to generate: llama.cpp here, or OpenAI-compatible servers (key from the environment)."""
+    group = parser.add_argument_group("inference servers (OpenAI-compatible API)")
+    group.add_argument(
+        "--backend", choices=["llama.cpp", "openai"], default=None, help="default: the setup's (llama.cpp)"
+    )
+    group.add_argument(
+        "--base-url",
+        action="append",
+        dest="base_urls",
+        metavar="URL",
+        help="server base URL such as http://host:8000/v1 (repeatable: jobs spread over all); "
+        "API key from CONVOGEN_API_KEY or OPENAI_API_KEY",
+    )
+    group.add_argument("--api-model", default=None, help="served model name (default: the one offered)")
+    group.add_argument("--concurrency", type=int, default=None, help="requests in flight per server (4)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate", help="generate conversations (and restyle them) for seeds x personas"
@@ -65,16 +83,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
     _model_args(parser)
+    _backend_args(parser)
     parser.set_defaults(func=run_generate)
 
     restyle = subparsers.add_parser("restyle", help="restyle conversations that have no twin yet")
     add_experiment_arg(restyle)
     _model_args(restyle)
+    _backend_args(restyle)
     restyle.set_defaults(func=run_restyle)
 
 
 def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
-    from convogen_tui.llm.loader import open_backend
+    from convogen_tui.llm.loader import backend_settings, open_backend
 
     sampling = experiment.sampling
     updates = {}
@@ -84,13 +104,28 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
         updates["temperature"] = args.temperature
     if updates:
         sampling = sampling.model_validate({**sampling.model_dump(), **updates})
-    backend = open_backend(experiment, args.model, args.n_gpu_layers)
+    settings = backend_settings(
+        experiment,
+        kind=args.backend,
+        base_urls=args.base_urls,
+        api_model=args.api_model,
+        concurrency=args.concurrency,
+    )
+    backend = open_backend(experiment, args.model, args.n_gpu_layers, settings)
+    for warning in getattr(backend, "warnings", []):
+        err(f"convogen: warning: {warning}")
     return Pipeline(experiment, backend, sampling=sampling)
 
 
 def _parallel(args: argparse.Namespace, pipeline: Pipeline, n_jobs: int) -> int:
-    """--parallel, or the backend's hardware default; says which, and the KV memory it takes."""
+    """--parallel, or the backend's hardware default; says which, and the KV memory it takes.
+
+    A remote backend runs as many requests as it has slots (--concurrency x servers).
+    """
     backend = pipeline.backend
+    slots = getattr(backend, "slots", None)
+    if slots is not None and args.parallel is None:
+        return int(slots)
     default = getattr(backend, "default_parallel", None)
     chosen = args.parallel if args.parallel is not None else (default() if default else 1)
     if chosen < 1:

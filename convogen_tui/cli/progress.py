@@ -17,11 +17,41 @@ from convogen_tui.core.pipeline import (
 )
 
 
+class EndpointTally:
+    """Tokens finished per inference server, for per-endpoint throughput (remote backends only)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.tokens: dict[str, int] = {}
+        self.passes: dict[str, int] = {}
+
+    def add(self, event: JobFinished) -> None:
+        endpoint = event.stats.endpoint
+        if endpoint:
+            self.tokens[endpoint] = self.tokens.get(endpoint, 0) + event.stats.completion_tokens
+            self.passes[endpoint] = self.passes.get(endpoint, 0) + 1
+
+    def rates(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        return ", ".join(f"{url} {n / elapsed:.1f}" for url, n in self.tokens.items())
+
+    def summary(self) -> str | None:
+        if not self.tokens:
+            return None
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        rows = [
+            f"{url}: {self.passes[url]} pass(es), {n} tokens, {n / elapsed:.1f} tok/s"
+            for url, n in self.tokens.items()
+        ]
+        return "per endpoint: " + "; ".join(rows)
+
+
 class PlainReporter:
     """One line per finished pass: readable in `nohup` logs and CI."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
+        self.endpoints = EndpointTally()
 
     def __enter__(self) -> PlainReporter:
         return self
@@ -34,10 +64,14 @@ class PlainReporter:
             self._print(f"model: {event.model} ({event.offload}); {event.total} job(s) to run")
         elif isinstance(event, JobFinished):
             stats = event.stats
+            self.endpoints.add(event)
+            via = f" via {stats.endpoint}" if stats.endpoint else ""
             self._print(
                 f"[{event.job.label}] {event.phase}: {stats.completion_tokens} tokens, "
-                f"{stats.tokens_per_second:.1f} tok/s, {stats.finish_reason} -> {event.path}"
+                f"{stats.tokens_per_second:.1f} tok/s{via}, {stats.finish_reason} -> {event.path}"
             )
+        elif isinstance(event, RunFinished) and self.endpoints.summary():
+            self._print(str(self.endpoints.summary()))
         elif isinstance(event, JobFailed):
             self._print(f"[{event.job.label}] {event.phase} failed: {event.message}")
 
@@ -74,6 +108,7 @@ class RichReporter:
         self.task = None
         self.tokens = 0
         self.started = time.perf_counter()
+        self.endpoints = EndpointTally()
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -94,8 +129,13 @@ class RichReporter:
             self.tokens += 1
             if self.tokens % 8 == 0:
                 rate = self.tokens / max(time.perf_counter() - self.started, 1e-6)
-                self.progress.update(self.task, rate=f"{rate:.1f} tok/s")
+                per = f" ({self.endpoints.rates()})" if len(self.endpoints.tokens) > 1 else ""
+                self.progress.update(self.task, rate=f"{rate:.1f} tok/s{per}")
+        elif isinstance(event, RunFinished):
+            if self.endpoints.summary():
+                self.progress.console.print(str(self.endpoints.summary()))
         elif isinstance(event, JobFinished):
+            self.endpoints.add(event)
             if event.phase == "generate":
                 self.progress.advance(self.task)
             self.progress.console.print(f"  {event.phase}: {event.path}")

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.jsonpos import key_lines, key_path
@@ -49,6 +49,24 @@ class PassSettings(BaseModel):
     cue: str | None = None
 
 
+class BackendSettings(BaseModel):
+    """Where generation runs: llama.cpp in this process, or OpenAI-compatible inference servers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["llama.cpp", "openai"] = "llama.cpp"
+    base_urls: list[str] = Field(default_factory=list, validation_alias=AliasChoices("base_urls", "base_url"))
+    api_model: str | None = None
+    concurrency: int = Field(4, ge=1, le=256)  # requests in flight per endpoint
+    api: Literal["auto", "completions", "chat"] = "auto"
+    timeout_s: float = Field(120.0, gt=0)  # an endpoint silent this long counts as failed
+
+    @field_validator("base_urls", mode="before")
+    @classmethod
+    def _one_url(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
 class DispositionEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -77,6 +95,7 @@ class ExperimentSetup(BaseModel):
     restyle: PassSettings = Field(default_factory=PassSettings)
     seeds: str | None = None
     n_ctx: int = Field(4096, ge=256)
+    backend: BackendSettings = Field(default_factory=BackendSettings)
 
 
 def project_root_of(expt_dir: Path) -> Path:

@@ -26,6 +26,7 @@ from convogen_tui.core.prompts import (
     GEN_SYSTEM,
     RESTYLE_CUE,
     RESTYLE_SYSTEM,
+    PromptParts,
     choose_format,
     wrap_prompt,
 )
@@ -78,6 +79,7 @@ class PromptPreview:
     n_tokens: int
     n_ctx: int
     prompt_format: str
+    estimated: bool = False  # the token count is a guess (a remote server without a tokenize route)
 
 
 # events ----------------------------------------------------------------------------------
@@ -189,23 +191,39 @@ class Pipeline:
     def prompt_format(self) -> str:
         return choose_format(self.backend.info.chat_format, self._setup.prompt_format)
 
-    def generation_prompt(self, seed: Seed, persona: Persona, template: Template | None = None) -> str:
+    def _parts(self, phase: Phase, instruction: str) -> PromptParts:
+        system, cue = self._system_and_cue(phase)
+        return PromptParts(instruction, system, cue, self.prompt_format())
+
+    def generation_parts(self, seed: Seed, persona: Persona, template: Template | None = None) -> PromptParts:
         template = template or self.conv_template
         instruction = template.render(
             disposition=persona.disposition_text, motivation=persona.motivation_text, tweet=seed.tweet
         )
-        system, cue = self._system_and_cue("generate")
-        return wrap_prompt(instruction, system, cue, self.backend.info.chat_format, self._setup.prompt_format)
+        return self._parts("generate", instruction)
+
+    def restyle_parts(self, tweet: str, conv: str, template: Template | None = None) -> PromptParts:
+        template = template or self.restyle_template
+        return self._parts("restyle", template.render(tweet=tweet, conv=conv))
+
+    def render(self, parts: PromptParts) -> str:
+        """The prompt text the model sees (for chat messages, a readable stand-in)."""
+        fmt = self.backend.info.chat_format
+        return wrap_prompt(parts.instruction, parts.system, parts.cue, fmt, self._setup.prompt_format)
+
+    def generation_prompt(self, seed: Seed, persona: Persona, template: Template | None = None) -> str:
+        return self.render(self.generation_parts(seed, persona, template))
 
     def restyle_prompt(self, tweet: str, conv: str, template: Template | None = None) -> str:
-        template = template or self.restyle_template
-        instruction = template.render(tweet=tweet, conv=conv)
-        system, cue = self._system_and_cue("restyle")
-        return wrap_prompt(instruction, system, cue, self.backend.info.chat_format, self._setup.prompt_format)
+        return self.render(self.restyle_parts(tweet, conv, template))
 
     def preview(self, prompt: str) -> PromptPreview:
         return PromptPreview(
-            prompt, self.backend.count_tokens(prompt), self.backend.info.n_ctx, self.prompt_format()
+            prompt,
+            self.backend.count_tokens(prompt),
+            self.backend.info.n_ctx,
+            self.prompt_format(),
+            bool(getattr(self.backend, "token_counts_estimated", False)),
         )
 
     # planning ----------------------------------------------------------------------------
@@ -311,22 +329,23 @@ class Pipeline:
                     job, phase, index = queue.popleft()
                     try:
                         if phase == "generate":
-                            prompt = self.generation_prompt(job.seed, job.persona)
+                            parts = self.generation_parts(job.seed, job.persona)
                             seed = job.random_seed
                         else:
-                            prompt = self.restyle_prompt(job.seed.tweet, job.conv or "")
+                            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
                             seed = job_random_seed(job.random_seed, "restyle")
+                        prompt = self.render(parts)
                     except ConvogenError as exc:
                         failed_early.append(JobFailed(job, phase, str(exc)))
                         continue
                     key = next(keys)
                     active[key] = (job, phase, index)
-                    return Request(key, prompt, seed, self.sampling)
+                    return Request(key, prompt, seed, self.sampling, parts)
                 return None
 
         yield RunStarted(total, info.name, info.offload_summary)
         run_many = getattr(self.backend, "run_many", None)
-        if parallel > 1 and run_many is not None:
+        if run_many is not None and (parallel > 1 or getattr(self.backend, "always_run_many", False)):
             stream = run_many(next_request, cancel, parallel)
         else:
             stream = run_sequential(self.backend, next_request, cancel)
@@ -408,12 +427,13 @@ class Pipeline:
                 "backend": info.backend,
                 "gpu_layers": info.gpu_layers,
                 "n_ctx": info.n_ctx,
+                **({"endpoint": stats.endpoint} if stats.endpoint else {}),
             },
             "sampling": self.sampling.model_dump(),
             "random_seed": job.random_seed
             if phase == "generate"
             else job_random_seed(job.random_seed, "restyle"),
-            "prompt_format": self.prompt_format(),
+            "prompt_format": stats.prompt_format or self.prompt_format(),
             "system": system,
             "cue": cue,
             "template": {

@@ -1,7 +1,9 @@
 """Prompt building: the filled instruction wrapped in the model's own chat format, plus a task cue.
 
 A Llama-2 chat model gets the ``[INST] <<SYS>>`` format the original notebooks used; any other
-model gets the chat template stored in its GGUF, and the cue starts the assistant's answer.
+model gets the chat template stored in its GGUF, and the cue starts the assistant's answer. A model
+behind an inference server whose template we cannot read gets "chat-messages": the parts are sent
+as chat messages and the server applies its own template.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Literal
 
 from convogen_tui.core.errors import ConvogenError, Problem
 
-PromptFormat = Literal["llama2", "chat-template"]
+PromptFormat = Literal["llama2", "chat-template", "chat-messages"]
 
 GEN_SYSTEM = (
     "You write believable two-person exchanges between SocBot, a patient assistant that "
@@ -34,6 +36,25 @@ class ChatFormat:
     bos_token: str = ""
     eos_token: str = ""
     adds_bos: bool = True  # llama.cpp prepends BOS while tokenizing
+    server_chat: bool = False  # a remote server can apply its own (unseen) template to chat messages
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """The pieces a prompt is built from, for backends that send chat messages instead of text."""
+
+    instruction: str
+    system: str | None
+    cue: str
+    format: PromptFormat = "llama2"
+
+    def messages(self) -> list[dict[str, str]]:
+        """System and user messages, then the cue as the start of the assistant's answer."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        out.append({"role": "user", "content": self.instruction})
+        if self.cue:
+            out.append({"role": "assistant", "content": f"{self.cue}\n\n"})
+        return out
 
 
 def llama2_prompt(instruction: str, system: str | None, cue: str) -> str:
@@ -55,6 +76,8 @@ def is_llama2_chat(fmt: ChatFormat) -> bool:
 def choose_format(fmt: ChatFormat, setting: str = "auto") -> PromptFormat:
     if setting == "llama2":
         return "llama2"
+    if fmt.server_chat and not fmt.chat_template and (setting == "chat-template" or not is_llama2_chat(fmt)):
+        return "chat-messages"
     if setting == "chat-template":
         if not fmt.chat_template:
             raise ConvogenError(
@@ -105,6 +128,11 @@ def chat_template_prompt(instruction: str, system: str | None, cue: str, fmt: Ch
     return f"{text}{cue}\n\n"
 
 
+def chat_messages_preview(parts: PromptParts) -> str:
+    """A readable stand-in for chat messages whose final text only the server knows."""
+    return "".join(f"<{m['role']}>\n{m['content'].rstrip()}\n</{m['role']}>\n\n" for m in parts.messages())
+
+
 def wrap_prompt(
     instruction: str,
     system: str | None,
@@ -112,6 +140,9 @@ def wrap_prompt(
     fmt: ChatFormat,
     setting: str = "auto",
 ) -> str:
-    if choose_format(fmt, setting) == "llama2":
+    chosen = choose_format(fmt, setting)
+    if chosen == "llama2":
         return llama2_prompt(instruction, system, cue)
+    if chosen == "chat-messages":
+        return chat_messages_preview(PromptParts(instruction, system, cue, chosen))
     return chat_template_prompt(instruction, system, cue, fmt)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.core.prompts import ChatFormat
+from convogen_tui.core.prompts import ChatFormat, PromptParts
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -34,13 +34,18 @@ class ModelInfo:
     gpu_offload_supported: bool = False
     backend: str = "llama.cpp"
     adds_bos: bool = True
+    remote: str = ""  # where a served model runs (its endpoints); empty for an in-process model
 
     @property
     def chat_format(self) -> ChatFormat:
-        return ChatFormat(self.name, self.chat_template, self.bos_token, self.eos_token, self.adds_bos)
+        return ChatFormat(
+            self.name, self.chat_template, self.bos_token, self.eos_token, self.adds_bos, bool(self.remote)
+        )
 
     @property
     def offload_summary(self) -> str:
+        if self.remote:
+            return self.remote
         if not self.gpu_offload_supported:
             return "CPU (llama.cpp built without GPU support)"
         if self.gpu_layers == 0:
@@ -57,6 +62,8 @@ class GenerationStats:
     started: float = field(default_factory=time.perf_counter)
     first_token_s: float | None = None
     elapsed_s: float = 0.0
+    endpoint: str | None = None  # the server that produced the text, for remote backends
+    prompt_format: str | None = None  # set when the backend sent another form than the pipeline chose
 
     @property
     def tokens_per_second(self) -> float:
@@ -117,6 +124,8 @@ class Backend(Protocol):
 class Request:
     """One prompt to complete; ``key`` lets the caller match events to its job.
 
+    ``parts`` (instruction, system, cue) let a remote backend send chat messages when the server
+    only offers chat or applies its own template; backends that take text ignore them.
     ``cancel`` stops this request alone (the others keep running); it ends with StreamDone and
     finish_reason "cancelled". The run's own cancel still stops everything.
     """
@@ -125,11 +134,14 @@ class Request:
     prompt: str
     seed: int
     sampling: SamplingSettings
+    parts: PromptParts | None = None
     cancel: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class StreamStarted:
+    """A request began streaming; a backend that retries it elsewhere sends this again (text restarts)."""
+
     key: int
     prompt_tokens: int
 

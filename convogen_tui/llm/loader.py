@@ -1,8 +1,15 @@
-"""Open the backend an experiment asks for (or --model overrides), reusing a loaded model."""
+"""Open the backend an experiment asks for (or the command line overrides), reusing a loaded model.
+
+``llama.cpp`` (the default) loads a GGUF in this process; ``openai`` talks to OpenAI-compatible
+inference servers named in the setup's ``backend`` block or by --base-url.
+"""
 
 from __future__ import annotations
 
-from convogen_tui.core.experiment import Experiment
+from pydantic import ValidationError
+
+from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.experiment import BackendSettings, Experiment
 from convogen_tui.llm.backend import Backend
 from convogen_tui.llm.llama_cpp import load_llama
 from convogen_tui.llm.resolve import resolve_model
@@ -14,12 +21,43 @@ def model_reference(experiment: Experiment, model: str | None = None) -> str | N
     return experiment.setup.llm if experiment.setup else None
 
 
+def backend_settings(experiment: Experiment, **overrides: object) -> BackendSettings:
+    """The setup's backend block with command-line values (those not None) laid over it."""
+    base = experiment.setup.backend if experiment.setup else BackendSettings()
+    changes = {k: v for k, v in overrides.items() if v is not None and v != []}
+    if changes.get("base_urls") and "kind" not in changes and base.kind == "llama.cpp":
+        changes["kind"] = "openai"  # --base-url alone means the remote backend
+    if not changes:
+        return base
+    try:
+        return BackendSettings.model_validate({**base.model_dump(), **changes})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(p) for p in error["loc"])
+        raise ConvogenError(Problem(None, f"backend {name}: {error['msg']}")) from None
+
+
 def open_backend(
-    experiment: Experiment, model: str | None = None, n_gpu_layers: int | None = None
+    experiment: Experiment,
+    model: str | None = None,
+    n_gpu_layers: int | None = None,
+    backend: BackendSettings | None = None,
 ) -> Backend:
-    """Resolve the model reference and load it (once per process) with the experiment's context."""
+    """Open the backend the settings choose; a local model is loaded once per process."""
+    settings = backend or backend_settings(experiment)
+    n_ctx = experiment.setup.n_ctx if experiment.setup else 4096
+    if settings.kind == "openai":
+        from convogen_tui.llm.openai_compat import OpenAIBackend
+
+        return OpenAIBackend(
+            settings.base_urls,
+            api_model=settings.api_model,
+            concurrency=settings.concurrency,
+            api=settings.api,
+            timeout_s=settings.timeout_s,
+            n_ctx=n_ctx,
+        )
     path = resolve_model(
         model_reference(experiment, model), base=experiment.dir, project_root=experiment.project_root
     )
-    n_ctx = experiment.setup.n_ctx if experiment.setup else 4096
     return load_llama(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)

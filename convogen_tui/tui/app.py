@@ -1,0 +1,293 @@
+"""The ConvoGen app: screens, the model loaded once in the background, help, palette, $EDITOR.
+
+Screens do the work; this file wires them and owns what lives longer than a screen: the root, the
+model (loaded in a thread worker, reported through messages) and the app-wide keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.tui.messages import ModelFailed, ModelReady
+from convogen_tui.tui.screens.dialogs import HelpScreen
+from convogen_tui.tui.screens.experiments import ExperimentsScreen
+from convogen_tui.tui.screens.generate import GeneratePane
+from convogen_tui.tui.screens.models import ModelsScreen
+from convogen_tui.tui.screens.review import ReviewPane
+from convogen_tui.tui.screens.seeds import SeedsPane
+from convogen_tui.tui.screens.setup import SetupPane
+from convogen_tui.tui.screens.templates import TemplatesPane
+from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
+from convogen_tui.tui.session import Session
+
+
+class ConvogenApp(App[int]):
+    """Browse experiments, edit, preview, generate and review, all from the keyboard."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ConvoGen"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help"),
+        Binding("f7", "models", "Models", priority=True),  # over TextArea's f7 (select all)
+        Binding("f9", "open_in_editor", "$EDITOR"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+    ]
+
+    def __init__(
+        self,
+        root: Path,
+        experiment: str | Path | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        load_model: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.start_experiment = experiment
+        self.model = model
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.load_model_enabled = load_model
+        self.session: Session | None = None
+        self.model_status = "model: not loaded"
+
+    def on_mount(self) -> None:
+        self.push_screen(ExperimentsScreen(self.root))
+        if self.start_experiment is not None:
+            from convogen_tui.core.experiment import locate_experiment
+
+            try:
+                self.open_experiment(locate_experiment(self.start_experiment, self.root))
+            except ConvogenError as exc:
+                self.notify(str(exc), title="cannot open", severity="error", timeout=10)
+
+    # experiments --------------------------------------------------------------------------
+    def open_experiment(self, path: Path) -> None:
+        """Open an experiment in its own screen; the model loads in the background if needed."""
+        previous = self.session
+        self.session = Session.open(path, self.model, self.max_tokens, self.seed)
+        if previous is not None and previous.backend is not None:
+            self.session.backend = previous.backend
+        if isinstance(self.screen, ExperimentScreen):
+            self.pop_screen()
+        self.push_screen(ExperimentScreen(self.session))
+        if self.session.experiment.errors:
+            self.notify(
+                f"{len(self.session.experiment.errors)} problem(s) in the setup: see Setup (F2)",
+                severity="warning",
+            )
+        self._start_model_load()
+
+    def _start_model_load(self) -> None:
+        if not self.load_model_enabled or self.session is None:
+            return
+        if self.session.experiment.setup is None:
+            self.set_model_status("model: fix the setup first (F2)")
+            return
+        self.session.backend = None
+        self.set_model_status("loading model…")
+        self._load_model(self.session)
+
+    @work(thread=True, exclusive=True, group="model")
+    def _load_model(self, session: Session) -> None:
+        """Blocking load (seconds to minutes): cached per process, so a second open is instant."""
+        from convogen_tui.llm.loader import open_backend
+
+        try:
+            backend = open_backend(session.experiment, session.model)
+        except ConvogenError as exc:
+            problem = exc.problems[0] if exc.problems else None
+            self.post_message(
+                ModelFailed(problem.message if problem else str(exc), problem.hint if problem else None)
+            )
+            return
+        except Exception as exc:  # llama.cpp raises plain errors too; the app must live on
+            self.post_message(ModelFailed(f"{type(exc).__name__}: {exc}", None))
+            return
+        self.post_message(ModelReady(backend))
+
+    @on(ModelReady)
+    def _model_ready(self, message: ModelReady) -> None:
+        if self.session is not None:
+            self.session.backend = message.backend
+            self.session._pipeline = None
+        self.set_model_status(model_status_line(message.backend))
+
+    @on(ModelFailed)
+    def _model_failed(self, message: ModelFailed) -> None:
+        self.set_model_status("model: failed to load (see the notification)")
+        hint = (
+            message.hint or 'set "llm" in expt-setup.json to "default", a .gguf path or OWNER/REPO:FILE.gguf'
+        )
+        self.notify(
+            f"{message.message}\nWhat to do: {hint}", title="model error", severity="error", timeout=30
+        )
+
+    def set_model_status(self, status: str) -> None:
+        self.model_status = status
+        for screen in self.screen_stack:
+            if isinstance(screen, ExperimentScreen | ModelsScreen):
+                screen.model_changed()
+
+    # models -------------------------------------------------------------------------------
+    def action_models(self) -> None:
+        if isinstance(self.screen, ModelsScreen):
+            return
+        if self.session is not None:
+            root = self.session.experiment.project_root
+            setup = self.session.experiment.setup
+            n_ctx = setup.n_ctx if setup is not None else 4096
+        else:
+            root, n_ctx = self.root.resolve().parent, 4096
+        self.push_screen(ModelsScreen(root, n_ctx))
+
+    def use_model(self, ref: str) -> bool:
+        """Use this model for the session's runs: loaded in the background, the old one freed."""
+        session = self.session
+        generate = None
+        for screen in self.screen_stack:
+            if isinstance(screen, ExperimentScreen):
+                generate = screen.generate
+        if generate is not None and generate.running:
+            self.notify("a run is going: Esc on Generate cancels it; then switch models", severity="warning")
+            return False
+        self.model = ref
+        if session is None:
+            self.notify(f"picked {ref}: it loads when you open an experiment")
+            return True
+        session.model = ref
+        setup = session.experiment.setup
+        if setup is not None and setup.backend.kind == "openai":
+            self.notify(
+                f"picked {ref}, but this experiment generates through servers (\"backend\" in the setup): "
+                'set "kind": "llama.cpp" there to run it here',
+                severity="warning",
+                timeout=12,
+            )
+            return True
+        self.notify(f"loading {ref} for this session's runs…")
+        self._start_model_load()
+        return True
+
+    def action_experiments(self) -> None:
+        while isinstance(self.screen, ExperimentScreen):
+            self.pop_screen()
+
+    # help, palette, editor ----------------------------------------------------------------
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Every key of every screen, from the Binding lists themselves."""
+
+        def keys(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[str, str]]:
+            out = []
+            for b in bindings:
+                if isinstance(b, Binding):
+                    out.append((b.key, b.description or b.action))
+            return out
+
+        tabs = [(key.upper(), label.split(" ", 1)[1]) for _pane, label, key in PANES]
+        return [
+            ("Everywhere", [*keys(self.BINDINGS), ("ctrl+p", "command palette"), ("tab", "next widget")]),
+            ("Experiments", keys(ExperimentsScreen.BINDINGS)),
+            ("Experiment (any tab)", tabs + keys(ExperimentScreen.BINDINGS[len(PANES) :])),
+            ("Setup (F2)", [*keys(SetupPane.BINDINGS), ("enter", "on a grid cell: persona texts")]),
+            ("Templates (F3)", keys(TemplatesPane.BINDINGS)),
+            ("Seeds (F4)", keys(SeedsPane.BINDINGS)),
+            ("Generate (F5)", keys(GeneratePane.BINDINGS)),
+            ("Review (F6)", keys(ReviewPane.BINDINGS)),
+            ("Models (F7)", keys(ModelsScreen.BINDINGS)),
+        ]
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_sections()))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: all keys", "F1", self.action_help)
+        yield SystemCommand(
+            "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
+        )
+        yield SystemCommand(
+            "Models: list, details, pick one for runs", "GGUF files, memory estimate, GPU fit (F7)",
+            self.action_models,
+        )
+        yield SystemCommand(
+            "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
+        )
+        if isinstance(screen, ExperimentsScreen):
+            yield SystemCommand("New experiment from the sample", "n", screen.action_new)
+            yield SystemCommand("Copy the selected experiment", "c", screen.action_copy)
+        if isinstance(screen, ExperimentScreen):
+            for pane, label, key in PANES:
+                yield SystemCommand(
+                    f"Go to {label.split(' ', 1)[1]}", key.upper(), lambda p=pane: screen.show_pane(p)
+                )
+            yield SystemCommand("Generate the picked seeds", "ctrl+g", screen.action_generate)
+            yield SystemCommand("Rerun the last seed and persona", "ctrl+r", screen.action_rerun)
+            yield SystemCommand("Cancel the run", "Esc on Generate", screen.generate.action_cancel)
+            yield SystemCommand("Save templates", "ctrl+s on Templates", screen.templates.action_save)
+            yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
+            yield SystemCommand(
+                "Empty the trash", "delete trashed conversations for good (E on Review)",
+                screen.review.action_empty_trash,
+            )
+            seeds = screen.query_one(SeedsPane)
+            yield SystemCommand(
+                "Hydrate tweet ids", "fetch seed texts through the X API (h on Seeds)",
+                lambda: (screen.show_pane("seeds"), seeds.action_hydrate()),
+            )
+
+    def action_open_in_editor(self) -> None:
+        """Suspend the app, run $EDITOR on the current file, then read the file back."""
+        screen = self.screen
+        path = screen.current_file() if isinstance(screen, ExperimentScreen) else None
+        if path is None:
+            self.notify("no file here to edit: use Setup, Templates or Review", severity="warning")
+            return
+        if isinstance(screen, ExperimentScreen) and path.suffix == ".txt" and screen.templates.dirty():
+            screen.templates.save()
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        try:
+            with self.suspend():
+                subprocess.run([*shlex.split(editor), str(path)], check=False)
+        except Exception as exc:  # SuspendNotSupported in tests and web; a missing editor binary
+            self.notify(f"cannot run {editor}: {exc}", severity="error")
+            return
+        if isinstance(screen, ExperimentScreen):
+            screen.reload_after_edit(path)
+
+
+def model_status_line(backend: object) -> str:
+    """The sub-title: the model, its context and where it runs (GPU, CPU, or which servers)."""
+    info = backend.info  # type: ignore[attr-defined]
+    name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
+    endpoints = getattr(backend, "endpoints", None)
+    if info.remote and endpoints:
+        urls = ", ".join(e.label.removeprefix("http://").removeprefix("https://") for e in endpoints)
+        return f"served {name} · ctx {info.n_ctx} · {urls} (x{getattr(backend, 'slots', 1)})"
+    where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
+    return f"{name} · ctx {info.n_ctx} · {where}"
+
+
+def run_app(
+    root: Path | str = "datasets",
+    experiment: str | None = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> int:
+    app = ConvogenApp(Path(root), experiment, model, max_tokens, seed=seed)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""Screens of the app: the experiment list and the panes of one experiment."""

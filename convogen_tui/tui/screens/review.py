@@ -1,0 +1,344 @@
+"""Review pane: the experiment's conversations, each beside its restyled twin; delete, undo, mark.
+
+The listing comes from the store's index (one worker call, re-reading only changed files); filtering
+works on the summaries in memory and draws at most MAX_ROWS rows, so a keystroke never re-reads
+files, even with 10 000 conversations.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Select, Static
+
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.experiment import Persona
+from convogen_tui.core.pipeline import Job, job_random_seed
+from convogen_tui.core.seeds import Seed
+from convogen_tui.core.store import ConversationSummary
+from convogen_tui.tui.messages import RunJobs
+from convogen_tui.tui.screens.dialogs import ConfirmDialog
+from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.stream_view import StreamView
+
+MAX_ROWS = 1000
+SHOW_FILTERS: list[tuple[str, str]] = [
+    ("all", "all"),
+    ("flagged", "mark:flagged"),
+    ("kept", "mark:kept"),
+    ("unmarked", "mark:"),
+    ("any flag", "flags:any"),
+    ("short", "flag:short"),
+    ("truncated", "flag:truncated"),
+    ("no-dialog", "flag:no-dialog"),
+    ("no-restyle", "flag:no-restyle"),
+]
+
+
+def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
+    """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
+    if show.startswith("mark:") and row.mark != show[5:]:
+        return False
+    if show == "flags:any" and not row.flags:
+        return False
+    if show.startswith("flag:") and show[5:] not in row.flags:
+        return False
+    if not words:
+        return True
+    hay = " ".join([row.id, row.tweet_id, row.persona, row.tweet, row.mark, *row.flags]).lower()
+    return all(w in hay for w in words)
+
+
+class ReviewPane(Vertical):
+    """d deletes (to trash; all rows marked with space, if any), u undoes, f flags, k keeps,
+    g regenerates the same seed and persona, E empties the trash after asking."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "select", "Select"),
+        Binding("d", "delete", "Delete"),
+        Binding("u", "undo", "Undo"),
+        Binding("f", "mark('flagged')", "Flag"),
+        Binding("k", "mark('kept')", "Keep"),
+        Binding("g", "regenerate", "Regenerate"),
+        Binding("slash", "search", "Filter"),
+        Binding("E", "empty_trash", "Empty trash"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, rows: list[ConversationSummary], trash: int) -> None:
+            super().__init__()
+            self.rows = rows
+            self.trash = trash
+
+    class Loaded(Message):
+        def __init__(self, conv_id: str, record: dict[str, Any] | None, twin: dict[str, Any] | None) -> None:
+            super().__init__()
+            self.conv_id = conv_id
+            self.record = record
+            self.twin = twin
+
+    def __init__(self, session: Session, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.session = session
+        self.rows: list[ConversationSummary] = []
+        self.shown: list[ConversationSummary] = []
+        self.trash = 0
+        self.stale = True
+        self.last_batch: str | None = None
+        self.selected: set[str] = set()  # ids marked with space for a bulk delete
+        self._debounce: Timer | None = None
+        self._load_timer: Timer | None = None
+        self.time_format = "%m-%d %H:%M"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="rev-filters"):
+            yield Input(placeholder="/ filter: words in persona, seed, text, flags", id="rev-filter")
+            yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
+        yield DataTable(id="rev-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="rev-detail"):
+            conv = StreamView("", id="rev-conv")
+            conv.border_title = "Conversation"
+            yield conv
+            twin = StreamView("", id="rev-restyled")
+            twin.border_title = "Restyled twin"
+            yield twin
+        yield Static("", id="rev-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("✓", "time", "seed", "persona", "turns", "len", "flags")
+        self.relist()
+
+    def relist(self) -> None:
+        self.stale = False
+        self.query_one("#rev-status", Static).update("listing…")
+        self._list()
+
+    @work(thread=True, exclusive=True, group="review-list")
+    def _list(self) -> None:
+        store = self.session.store
+        self.post_message(self.Listed(store.list(), store.trash_count()))
+
+    @on(Listed)
+    def _listed(self, message: Listed) -> None:
+        self.rows = message.rows
+        self.trash = message.trash
+        self.selected &= {row.id for row in self.rows}
+        self.filter()
+
+    @on(Input.Changed, "#rev-filter")
+    @on(Select.Changed, "#rev-show")
+    def _filter_changed(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(0.12, self.filter)
+
+    @on(Input.Submitted, "#rev-filter")
+    def _filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def filter(self) -> None:
+        words = self.query_one("#rev-filter", Input).value.lower().split()
+        show = self.query_one("#rev-show", Select).value
+        show = show if isinstance(show, str) else "all"
+        self.shown = [r for r in self.rows if matches(r, words, show)]
+        table = self.query_one(DataTable)
+        current = self.current()
+        table.clear()
+        table.add_rows(self._cells(row) for row in self.shown[:MAX_ROWS])
+        if current is not None and current in self.shown[:MAX_ROWS]:
+            table.move_cursor(row=self.shown.index(current))
+        self._status()
+        self._schedule_load()
+
+    def _cells(self, row: ConversationSummary) -> tuple[str, ...]:
+        marks = ([row.mark] if row.mark else []) + row.flags
+        return (
+            "✓" if row.id in self.selected else "",
+            time.strftime(self.time_format, time.localtime(row.created_at)),
+            row.tweet_id[-8:],
+            row.persona,
+            str(row.turns),
+            str(row.length),
+            " ".join(marks),
+        )
+
+    def _status(self) -> None:
+        more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
+        selected = f" · {len(self.selected)} selected (d deletes them)" if self.selected else ""
+        self.query_one("#rev-status", Static).update(
+            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected} · trash {self.trash}"
+        )
+
+    def current(self) -> ConversationSummary | None:
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        if not self.shown or row < 0 or row >= min(len(self.shown), MAX_ROWS):
+            return None
+        return self.shown[row]
+
+    # detail -------------------------------------------------------------------------------
+    @on(DataTable.RowHighlighted, "#rev-table")
+    def _highlighted(self) -> None:
+        self._schedule_load()
+
+    def _schedule_load(self) -> None:
+        if self._load_timer is not None:
+            self._load_timer.stop()
+        self._load_timer = self.set_timer(0.08, self._load_current)
+
+    def _load_current(self) -> None:
+        row = self.current()
+        if row is None:
+            self.query_one("#rev-conv", StreamView).set_text("", "no conversation selected")
+            self.query_one("#rev-restyled", StreamView).set_text("", "")
+            return
+        self._load(row.id)
+
+    @work(thread=True, exclusive=True, group="review-load")
+    def _load(self, conv_id: str) -> None:
+        try:
+            record, twin = self.session.store.load(conv_id)
+        except ConvogenError:
+            record, twin = None, None
+        self.post_message(self.Loaded(conv_id, record, twin))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        row = self.current()
+        if row is None or row.id != message.conv_id:
+            return
+        conv = self.query_one("#rev-conv", StreamView)
+        twin = self.query_one("#rev-restyled", StreamView)
+        conv.border_title = f"{row.persona} · {row.tweet_id}"
+        if message.record is None:
+            conv.set_text("", "(the file is gone or unreadable)")
+        else:
+            conv.set_text(f"User: {message.record.get('tweet', '')}\n" + str(message.record.get("conv", "")))
+        twin.set_text(str((message.twin or {}).get("restyled_conv", "")), "(no restyled twin yet)")
+
+    # actions ------------------------------------------------------------------------------
+    def action_search(self) -> None:
+        self.query_one("#rev-filter", Input).focus()
+
+    def action_select(self) -> None:
+        """Mark or unmark the row for a bulk delete, then move down."""
+        row = self.current()
+        if row is None:
+            return
+        self.selected ^= {row.id}
+        table = self.query_one(DataTable)
+        row_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key
+        table.update_cell(row_key, table.ordered_columns[0].key, self._cells(row)[0])
+        table.action_cursor_down()
+        self._status()
+
+    def action_delete(self) -> None:
+        """Move the selected rows (or, with none selected, the current one) to trash, as one batch."""
+        current = self.current()
+        doomed = [r for r in self.rows if r.id in self.selected] if self.selected else []
+        if not doomed and current is not None:
+            doomed = [current]
+        if not doomed:
+            return
+        table = self.query_one(DataTable)
+        index = table.cursor_row
+        try:
+            self.last_batch = self.session.store.delete([r.id for r in doomed])
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            self.relist()
+            return
+        self.selected.clear()
+        self.trash += len(doomed)
+        if len(doomed) == 1 and doomed[0] is current:
+            self.rows.remove(current)
+            self.shown.remove(current)
+            table.remove_row(table.coordinate_to_cell_key((index, 0)).row_key)
+            self._status()
+            self._schedule_load()
+        else:
+            gone = {r.id for r in doomed}
+            self.rows = [r for r in self.rows if r.id not in gone]
+            self.filter()
+            table.move_cursor(row=min(index, max(table.row_count - 1, 0)))
+        what = doomed[0].id[:8] if len(doomed) == 1 else f"{len(doomed)} conversations"
+        self.notify(f"moved {what} to trash · u undoes")
+
+    def action_empty_trash(self) -> None:
+        """Delete the trash for good, after a confirmation: nothing in it can be undone after."""
+        store = self.session.store
+        count = store.trash_count()
+        if not count:
+            self.notify("the trash is empty")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.notify("trash kept")
+                return
+            removed = store.empty_trash()
+            self.trash = 0
+            self.last_batch = None
+            self._status()
+            self.notify(f"deleted {removed} conversation(s) for good")
+
+        self.app.push_screen(
+            ConfirmDialog(f"Delete the {count} conversation(s) in the trash for good? No undo after this."),
+            answered,
+        )
+
+    def action_undo(self) -> None:
+        try:
+            restored = self.session.store.undo()
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"restored {len(restored)} conversation(s)")
+        self.relist()
+
+    def action_mark(self, mark: str) -> None:
+        row = self.current()
+        if row is None:
+            return
+        new = "" if row.mark == mark else mark
+        try:
+            self.session.store.set_mark(row.id, new)
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        row.mark = new
+        table = self.query_one(DataTable)
+        index = table.cursor_row
+        row_key = table.coordinate_to_cell_key((index, 0)).row_key
+        table.update_cell(row_key, table.ordered_columns[-1].key, self._cells(row)[-1])
+        self.notify(f"{row.id[:8]}: {new or 'mark cleared'}")
+
+    def action_regenerate(self) -> None:
+        row = self.current()
+        if row is None:
+            return
+        try:
+            record, _ = self.session.store.load(row.id)
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        try:
+            persona = self.session.persona(f"{row.motivation} x {row.disposition}")
+        except ConvogenError:
+            persona = Persona(
+                row.motivation,
+                row.disposition,
+                str(record.get("motivation", "")),
+                str(record.get("disposition", "")),
+            )
+        seed = Seed(row.tweet_id, str(record.get("tweet", "")))
+        self.post_message(
+            RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
+        )
