@@ -131,7 +131,9 @@ def test_cancelling_one_sequence_leaves_the_others_running(backend) -> None:
 def test_cancel_one_request_in_the_sequential_fallback(backend) -> None:
     cancel_one = threading.Event()
     reqs = [
-        Request(0, chat("Write about tea."), 1, GREEDY.model_copy(update={"max_tokens": 30}), cancel_one),
+        Request(
+            0, chat("Write about tea."), 1, GREEDY.model_copy(update={"max_tokens": 30}), cancel=cancel_one
+        ),
         Request(1, chat("Write about coffee."), 2, GREEDY),
     ]
     pending = list(reversed(reqs))
