@@ -50,9 +50,13 @@ def stream_key(job: Job, phase: str) -> StreamKey:
 
 
 def parallel_for(backend: object) -> int:
-    """Streams at once: a remote backend's slots (concurrency x endpoints), else one."""
+    """Streams at once: a remote backend's slots (concurrency x endpoints), llama.cpp's default
+    for the hardware (batched decoding: 16 on a GPU, 4 on a CPU), else one."""
     slots = getattr(backend, "slots", None)
-    return max(int(slots), 1) if isinstance(slots, int) else 1
+    if isinstance(slots, int):
+        return max(slots, 1)
+    default = getattr(backend, "default_parallel", None)
+    return max(int(default()), 1) if callable(default) else 1
 
 
 @dataclass
