@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 PROBLEMS = "https://api.twitter.com/2/problems/"
@@ -119,9 +121,7 @@ class FakeXApi:
                     "status": 429,
                 }
                 return 429, headers, body
-            if step == "500" or (
-                self.fail_after is not None and len(self.requests) >= self.fail_after
-            ):
+            if step == "500" or (self.fail_after is not None and len(self.requests) >= self.fail_after):
                 return (
                     500,
                     {},
@@ -179,3 +179,18 @@ class FakeXApi:
                 pass
 
         return Handler
+
+
+def serve_fake_x_api(monkeypatch: Any, token: str) -> Iterator[FakeXApi]:
+    """Start the fake API and point the code at it, as a fixture body (``yield from``)."""
+    server = FakeXApi(token).start()
+    monkeypatch.setenv("CONVOGEN_X_API_URL", server.url)
+    monkeypatch.setenv("X_BEARER_TOKEN", token)
+    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -24,7 +24,7 @@ from convogen_tui.integrations.x_api import (
     hydration_state,
     read_ids,
 )
-from tests.fake_x_api import FakeXApi, protected, suspended
+from tests.fake_x_api import FakeXApi, protected, serve_fake_x_api, suspended
 
 TOKEN = "AAAAtest-bearer-Zx9Qq7secretvalue%3D"
 
@@ -42,15 +42,7 @@ WEIRD_TEXTS = [
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeXApi]:
-    server = FakeXApi(TOKEN).start()
-    monkeypatch.setenv("CONVOGEN_X_API_URL", server.url)
-    monkeypatch.setenv("X_BEARER_TOKEN", TOKEN)
-    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    yield server
-    server.stop()
+    yield from serve_fake_x_api(monkeypatch, TOKEN)
 
 
 def make_ids(tmp_path: Path, api: FakeXApi, count: int = 250) -> tuple[Path, list[str]]:

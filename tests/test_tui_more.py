@@ -23,7 +23,7 @@ from convogen_tui.tui.screens.models import ModelsScreen
 from convogen_tui.tui.screens.seeds import SeedsPane
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
-from tests.fake_x_api import FakeXApi, protected
+from tests.fake_x_api import FakeXApi, protected, serve_fake_x_api
 from tests.tui_helpers import copy_sample, fake_conversation, sample_root, wait_for
 
 __all__ = ["sample_root"]
@@ -85,15 +85,7 @@ async def test_models_screen_lists_the_embedded_model_and_picks_it(sample_root: 
 # seeds: size, hydration state, hydrate with progress ---------------------------------------------
 @pytest.fixture
 def x_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeXApi]:
-    server = FakeXApi(TOKEN).start()
-    monkeypatch.setenv("CONVOGEN_X_API_URL", server.url)
-    monkeypatch.setenv("X_BEARER_TOKEN", TOKEN)
-    monkeypatch.delenv("TWITTER_BEARER_TOKEN", raising=False)
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    yield server
-    server.stop()
+    yield from serve_fake_x_api(monkeypatch, TOKEN)
 
 
 async def test_seeds_show_file_state_and_hydrate_in_the_background(
