@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.store import ConversationStore, count_turns
+from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.turns import count_turns
 
 CONV = "\n".join(f"SocBot: point {i}\nUser: reply {i}" for i in range(8))
 
@@ -44,6 +45,7 @@ def test_listing_summarises_turns_persona_and_flags(tmp_path: Path) -> None:
     assert rows[full].turns == 8 and rows[full].persona == "distrust x cynical"
     assert "short" in rows[short].flags and "no-restyle" in rows[short].flags
     assert count_turns("**SocBot:** a\nUser: b") == (1, 1)
+    assert count_turns("1. User: a\n2. SocBot (calmly): b\nUsers of the site: c\nSocBotany: no") == (1, 1)
 
 
 def test_listing_sees_edits_deletions_and_new_files_through_the_index(tmp_path: Path) -> None:

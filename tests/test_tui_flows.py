@@ -7,11 +7,12 @@ from pathlib import Path
 
 from textual.widgets import DataTable, OptionList, Static, TextArea
 
+from convogen_tui.core.turns import split_turns
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
-from convogen_tui.tui.widgets.stream_view import StreamView, split_turns
+from convogen_tui.tui.widgets.stream_view import StreamView
 from tests.tui_helpers import copy_sample, fake_conversation, sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest

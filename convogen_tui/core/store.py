@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import time
 import uuid
@@ -22,18 +21,10 @@ from typing import Any
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
 from convogen_tui.core.files import atomic_write_json
+from convogen_tui.core.turns import count_turns
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3  # bump when summaries change, so old indexes are rebuilt
 MIN_TURNS = 8
-_SOCBOT = re.compile(r"^\W*socbot\W*:", re.I | re.M)
-_USER = re.compile(r"^\W*user\W*:", re.I | re.M)
-
-
-def count_turns(conv: str) -> tuple[int, int]:
-    """(SocBot messages, User messages): a turn is a SocBot message and the User's reply."""
-    return len(_SOCBOT.findall(conv)), len(_USER.findall(conv))
-
-
 def quality_flags(record: dict[str, Any], has_twin: bool) -> list[str]:
     """Automatic warnings a reviewer wants to see at a glance."""
     conv = str(record.get("conv", ""))

@@ -6,27 +6,10 @@ the conversation; the caller batches chunks (every ~50 ms) rather than calling p
 
 from __future__ import annotations
 
-import re
-
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-# "SocBot:", "**User:**", "1. User:", "- SocBot :" all open a message
-_SPEAKER = re.compile(r"^\W*(?:\d+[.)]?\s*)?\W*(socbot|user)\W*:", re.I)
-
-
-def split_turns(text: str) -> list[tuple[str, str]]:
-    """(speaker, text) blocks: a line starting with ``SocBot:`` or ``User:`` opens a new block."""
-    blocks: list[tuple[str, str]] = []
-    for line in text.splitlines(keepends=True):
-        match = _SPEAKER.match(line)
-        if match or not blocks:
-            speaker = match.group(1).lower() if match else "other"
-            blocks.append((speaker, line))
-        else:
-            speaker, previous = blocks[-1]
-            blocks[-1] = (speaker, previous + line)
-    return blocks
+from convogen_tui.core.turns import split_turns
 
 
 class StreamView(VerticalScroll, can_focus=True):
