@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -245,3 +247,12 @@ def test_show_delete_and_undo_from_the_cli(cli, sample: Path, datasets: Path) ->
     assert (sample / "restyled-conversations" / f"{conv_id}.json").is_file()
     code, out, _ = cli("list", datasets)
     assert code == 0 and "sample" in out
+
+
+def test_out_of_range_options_are_refused_before_anything_runs(cli, sample: Path, datasets: Path) -> None:
+    bad = (("--limit", "-1"), ("--max-tokens", "0"), ("--parallel", "0"), ("--temperature", "-3"))
+    for option, value in bad:
+        with pytest.raises(SystemExit) as info:
+            cli("generate", "sample", "--root", datasets, option, value)
+        assert info.value.code == 2, option
+    assert not (sample / "conversations").exists()

@@ -29,3 +29,34 @@ def is_tty() -> bool:
 
 def err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a count of tokens, jobs, streams)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 5, not {value}")
+    return value

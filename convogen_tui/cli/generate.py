@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import threading
 
-from convogen_tui.cli.common import add_experiment_arg, err, is_tty, open_experiment
+from convogen_tui.cli.common import (
+    add_experiment_arg,
+    err,
+    is_tty,
+    open_experiment,
+    positive_int,
+    temperature,
+)
 from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError, Problem
@@ -24,17 +31,23 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="layers to offload (-1 all; default all when llama.cpp has GPU support)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=None, help="new tokens per pass (default from the setup, 1444)"
+        "--max-tokens",
+        type=positive_int,
+        default=None,
+        help="new tokens per pass (default from the setup, 1444)",
     )
     parser.add_argument(
-        "--temperature", type=float, default=None, help="sampling temperature (default from the setup, 0.7)"
+        "--temperature",
+        type=temperature,
+        default=None,
+        help="sampling temperature (default from the setup, 0.7)",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="random seed: the same seed gives the same text on CPU"
     )
     parser.add_argument(
         "--parallel",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="conversations decoded together on the model (default from the hardware: 16 with a GPU, "
@@ -57,7 +70,9 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
         "API key from CONVOGEN_API_KEY or OPENAI_API_KEY",
     )
     group.add_argument("--api-model", default=None, help="served model name (default: the one offered)")
-    group.add_argument("--concurrency", type=int, default=None, help="requests in flight per server (4)")
+    group.add_argument(
+        "--concurrency", type=positive_int, default=None, help="requests in flight per server (4)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_experiment_arg(parser)
     parser.add_argument("--seeds", help="seed file (TSV/CSV/JSONL); default: the setup's 'seeds'")
-    parser.add_argument("--limit", type=int, default=None, help="run only the first N jobs")
+    parser.add_argument("--limit", type=positive_int, default=None, help="run only the first N jobs")
     parser.add_argument(
         "--personas",
         choices=["random", "all"],

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from convogen_tui.cli.common import positive_int
 from convogen_tui.core.errors import ConvogenError, ModelError, Problem
 from convogen_tui.llm.gguf_info import format_bytes
 
@@ -24,7 +25,7 @@ def register(subparsers: Any) -> None:
     p_info.add_argument("model", help="a .gguf path, OWNER/REPO:FILE.gguf, or 'default'")
     p_info.add_argument(
         "--ctx",
-        type=int,
+        type=positive_int,
         default=None,
         help="context size for the memory estimate (default: min(trained, 4096))",
     )
@@ -74,9 +75,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     for row in rows:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        )
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     for line in errors:
         print(f"unreadable: {line}", file=sys.stderr)
     return 0
@@ -112,10 +111,7 @@ def run_info(args: argparse.Namespace) -> int:
         ("parameters", f"{i.parameters_label} ({i.parameter_count:,})"),
         (
             "quantization",
-            i.quantization
-            + "  ["
-            + ", ".join(f"{t.type} x{t.count}" for t in i.tensor_types)
-            + "]",
+            i.quantization + "  [" + ", ".join(f"{t.type} x{t.count}" for t in i.tensor_types) + "]",
         ),
         ("file size", f"{format_bytes(i.file_size)} ({i.file_size:,} bytes)"),
         ("trained context", str(i.context_length or "?")),
@@ -152,9 +148,7 @@ def run_pull(args: argparse.Namespace) -> int:
     repo_id, _, wanted = args.ref.strip().partition(":")
     if not REPO_ID.match(repo_id):
         raise ModelError(
-            Problem(
-                None, f"cannot read '{args.ref}'", hint="use OWNER/REPO or OWNER/REPO:FILE.gguf"
-            )
+            Problem(None, f"cannot read '{args.ref}'", hint="use OWNER/REPO or OWNER/REPO:FILE.gguf")
         )
     models = list_repo_ggufs(repo_id, args.revision)
     if wanted:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from convogen_tui.cli.common import non_negative_int
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.seeds import import_seeds, seed_file_info
 
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
     )
     hydrate.add_argument(
         "--retries",
-        type=int,
+        type=non_negative_int,
         default=5,
         metavar="N",
         help="retries after a network or server error, with backoff (default 5)",

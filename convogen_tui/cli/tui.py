@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from convogen_tui.cli.common import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tui", help="open the app (the default with no command)")
     parser.add_argument("experiment", nargs="?", metavar="EXPT", help="open straight into this experiment")
     parser.add_argument("--model", help="model reference for runs started in the app")
     parser.add_argument(
-        "--max-tokens", type=int, default=None, help="new tokens per pass (default from the setup)"
+        "--max-tokens", type=positive_int, default=None, help="new tokens per pass (default from the setup)"
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="fixed random seed: the same text on CPU every run"
