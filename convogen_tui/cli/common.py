@@ -31,25 +31,24 @@ def err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1 (a count of tokens, jobs, streams)."""
+def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a count of tokens, jobs, streams)."""
+    return _int_at_least(1, text)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
+    """argparse type: a whole number of at least 0 (retries)."""
+    return _int_at_least(0, text)
 
 
 def temperature(text: str) -> float:
