@@ -13,10 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import SamplingSettings, load_experiment
-from convogen_tui.core.pipeline import Pipeline, RunFinished, TokenChunk
-from convogen_tui.llm.backend import (
+from convogen_tui.core.backend import (
     Request,
     StreamChunk,
     StreamDone,
@@ -24,7 +21,12 @@ from convogen_tui.llm.backend import (
     StreamStarted,
     run_sequential,
 )
+from convogen_tui.core.check import seeds_for
+from convogen_tui.core.experiment import SamplingSettings, load_experiment
+from convogen_tui.core.pipeline import Pipeline, RunFinished, TokenChunk
 from convogen_tui.llm.loader import open_backend
+
+pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
 SYSTEM = (
     "You write believable two-person exchanges between SocBot, a patient assistant that answers with "

@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
+
 
 def conversations(expt: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((expt / "conversations").glob("*.json"))]

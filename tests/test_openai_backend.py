@@ -29,6 +29,8 @@ from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationStore
 from convogen_tui.llm.openai_compat import OpenAIBackend
 
+pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
+
 pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
 
 API_KEY = "sk-test-7f3a9c"

@@ -6,6 +6,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.experiment import load_experiment
 from convogen_tui.core.pipeline import (
@@ -17,6 +19,8 @@ from convogen_tui.core.pipeline import (
     TokenChunk,
 )
 from convogen_tui.llm.loader import open_backend
+
+pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
 
 def small_pipeline(sample: Path, max_tokens: int = 12) -> Pipeline:

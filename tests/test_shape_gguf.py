@@ -17,6 +17,8 @@ from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.llm.gguf_info import read_gguf_info
 from convogen_tui.llm.llama_cpp import LlamaCppBackend
 
+pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "shape_gguf.py"
 
 

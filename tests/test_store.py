@@ -9,27 +9,36 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.store import ConversationStore
 from convogen_tui.core.turns import count_turns
 
 CONV = "\n".join(f"SocBot: point {i}\nUser: reply {i}" for i in range(8))
 
 
-def record(tweet_id: str = "1", motivation: str = "distrust", disposition: str = "cynical") -> dict:
-    return {
-        "tweet_id": tweet_id,
-        "disposition": "Expects the worst.",
-        "motivation": "Does not trust officials.",
-        "tweet": "They lie 🙄",
-        "conv": CONV,
-        "persona": {"motivation": motivation, "disposition": disposition},
-    }
+def record(
+    tweet_id: str = "1", motivation: str = "distrust", disposition: str = "cynical", conv: str = CONV
+) -> ConversationRecord:
+    return ConversationRecord.model_validate(
+        {
+            "tweet_id": tweet_id,
+            "disposition": "Expects the worst.",
+            "motivation": "Does not trust officials.",
+            "tweet": "They lie 🙄",
+            "conv": conv,
+            "persona": {"motivation": motivation, "disposition": disposition},
+        }
+    )
+
+
+def restyled(text: str) -> RestyledRecord:
+    return RestyledRecord(tweet_id="1", restyled_conv=text)
 
 
 def test_saved_files_keep_the_original_flat_keys_and_leave_no_temporary(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path)
     conv_id = store.save_conversation(record())
-    store.save_restyled(conv_id, {"tweet_id": "1", "restyled_conv": "SocBot: hey"})
+    store.save_restyled(conv_id, restyled("SocBot: hey"))
     data = json.loads((tmp_path / "conversations" / f"{conv_id}.json").read_text())
     assert data["conv"] == CONV and data["tweet"] == "They lie 🙄"
     twin = json.loads((tmp_path / "restyled-conversations" / f"{conv_id}.json").read_text())
@@ -40,7 +49,7 @@ def test_saved_files_keep_the_original_flat_keys_and_leave_no_temporary(tmp_path
 def test_listing_summarises_turns_persona_and_flags(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path)
     full = store.save_conversation(record())
-    short = store.save_conversation({**record("2"), "conv": "SocBot: hi\nUser: no"})
+    short = store.save_conversation(record("2", conv="SocBot: hi\nUser: no"))
     rows = {r.id: r for r in store.list()}
     assert rows[full].turns == 8 and rows[full].persona == "distrust x cynical"
     assert "short" in rows[short].flags and "no-restyle" in rows[short].flags
@@ -66,7 +75,7 @@ def test_listing_sees_edits_deletions_and_new_files_through_the_index(tmp_path: 
 def test_delete_moves_the_pair_to_trash_and_undo_brings_it_back(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path)
     conv_id = store.save_conversation(record())
-    store.save_restyled(conv_id, {"tweet_id": "1", "restyled_conv": "x"})
+    store.save_restyled(conv_id, restyled("x"))
     store.delete([conv_id])
     assert store.list() == [] and store.trash_count() == 1
     assert not store.restyled_path(conv_id).exists()
@@ -83,3 +92,33 @@ def test_unique_prefix_finds_a_conversation(tmp_path: Path) -> None:
     assert store.find(conv_id[:6]) == conv_id
     with pytest.raises(ConvogenError, match="matches no conversation"):
         store.find("zzzz")
+
+
+def test_files_from_the_notebooks_and_unknown_keys_round_trip_unchanged(tmp_path: Path) -> None:
+    """A notebook-era file (numeric id, no persona names, extra keys) is read and marked without loss."""
+    store = ConversationStore(tmp_path)
+    (tmp_path / "conversations").mkdir()
+    original = {
+        "tweet_id": 1234567890123,
+        "disposition": "Expects the worst of people.",
+        "motivation": "Does not trust officials.",
+        "tweet": "They lie",
+        "conv": CONV,
+        "annotator": {"name": "ana", "score": 3},
+    }
+    (tmp_path / "conversations" / "old.json").write_text(json.dumps(original))
+    [row] = store.list()
+    assert row.tweet_id == "1234567890123" and row.persona == "Does not trust... x Expects the worst..."
+    store.set_mark("old", "kept")
+    data = json.loads((tmp_path / "conversations" / "old.json").read_text())
+    assert data["annotator"] == {"name": "ana", "score": 3}
+    assert data["conv"] == CONV and data["review"]["mark"] == "kept"
+    assert list(data)[:5] == ["tweet_id", "disposition", "motivation", "tweet", "conv"]
+
+
+def test_a_record_of_the_wrong_shape_names_the_file_and_the_key(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path)
+    (tmp_path / "conversations").mkdir()
+    (tmp_path / "conversations" / "bad.json").write_text(json.dumps({"tweet_id": "1", "conv": ["a", "b"]}))
+    with pytest.raises(ConvogenError, match=r"bad\.json \[conv\]"):
+        store.load("bad")

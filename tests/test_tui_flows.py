@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, OptionList, Static, TextArea
 
 from convogen_tui.core.turns import split_turns
@@ -68,6 +69,7 @@ async def test_new_experiment_from_sample(sample_root: Path) -> None:
         assert "inst-templates/mine/" in setup["user_profiles"][0]["path"]
 
 
+@pytest.mark.llama
 async def test_template_edit_updates_preview_and_token_count(sample_root: Path) -> None:
     app = ConvogenApp(sample_root, "sample")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -97,6 +99,7 @@ async def test_placeholder_error_is_named_as_you_type(sample_root: Path) -> None
         assert "unknown placeholder" in text_of(app, "#tpl-problems")
 
 
+@pytest.mark.llama
 async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
     app = ConvogenApp(root, "sample", max_tokens=8, seed=7)
@@ -133,6 +136,7 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
         }
 
 
+@pytest.mark.llama
 async def test_escape_cancels_and_leaves_no_file(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
     app = ConvogenApp(root, "sample", max_tokens=400, seed=7)
@@ -226,6 +230,7 @@ async def test_help_lists_every_screen_key(sample_root: Path) -> None:
         assert isinstance(app.screen, ExperimentScreen)
 
 
+@pytest.mark.llama
 async def test_model_error_is_a_notification_with_what_to_do(sample_root: Path) -> None:
     app = ConvogenApp(sample_root, "sample", model=str(sample_root / "missing.gguf"))
     async with app.run_test(size=(80, 24)) as pilot:

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
+from convogen_tui.core.backend import GenerationStats
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, JobFinished, JobStarted, RunFinished, RunStarted, TokenChunk
 from convogen_tui.core.seeds import Seed, read_seeds
-from convogen_tui.llm.backend import GenerationStats
 from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.panes.seeds import SeedsPane
 from convogen_tui.tui.screens.dialogs import ConfirmDialog, HydrateDialog
-from convogen_tui.tui.screens.generate import parallel_for
 from convogen_tui.tui.screens.models import ModelsScreen
-from convogen_tui.tui.screens.seeds import SeedsPane
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
 from tests.fake_x_api import FakeXApi, protected, serve_fake_x_api
@@ -53,6 +52,7 @@ async def opened(pilot, app: ConvogenApp) -> ExperimentScreen:  # type: ignore[n
 
 
 # models -------------------------------------------------------------------------------------
+@pytest.mark.llama
 async def test_models_screen_lists_the_embedded_model_and_picks_it(sample_root: Path) -> None:
     app = ConvogenApp(sample_root, "sample", model=str(sample_root / "missing.gguf"))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -187,6 +187,7 @@ async def test_review_bulk_delete_undo_and_empty_trash(sample_root: Path) -> Non
 
 
 # generate through a real llama_cpp.server ---------------------------------------------------
+@pytest.mark.llama
 async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     from tests.test_openai_backend import Server
@@ -222,13 +223,6 @@ async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Pa
         assert record["provenance"]["model"]["endpoint"].startswith(f"http://127.0.0.1:{server.port}")
     finally:
         server.kill()
-
-
-def test_parallel_follows_the_backend_slots() -> None:
-    class Remote:
-        slots = 8
-
-    assert parallel_for(Remote()) == 8 and parallel_for(object()) == 1
 
 
 async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> None:

@@ -79,15 +79,13 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     conv_id = store.find(args.id)
     record, twin = store.load(conv_id)
-    persona = record.get("persona") or {}
     print(f"id: {conv_id}")
-    print(f"tweet {record.get('tweet_id')}: {record.get('tweet')}")
-    if persona:
-        print(f"persona: {persona.get('motivation')} x {persona.get('disposition')}")
+    print(f"tweet {record.tweet_id}: {record.tweet}")
+    print(f"persona: {record.motivation_name} x {record.disposition_name}")
     print("\n--- conversation ---")
-    print(record.get("conv", ""))
+    print(record.conv)
     print("\n--- restyled ---")
-    print(twin.get("restyled_conv", "") if twin else "(not restyled yet: convogen restyle EXPT)")
+    print(twin.restyled_conv if twin else "(not restyled yet: convogen restyle EXPT)")
     return 0
 
 

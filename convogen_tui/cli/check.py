@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
-    report = check_experiment(experiment, args.seeds, args.model)
+    from convogen_tui.llm.loader import resolve_experiment_model
+
+    report = check_experiment(experiment, args.seeds, args.model, resolve_experiment_model)
     for problem in report.problems:
         print(problem)
     if not report.ok:

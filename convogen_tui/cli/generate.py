@@ -14,8 +14,8 @@ from convogen_tui.cli.common import (
     temperature,
 )
 from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
+from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.check import seeds_for
-from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
 
@@ -127,33 +127,16 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
         concurrency=args.concurrency,
     )
     backend = open_backend(experiment, args.model, args.n_gpu_layers, settings)
-    for warning in getattr(backend, "warnings", []):
+    for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
     return Pipeline(experiment, backend, sampling=sampling)
 
 
 def _parallel(args: argparse.Namespace, pipeline: Pipeline, n_jobs: int) -> int:
-    """--parallel, or the backend's hardware default; says which, and the KV memory it takes.
-
-    A remote backend runs as many requests as it has slots (--concurrency x servers).
-    """
-    backend = pipeline.backend
-    slots = getattr(backend, "slots", None)
-    if slots is not None and args.parallel is None:
-        return int(slots)
-    default = getattr(backend, "default_parallel", None)
-    chosen = args.parallel if args.parallel is not None else (default() if default else 1)
-    if chosen < 1:
-        raise ConvogenError(Problem(None, "--parallel must be at least 1"))
-    how = "--parallel" if args.parallel is not None else "default for this hardware; --parallel N to change"
-    if n_jobs < chosen:
-        chosen, how = max(1, n_jobs), f"{how}; only {n_jobs} job(s)"
-    line = f"parallel: {chosen} conversation(s) at once ({how})"
-    kv_bytes = getattr(backend, "kv_bytes", None)
-    if kv_bytes is not None and chosen > 1:
-        line += f"; KV cache {chosen} x {backend.info.n_ctx} tokens = {kv_bytes(chosen) / 2**20:.0f} MiB"
-    print(line)
-    return chosen
+    """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
+    choice = choose_parallel(pipeline.backend, args.parallel, n_jobs)
+    print(choice.describe())
+    return choice.n
 
 
 def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:

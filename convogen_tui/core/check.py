@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,11 @@ from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.seeds import SeedSet, read_seeds
 from convogen_tui.core.templates import check_template
+
+ModelResolver = Callable[[Experiment, "str | None"], Path]
+"""Finds the model file an experiment (or a --model override) means; raises ConvogenError if none.
+Passed in from above (``convogen_tui.llm.loader.resolve_experiment_model``): core does not know
+where models live."""
 
 
 @dataclass
@@ -44,12 +50,12 @@ def seeds_for(experiment: Experiment, seeds: Path | str | None = None) -> SeedSe
 
 
 def check_experiment(
-    experiment: Experiment, seeds: Path | str | None = None, model: str | None = None
+    experiment: Experiment,
+    seeds: Path | str | None = None,
+    model: str | None = None,
+    resolve_model: ModelResolver | None = None,
 ) -> CheckReport:
-    """Setup, persona files, templates, seeds and the model reference, without loading a model."""
-    from convogen_tui.llm.loader import model_reference
-    from convogen_tui.llm.resolve import resolve_model
-
+    """Setup, persona files, templates, seeds and (given a resolver) the model, without loading it."""
     report = CheckReport(experiment, list(experiment.problems))
     if experiment.setup is None:
         return report
@@ -74,10 +80,10 @@ def check_experiment(
             report.problems.append(Problem(report.seeds.path, "no usable seed rows"))
     except ConvogenError as exc:
         report.problems.extend(exc.problems or [Problem(None, str(exc))])
+    if resolve_model is None:
+        return report
     try:
-        report.model_path = resolve_model(
-            model_reference(experiment, model), base=experiment.dir, project_root=experiment.project_root
-        )
+        report.model_path = resolve_model(experiment, model)
     except ConvogenError as exc:
         for problem in exc.problems or [Problem(None, str(exc))]:
             key = "llm" if model is None else "--model"

@@ -12,14 +12,24 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from convogen_tui import __version__
+from convogen_tui.core.backend import (
+    Backend,
+    GenerationStats,
+    Request,
+    StreamChunk,
+    StreamDone,
+    StreamFailed,
+    StreamStarted,
+    run_sequential,
+)
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import Experiment, Persona, SamplingSettings
+from convogen_tui.core.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
 from convogen_tui.core.personas import PersonaMode, draw_persona, filter_personas
 from convogen_tui.core.prompts import (
     GEN_CUE,
@@ -30,19 +40,18 @@ from convogen_tui.core.prompts import (
     choose_format,
     wrap_prompt,
 )
+from convogen_tui.core.records import (
+    SCHEMA_VERSION,
+    ConversationRecord,
+    ModelProvenance,
+    PersonaNames,
+    Provenance,
+    RestyledRecord,
+    TemplateRef,
+)
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationStore
 from convogen_tui.core.templates import Template, load_template
-from convogen_tui.llm.backend import (
-    Backend,
-    GenerationStats,
-    Request,
-    StreamChunk,
-    StreamDone,
-    StreamFailed,
-    StreamStarted,
-    run_sequential,
-)
 
 Phase = Literal["generate", "restyle"]
 
@@ -88,6 +97,7 @@ class RunStarted:
     total: int
     model: str
     offload: str
+    parallel: int = 1  # streams the run uses at most
 
 
 @dataclass(frozen=True)
@@ -178,7 +188,8 @@ class Pipeline:
         self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
 
     @property
-    def _setup(self) -> Any:
+    def _setup(self) -> ExperimentSetup:
+        assert self.experiment.setup is not None  # checked in __init__
         return self.experiment.setup
 
     def _system_and_cue(self, phase: Phase) -> tuple[str | None, str]:
@@ -223,7 +234,7 @@ class Pipeline:
             self.backend.count_tokens(prompt),
             self.backend.info.n_ctx,
             self.prompt_format(),
-            bool(getattr(self.backend, "token_counts_estimated", False)),
+            self.backend.token_counts_estimated,
         )
 
     # planning ----------------------------------------------------------------------------
@@ -278,23 +289,14 @@ class Pipeline:
         jobs = []
         for conv_id in self.store.without_twin():
             record, _ = self.store.load(conv_id)
-            names = record.get("persona") or {}
             persona = Persona(
-                str(names.get("motivation", "")),
-                str(names.get("disposition", "")),
-                str(record.get("motivation", "")),
-                str(record.get("disposition", "")),
+                record.persona.motivation if record.persona else "",
+                record.persona.disposition if record.persona else "",
+                record.motivation,
+                record.disposition,
             )
-            tweet = Seed(str(record.get("tweet_id", "")), str(record.get("tweet", "")))
-            jobs.append(
-                Job(
-                    tweet,
-                    persona,
-                    job_random_seed(seed, conv_id, "restyle"),
-                    conv_id,
-                    str(record.get("conv", "")),
-                )
-            )
+            tweet = Seed(record.tweet_id, record.tweet)
+            jobs.append(Job(tweet, persona, job_random_seed(seed, conv_id, "restyle"), conv_id, record.conv))
         return jobs
 
     # running -----------------------------------------------------------------------------
@@ -343,10 +345,9 @@ class Pipeline:
                     return Request(key, prompt, seed, self.sampling, parts)
                 return None
 
-        yield RunStarted(total, info.name, info.offload_summary)
-        run_many = getattr(self.backend, "run_many", None)
-        if run_many is not None and (parallel > 1 or getattr(self.backend, "always_run_many", False)):
-            stream = run_many(next_request, cancel, parallel)
+        yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
+        if parallel > 1 or self.backend.always_run_many:
+            stream = self.backend.run_many(next_request, cancel, parallel)
         else:
             stream = run_sequential(self.backend, next_request, cancel)
         try:
@@ -380,9 +381,8 @@ class Pipeline:
                                 )
                             )
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            if isinstance(stream, Generator):
+                stream.close()
         while failed_early:
             summary.failed += 1
             yield failed_early.pop(0)
@@ -407,61 +407,59 @@ class Pipeline:
         return JobFinished(job, phase, conv_id, path, stats)
 
     # records -----------------------------------------------------------------------------
-    def _provenance(
-        self, job: Job, stats: GenerationStats, phase: Phase, template: Template
-    ) -> dict[str, Any]:
+    def _provenance(self, job: Job, stats: GenerationStats, phase: Phase, template: Template) -> Provenance:
         info = self.backend.info
         system, cue = self._system_and_cue(phase)
-        return {
-            "created_at": time.time(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "convogen_version": __version__,
-            "phase": phase,
-            "model": {
-                "name": info.name,
-                "file": info.path.name if info.path else None,
-                "path": str(info.path) if info.path else None,
-                "size_bytes": info.size_bytes,
-                "fingerprint": info.fingerprint,
-                "architecture": info.architecture,
-                "backend": info.backend,
-                "gpu_layers": info.gpu_layers,
-                "n_ctx": info.n_ctx,
-                **({"endpoint": stats.endpoint} if stats.endpoint else {}),
-            },
-            "sampling": self.sampling.model_dump(),
-            "random_seed": job.random_seed
-            if phase == "generate"
-            else job_random_seed(job.random_seed, "restyle"),
-            "prompt_format": stats.prompt_format or self.prompt_format(),
-            "system": system,
-            "cue": cue,
-            "template": {
-                "file": template.path.name if template.path else None,
-                "sha256": template.sha256,
-            },
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "finish_reason": stats.finish_reason,
-            "elapsed_s": round(stats.elapsed_s, 3),
-            "time_to_first_token_s": round(stats.first_token_s or 0.0, 3),
-            "tokens_per_second": round(stats.tokens_per_second, 2),
-        }
+        model = ModelProvenance(
+            name=info.name,
+            file=info.path.name if info.path else None,
+            path=str(info.path) if info.path else None,
+            size_bytes=info.size_bytes,
+            fingerprint=info.fingerprint,
+            architecture=info.architecture,
+            backend=info.backend,
+            gpu_layers=info.gpu_layers,
+            n_ctx=info.n_ctx,
+        )
+        if stats.endpoint:
+            model.endpoint = stats.endpoint
+        return Provenance(
+            schema_version=SCHEMA_VERSION,
+            created_at=time.time(),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            convogen_version=__version__,
+            phase=phase,
+            model=model,
+            sampling=self.sampling.model_dump(),
+            random_seed=(
+                job.random_seed if phase == "generate" else job_random_seed(job.random_seed, "restyle")
+            ),
+            prompt_format=stats.prompt_format or self.prompt_format(),
+            system=system,
+            cue=cue,
+            template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            finish_reason=stats.finish_reason,
+            elapsed_s=round(stats.elapsed_s, 3),
+            time_to_first_token_s=round(stats.first_token_s or 0.0, 3),
+            tokens_per_second=round(stats.tokens_per_second, 2),
+        )
 
-    def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> dict[str, Any]:
-        return {
-            "tweet_id": job.seed.tweet_id,
-            "disposition": job.persona.disposition_text,
-            "motivation": job.persona.motivation_text,
-            "tweet": job.seed.tweet,
-            "conv": conv,
-            "persona": {"motivation": job.persona.motivation, "disposition": job.persona.disposition},
-            "provenance": self._provenance(job, stats, "generate", self.conv_template),
-        }
+    def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> ConversationRecord:
+        return ConversationRecord(
+            tweet_id=job.seed.tweet_id,
+            disposition=job.persona.disposition_text,
+            motivation=job.persona.motivation_text,
+            tweet=job.seed.tweet,
+            conv=conv,
+            persona=PersonaNames(motivation=job.persona.motivation, disposition=job.persona.disposition),
+            provenance=self._provenance(job, stats, "generate", self.conv_template),
+        )
 
-    def _restyled_record(self, job: Job, restyled: str, stats: GenerationStats) -> dict[str, Any]:
-        return {
-            "tweet_id": job.seed.tweet_id,
-            "restyled_conv": restyled,
-            "provenance": self._provenance(job, stats, "restyle", self.restyle_template),
-        }
+    def _restyled_record(self, job: Job, restyled: str, stats: GenerationStats) -> RestyledRecord:
+        return RestyledRecord(
+            tweet_id=job.seed.tweet_id,
+            restyled_conv=restyled,
+            provenance=self._provenance(job, stats, "restyle", self.restyle_template),
+        )

@@ -21,21 +21,28 @@ from typing import Any
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
 from convogen_tui.core.files import atomic_write_json
+from convogen_tui.core.records import (
+    ConversationRecord,
+    RestyledRecord,
+    Review,
+    read_conversation,
+    read_restyled,
+)
 from convogen_tui.core.turns import count_turns
 
 INDEX_VERSION = 3  # bump when summaries change, so old indexes are rebuilt
 MIN_TURNS = 8
-def quality_flags(record: dict[str, Any], has_twin: bool) -> list[str]:
+
+
+def quality_flags(record: ConversationRecord, has_twin: bool) -> list[str]:
     """Automatic warnings a reviewer wants to see at a glance."""
-    conv = str(record.get("conv", ""))
-    socbot, user = count_turns(conv)
+    socbot, user = count_turns(record.conv)
     flags = []
     if socbot == 0 or user == 0:
         flags.append("no-dialog")
     elif min(socbot, user) < MIN_TURNS:
         flags.append("short")
-    provenance = record.get("provenance") or {}
-    if provenance.get("finish_reason") == "length":
+    if record.finish_reason == "length":
         flags.append("truncated")
     if not has_twin:
         flags.append("no-restyle")
@@ -90,24 +97,23 @@ class ConversationStore:
     def restyled_path(self, conv_id: str) -> Path:
         return self.restyled_dir / f"{conv_id}.json"
 
-    def save_conversation(self, record: dict[str, Any], conv_id: str | None = None) -> str:
+    def save_conversation(self, record: ConversationRecord, conv_id: str | None = None) -> str:
         conv_id = conv_id or new_conversation_id()
-        atomic_write_json(self.conversation_path(conv_id), record)
+        atomic_write_json(self.conversation_path(conv_id), record.to_json())
         return conv_id
 
-    def save_restyled(self, conv_id: str, record: dict[str, Any]) -> None:
-        atomic_write_json(self.restyled_path(conv_id), record)
+    def save_restyled(self, conv_id: str, record: RestyledRecord) -> None:
+        atomic_write_json(self.restyled_path(conv_id), record.to_json())
 
     # reading ------------------------------------------------------------------------------
-    def load(self, conv_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def load(self, conv_id: str) -> tuple[ConversationRecord, RestyledRecord | None]:
+        """A conversation and its twin (None until restyled); errors name the file and field."""
         path = self.conversation_path(conv_id)
         if not path.is_file():
             raise ConvogenError(Problem(path, f"no conversation {conv_id} in {self.dir.name}"))
-        conv = _read_json(path)
+        conv = read_conversation(path)
         twin_path = self.restyled_path(conv_id)
-        twin = _read_json(twin_path) if twin_path.is_file() else None
-        if conv is None:
-            raise ConvogenError(Problem(path, "not a readable conversation JSON file"))
+        twin = read_restyled(twin_path) if twin_path.is_file() else None
         return conv, twin
 
     def find(self, prefix: str) -> str:
@@ -136,8 +142,9 @@ class ConversationStore:
             if cached and cached["stat"] == stat_key and cached["twin"] == twin_key:
                 seen[conv_id] = cached
                 continue
-            record = _read_json(self.conv_dir / name)
-            if record is None:
+            try:
+                record = read_conversation(self.conv_dir / name)
+            except ConvogenError:
                 continue
             seen[conv_id] = {
                 "stat": stat_key,
@@ -171,11 +178,12 @@ class ConversationStore:
         if mark not in ("", "flagged", "kept"):
             raise ConvogenError(Problem(None, f"unknown mark '{mark}'", hint="use flagged or kept"))
         record, _ = self.load(conv_id)
-        review = dict(record.get("review") or {})
-        review.update({"mark": mark, "marked_at": time.time()})
+        review = record.review or Review()
+        review.mark = mark  # type: ignore[assignment]  # checked above
+        review.marked_at = time.time()
         if note is not None:
-            review["note"] = note
-        record["review"] = review
+            review.note = note
+        record.review = review
         self.save_conversation(record, conv_id)
 
     # trash -------------------------------------------------------------------------------
@@ -270,30 +278,22 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _summarize(
-    conv_id: str, record: dict[str, Any], has_twin: bool, stat_key: list[int]
+    conv_id: str, record: ConversationRecord, has_twin: bool, stat_key: list[int]
 ) -> ConversationSummary:
-    provenance = record.get("provenance") or {}
-    conv = str(record.get("conv", ""))
-    socbot, user = count_turns(conv)
-    persona = record.get("persona") or {}
-    created = provenance.get("created_at") or stat_key[0] / 1e9
+    provenance = record.provenance
+    socbot, user = count_turns(record.conv)
+    created = (provenance.created_at if provenance else None) or stat_key[0] / 1e9
     return ConversationSummary(
         id=conv_id,
-        tweet_id=str(record.get("tweet_id", "")),
-        tweet=str(record.get("tweet", ""))[:200],
-        motivation=str(persona.get("motivation") or _short(record.get("motivation"))),
-        disposition=str(persona.get("disposition") or _short(record.get("disposition"))),
+        tweet_id=record.tweet_id,
+        tweet=record.tweet[:200],
+        motivation=record.motivation_name,
+        disposition=record.disposition_name,
         created_at=float(created),
         turns=min(socbot, user) if socbot and user else 0,
-        length=len(conv),
+        length=len(record.conv),
         restyled=has_twin,
-        mark=str((record.get("review") or {}).get("mark", "")),
+        mark=record.mark,
         flags=quality_flags(record, has_twin),
-        model=str((provenance.get("model") or {}).get("name", "")),
+        model=provenance.model.name if provenance else "",
     )
-
-
-def _short(text: object) -> str:
-    """Old files carry only the persona texts: the first words stand in for a name."""
-    words = str(text or "").split()
-    return " ".join(words[:3]) + ("..." if len(words) > 3 else "")

@@ -53,3 +53,23 @@ def list_gpus(timeout: float = 5.0) -> list[GPU]:
         except ValueError:
             continue
     return gpus
+
+
+def available_ram_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping); None elsewhere."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def free_memory_bytes(on_gpu: bool) -> int | None:
+    """Free memory where a KV cache would go: the first GPU's free VRAM, or available RAM."""
+    if on_gpu:
+        gpus = list_gpus()
+        return gpus[0].free if gpus else None
+    return available_ram_bytes()

@@ -13,9 +13,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.llm.backend import (
+from convogen_tui.core.backend import (
+    Backend,
     Generation,
     GenerationStats,
     ModelInfo,
@@ -25,6 +24,8 @@ from convogen_tui.llm.backend import (
     StreamEvent,
     StreamFailed,
 )
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, LlamaEngine, Work
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024
@@ -59,12 +60,14 @@ def file_fingerprint(path: Path) -> str:
     return "sha256-16m:" + digest.hexdigest()
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Backend):
     """A GGUF model loaded in-process through llama-cpp-python's low-level API.
 
     Generation runs through :class:`LlamaEngine` (our own decode loop): ``stream`` is one sequence,
     ``run_many`` decodes up to ``parallel`` sequences together in the same context.
     """
+
+    batched = True
 
     def __init__(
         self,
@@ -187,11 +190,17 @@ class LlamaCppBackend:
         head_dim = int(meta.get(f"{arch}.attention.key_length", 0) or 0) or (embd // heads if heads else 0)
         return 2 * layers * kv_heads * head_dim * 2
 
-    def kv_bytes(self, parallel: int) -> int:
+    def memory_for(self, parallel: int) -> int:
         """The KV cache that ``parallel`` sequences of n_ctx tokens need: its upper bound and size."""
         return self.kv_bytes_per_token() * self.info.n_ctx * parallel
 
-    def default_parallel(self) -> int:
+    def memory_available(self) -> int | None:
+        """Free VRAM when layers are offloaded (nvidia-smi), else available RAM."""
+        from convogen_tui.llm.gpu import free_memory_bytes
+
+        return free_memory_bytes(on_gpu=self.info.gpu_offload_supported and self.n_gpu_layers != 0)
+
+    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
         """Sequences to decode together when the user does not say: many on a GPU, few on a CPU.
 
         A GPU decoding a big model is bound by memory bandwidth, so 16 sequences cost about one. On
@@ -199,8 +208,8 @@ class LlamaCppBackend:
         benchmarks/RESULTS.md), most of it with the first few sequences.
         """
         if self.info.gpu_offload_supported and self.n_gpu_layers != 0:
-            return 16
-        return CPU_DEFAULT_PARALLEL
+            return 16, "default for this hardware; --parallel N to change"
+        return CPU_DEFAULT_PARALLEL, "default for this hardware; --parallel N to change"
 
     # generation --------------------------------------------------------------------------
     def _work(self, request: Request) -> Work:

@@ -39,9 +39,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.llm.backend import (
+from convogen_tui.core.backend import (
     FinishReason,
     GenerationStats,
     Request,
@@ -51,6 +49,8 @@ from convogen_tui.llm.backend import (
     StreamFailed,
     StreamStarted,
 )
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.experiment import SamplingSettings
 
 PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
 MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens

@@ -6,11 +6,13 @@ inference servers named in the setup's ``backend`` block or by --base-url.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import ValidationError
 
+from convogen_tui.core.backend import Backend
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import BackendSettings, Experiment
-from convogen_tui.llm.backend import Backend
 from convogen_tui.llm.llama_cpp import load_llama
 from convogen_tui.llm.resolve import resolve_model
 
@@ -19,6 +21,13 @@ def model_reference(experiment: Experiment, model: str | None = None) -> str | N
     if model is not None:
         return model
     return experiment.setup.llm if experiment.setup else None
+
+
+def resolve_experiment_model(experiment: Experiment, model: str | None = None) -> Path:
+    """The GGUF file the experiment's ``llm`` (or ``model``, the --model override) names."""
+    return resolve_model(
+        model_reference(experiment, model), base=experiment.dir, project_root=experiment.project_root
+    )
 
 
 def backend_settings(experiment: Experiment, **overrides: object) -> BackendSettings:
@@ -57,7 +66,5 @@ def open_backend(
             timeout_s=settings.timeout_s,
             n_ctx=n_ctx,
         )
-    path = resolve_model(
-        model_reference(experiment, model), base=experiment.dir, project_root=experiment.project_root
-    )
+    path = resolve_experiment_model(experiment, model)
     return load_llama(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)

@@ -28,9 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.llm.backend import (
+from convogen_tui.core.backend import (
+    Backend,
     FinishReason,
     Generation,
     GenerationStats,
@@ -43,6 +42,8 @@ from convogen_tui.llm.backend import (
     StreamFailed,
     StreamStarted,
 )
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.experiment import SamplingSettings
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -133,9 +134,10 @@ class _Attempt:
                 self.response.close()
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """Completions from one or more OpenAI-compatible servers, many requests at once."""
 
+    batched = True
     always_run_many = True  # retries and failover live in run_many, even for one stream at a time
 
     def __init__(
@@ -179,7 +181,7 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.max_attempts = max_attempts or max(3, 2 * len(self.endpoints))
-        self.warnings: list[str] = []
+        self._warnings: list[str] = []
         self.token_counts_estimated = False
         self.model, served_ctx, props = self._discover(api_model)
         self.info = ModelInfo(
@@ -200,6 +202,19 @@ class OpenAIBackend:
     def slots(self) -> int:
         """Requests in flight when every endpoint is busy: concurrency x endpoints."""
         return sum(e.concurrency for e in self.endpoints)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self._warnings
+
+    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
+        """As many requests as the servers take at once."""
+        return self.slots, f"{len(self.endpoints)} server(s) x concurrency; --concurrency to change"
+
+    def describe(self) -> str:
+        name = self.info.name if len(self.info.name) <= 24 else self.info.name[:23] + "…"
+        urls = ", ".join(e.label.removeprefix("http://").removeprefix("https://") for e in self.endpoints)
+        return f"served {name} · ctx {self.info.n_ctx} · {urls} (x{self.slots})"
 
     # discovery ---------------------------------------------------------------------------
     def _discover(self, api_model: str | None) -> tuple[str, int, dict[str, Any]]:
@@ -225,7 +240,7 @@ class OpenAIBackend:
         if not served:
             raise ModelError(errors[0].problem())
         for exc in errors:
-            self.warnings.append(f"{exc}; the run will retry it")
+            self._warnings.append(f"{exc}; the run will retry it")
         names = list(dict.fromkeys(n for ns in served.values() for n in ns))
         if api_model is None:
             if len(names) > 1:
@@ -571,7 +586,7 @@ class OpenAIBackend:
             # llama_cpp.server (by default) ends a stream early when another request arrives:
             # this endpoint serves one request at a time, so stop overlapping and try again
             if ep.concurrency > 1:
-                self.warnings.append(f"{ep.label} cuts a stream short when another arrives: one at a time")
+                self._warnings.append(f"{ep.label} cuts a stream short when another arrives: one at a time")
             ep.concurrency = 1
             pending.attempts -= 1
             retry.appendleft(pending)

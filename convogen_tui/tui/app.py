@@ -16,24 +16,28 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.reactive import reactive
 from textual.screen import Screen
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.tui.messages import ModelFailed, ModelReady
+from convogen_tui.tui.panes.generate import GeneratePane
+from convogen_tui.tui.panes.review import ReviewPane
+from convogen_tui.tui.panes.seeds import SeedsPane
+from convogen_tui.tui.panes.setup import SetupPane
+from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
-from convogen_tui.tui.screens.generate import GeneratePane
 from convogen_tui.tui.screens.models import ModelsScreen
-from convogen_tui.tui.screens.review import ReviewPane
-from convogen_tui.tui.screens.seeds import SeedsPane
-from convogen_tui.tui.screens.setup import SetupPane
-from convogen_tui.tui.screens.templates import TemplatesPane
 from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
 from convogen_tui.tui.session import Session
 
 
 class ConvogenApp(App[int]):
     """Browse experiments, edit, preview, generate and review, all from the keyboard."""
+
+    #: the model line screens show as their sub-title; they watch it (``watch(app, "model_status")``)
+    model_status: reactive[str] = reactive("model: not loaded")
 
     CSS_PATH = "app.tcss"
     TITLE = "ConvoGen"
@@ -61,7 +65,6 @@ class ConvogenApp(App[int]):
         self.seed = seed
         self.load_model_enabled = load_model
         self.session: Session | None = None
-        self.model_status = "model: not loaded"
 
     def on_mount(self) -> None:
         self.push_screen(ExperimentsScreen(self.root))
@@ -123,7 +126,7 @@ class ConvogenApp(App[int]):
         if self.session is not None:
             self.session.backend = message.backend
             self.session._pipeline = None
-        self.set_model_status(model_status_line(message.backend))
+        self.set_model_status(message.backend.describe())
 
     @on(ModelFailed)
     def _model_failed(self, message: ModelFailed) -> None:
@@ -137,9 +140,6 @@ class ConvogenApp(App[int]):
 
     def set_model_status(self, status: str) -> None:
         self.model_status = status
-        for screen in self.screen_stack:
-            if isinstance(screen, ExperimentScreen | ModelsScreen):
-                screen.model_changed()
 
     # models -------------------------------------------------------------------------------
     def action_models(self) -> None:
@@ -267,18 +267,6 @@ class ConvogenApp(App[int]):
             return
         if isinstance(screen, ExperimentScreen):
             screen.reload_after_edit(path)
-
-
-def model_status_line(backend: object) -> str:
-    """The sub-title: the model, its context and where it runs (GPU, CPU, or which servers)."""
-    info = backend.info  # type: ignore[attr-defined]
-    name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
-    endpoints = getattr(backend, "endpoints", None)
-    if info.remote and endpoints:
-        urls = ", ".join(e.label.removeprefix("http://").removeprefix("https://") for e in endpoints)
-        return f"served {name} · ctx {info.n_ctx} · {urls} (x{getattr(backend, 'slots', 1)})"
-    where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
-    return f"{name} · ctx {info.n_ctx} · {where}"
 
 
 def run_app(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from convogen_tui.core.backend import Backend
 from convogen_tui.core.pipeline import Job
-from convogen_tui.llm.backend import Backend
 
 
 class SetupSaved(Message):

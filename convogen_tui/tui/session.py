@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convogen_tui.core.backend import Backend
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import Experiment, Persona, load_experiment
 from convogen_tui.core.pipeline import Job, Pipeline, job_random_seed
 from convogen_tui.core.seeds import Seed, SeedSet
 from convogen_tui.core.store import ConversationStore
-from convogen_tui.llm.backend import Backend
 
 RANDOM = "random"
 ALL = "all"

@@ -1,1 +1,1 @@
-"""Screens of the app: the experiment list and the panes of one experiment."""
+"""Screens of the app: the experiment list, one experiment (its panes live in tui.panes), models, dialogs."""

@@ -21,6 +21,7 @@ from convogen_tui.core.scaffold import (
     experiment_counts,
 )
 from convogen_tui.tui.screens.dialogs import AskDialog
+from convogen_tui.tui.typed import convogen_app
 
 
 class ExperimentsScreen(Screen[None]):
@@ -107,7 +108,7 @@ class ExperimentsScreen(Screen[None]):
     def action_open(self) -> None:
         row = self.selected()
         if row is not None:
-            self.app.open_experiment(row.path)  # type: ignore[attr-defined]
+            convogen_app(self).open_experiment(row.path)
 
     def action_new(self) -> None:
         def made(name: str | None) -> None:
@@ -135,4 +136,4 @@ class ExperimentsScreen(Screen[None]):
             self.notify(str(exc), title="cannot create the experiment", severity="error", timeout=10)
             return
         self.notify(f"created {path}")
-        self.app.open_experiment(path)  # type: ignore[attr-defined]
+        convogen_app(self).open_experiment(path)

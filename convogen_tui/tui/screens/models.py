@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.llm.catalog import ModelDetails, ModelSummary
 from convogen_tui.llm.gguf_info import format_bytes
+from convogen_tui.tui.typed import convogen_app
 
 
 def details_text(summary: ModelSummary, details: ModelDetails | None, error: str | None) -> str:
@@ -83,14 +84,14 @@ class ModelsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = "ConvoGen · Models"
-        self.model_changed()
+        self.watch(convogen_app(self), "model_status", self.model_changed)
         table = self.query_one(DataTable)
         table.add_columns(" ", "model", "arch", "params", "quant", "ctx", "size", "template")
         table.focus()
         self.action_rescan()
 
-    def model_changed(self) -> None:
-        self.sub_title = self.app.model_status  # type: ignore[attr-defined]
+    def model_changed(self, status: str) -> None:
+        self.sub_title = status
         if self.models:
             self._fill()
 
@@ -116,7 +117,7 @@ class ModelsScreen(Screen[None]):
         )
 
     def _in_use(self) -> Path | None:
-        session = self.app.session  # type: ignore[attr-defined]
+        session = convogen_app(self).session
         backend = session.backend if session is not None else None
         path = backend.info.path if backend is not None else None
         return Path(path).resolve() if path else None
@@ -208,7 +209,7 @@ class ModelsScreen(Screen[None]):
         if summary.info is None:
             self.notify(f"cannot use {summary.ref}: {summary.error}", severity="error", timeout=10)
             return
-        if self.app.use_model(summary.ref):  # type: ignore[attr-defined]
+        if convogen_app(self).use_model(summary.ref):
             self.dismiss()
 
     def action_close(self) -> None:

@@ -14,12 +14,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from convogen_tui.tui.messages import ConversationsChanged, RunJobs, SetupSaved
-from convogen_tui.tui.screens.generate import GeneratePane
-from convogen_tui.tui.screens.review import ReviewPane
-from convogen_tui.tui.screens.seeds import SeedsPane
-from convogen_tui.tui.screens.setup import SetupPane
-from convogen_tui.tui.screens.templates import TemplatesPane
+from convogen_tui.tui.panes.generate import GeneratePane
+from convogen_tui.tui.panes.review import ReviewPane
+from convogen_tui.tui.panes.seeds import SeedsPane
+from convogen_tui.tui.panes.setup import SetupPane
+from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.typed import convogen_app
 
 PANES = [
     ("setup", "F2 Setup", "f2"),
@@ -64,7 +65,7 @@ class ExperimentScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name}"
-        self.sub_title = self.app.model_status  # type: ignore[attr-defined]
+        self.watch(convogen_app(self), "model_status", self.model_changed)
         self._focus_pane("templates")
 
     @property
@@ -164,7 +165,7 @@ class ExperimentScreen(Screen[None]):
         self.templates.schedule_preview(0)
         self.query_one(SeedsPane).load()
 
-    def model_changed(self) -> None:
-        self.sub_title = self.app.model_status  # type: ignore[attr-defined]
+    def model_changed(self, status: str) -> None:
+        self.sub_title = status
         with contextlib.suppress(NoMatches):  # not composed yet: its on_mount does the same
             self.templates.schedule_preview(0)

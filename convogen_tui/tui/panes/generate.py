@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Select, Static
 
+from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.pipeline import (
     Event,
@@ -31,6 +32,7 @@ from convogen_tui.core.pipeline import (
     JobFailed,
     JobFinished,
     JobStarted,
+    Pipeline,
     RunFinished,
     RunStarted,
     TokenChunk,
@@ -47,16 +49,6 @@ StreamKey = tuple[str, str, int, str]  # seed id, persona label, random seed, ph
 
 def stream_key(job: Job, phase: str) -> StreamKey:
     return (job.seed.tweet_id, job.persona.label, job.random_seed, phase)
-
-
-def parallel_for(backend: object) -> int:
-    """Streams at once: a remote backend's slots (concurrency x endpoints), llama.cpp's default
-    for the hardware (batched decoding: 16 on a GPU, 4 on a CPU), else one."""
-    slots = getattr(backend, "slots", None)
-    if isinstance(slots, int):
-        return max(slots, 1)
-    default = getattr(backend, "default_parallel", None)
-    return max(int(default()), 1) if callable(default) else 1
 
 
 @dataclass
@@ -203,18 +195,20 @@ class GeneratePane(Vertical):
         self.streams.clear()
         self.conv_texts.clear()
         self.live, self.pinned, self.conv_shows = None, False, None
-        self.parallel = min(parallel_for(pipeline.backend), len(jobs))
+        self.parallel = 1
         self.cancel_event = threading.Event()
         self.events.clear()
         progress = self.query_one("#gen-progress", ProgressBar)
         progress.update(total=len(jobs) * 2, progress=0)
-        self._status("starting…" + (f" ({self.parallel} at once)" if self.parallel > 1 else ""))
-        self._run(pipeline, list(jobs), self.cancel_event, parallel_for(pipeline.backend))
+        self._status("starting…")
+        self._run(pipeline, list(jobs), self.cancel_event)
         return True
 
     @work(thread=True, exclusive=True, group="generate")
-    def _run(self, pipeline, jobs: list[Job], cancel: threading.Event, parallel: int = 1) -> None:  # type: ignore[no-untyped-def]
+    def _run(self, pipeline: Pipeline, jobs: list[Job], cancel: threading.Event) -> None:
         try:
+            # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
+            parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
             for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel):
                 self.events.append(event)
         except Exception as exc:  # a model error must reach the user, not kill the app
@@ -320,6 +314,7 @@ class GeneratePane(Vertical):
         progress = self.query_one("#gen-progress", ProgressBar)
         if isinstance(event, RunStarted):
             self.job = None
+            self.parallel = event.parallel
         elif isinstance(event, JobStarted):
             key = stream_key(event.job, event.phase)
             self.streams[key] = _Stream(event.job, event.phase, event.index + 1, time.perf_counter())

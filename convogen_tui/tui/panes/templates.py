@@ -24,7 +24,7 @@ from convogen_tui.core.files import atomic_write_text
 from convogen_tui.core.pipeline import PromptPreview
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.templates import Template, TemplateKind, check_template, parse_template
-from convogen_tui.tui.screens.setup import problem_line
+from convogen_tui.tui.panes.setup import problem_line
 from convogen_tui.tui.session import Session
 
 EXAMPLE_CONV = (

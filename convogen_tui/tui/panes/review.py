@@ -8,7 +8,7 @@ files, even with 10 000 conversations.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, job_random_seed
+from convogen_tui.core.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationSummary
 from convogen_tui.tui.messages import RunJobs
@@ -78,7 +79,9 @@ class ReviewPane(Vertical):
             self.trash = trash
 
     class Loaded(Message):
-        def __init__(self, conv_id: str, record: dict[str, Any] | None, twin: dict[str, Any] | None) -> None:
+        def __init__(
+            self, conv_id: str, record: ConversationRecord | None, twin: RestyledRecord | None
+        ) -> None:
             super().__init__()
             self.conv_id = conv_id
             self.record = record
@@ -220,8 +223,8 @@ class ReviewPane(Vertical):
         if message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
-            conv.set_text(f"User: {message.record.get('tweet', '')}\n" + str(message.record.get("conv", "")))
-        twin.set_text(str((message.twin or {}).get("restyled_conv", "")), "(no restyled twin yet)")
+            conv.set_text(f"User: {message.record.tweet}\n" + message.record.conv)
+        twin.set_text(message.twin.restyled_conv if message.twin else "", "(no restyled twin yet)")
 
     # actions ------------------------------------------------------------------------------
     def action_search(self) -> None:
@@ -332,13 +335,8 @@ class ReviewPane(Vertical):
         try:
             persona = self.session.persona(f"{row.motivation} x {row.disposition}")
         except ConvogenError:
-            persona = Persona(
-                row.motivation,
-                row.disposition,
-                str(record.get("motivation", "")),
-                str(record.get("disposition", "")),
-            )
-        seed = Seed(row.tweet_id, str(record.get("tweet", "")))
+            persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
+        seed = Seed(row.tweet_id, record.tweet)
         self.post_message(
             RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
         )

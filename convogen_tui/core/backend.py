@@ -1,14 +1,22 @@
-"""What the pipeline needs from a generation backend: model facts, token counts, a token stream."""
+"""The backend contract: what the pipeline, the CLI and the app may ask of a generation backend.
+
+Everything a caller uses is declared here, on :class:`Backend`, with a documented default, so no
+caller probes a backend with ``getattr``. Implementations live above core (``convogen_tui.llm``:
+llama.cpp in this process, OpenAI-compatible servers) and tests script their own. The stream events
+(``StreamStarted`` ... ``StreamFailed``) are the one language every backend's ``run_many`` speaks.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal
 
+from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.core.prompts import ChatFormat, PromptParts
 
@@ -90,9 +98,8 @@ class Generation:
 
     def close(self) -> None:
         """Stop generating now (the backend frees the sequence); text() returns what came so far."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
+        if isinstance(self._chunks, Generator):
+            self._chunks.close()
         self._done = True
 
     def text(self) -> str:
@@ -102,14 +109,25 @@ class Generation:
         return "".join(self._parts)
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """A loaded model that can count tokens and stream completions of raw prompt text."""
+class Backend(ABC):
+    """A loaded model that counts tokens and streams completions of raw prompt text.
+
+    Required: ``info``, ``count_tokens`` and ``stream``. The rest are optional capabilities with
+    defaults that suit a backend running one stream at a time; a backend overrides what it offers.
+    """
 
     info: ModelInfo
+    #: run_many decodes several requests together (llama.cpp batching, several servers)
+    batched: ClassVar[bool] = False
+    #: route even a single stream through run_many (a remote backend's retries and failover live there)
+    always_run_many: ClassVar[bool] = False
+    #: count_tokens guesses (a server without a tokenize route): the app says "~" before counts
+    token_counts_estimated: bool = False
 
+    @abstractmethod
     def count_tokens(self, text: str) -> int: ...
 
+    @abstractmethod
     def stream(
         self,
         prompt: str,
@@ -117,6 +135,84 @@ class Backend(Protocol):
         seed: int,
         cancel: threading.Event | None = None,
     ) -> Generation: ...
+
+    def run_many(
+        self, next_request: NextRequest, cancel: threading.Event, parallel: int
+    ) -> Iterator[StreamEvent]:
+        """Serve requests as slots free up (see :func:`run_sequential` for the contract)."""
+        return run_sequential(self, next_request, cancel)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Things the user should know before a run (a server that will be retried, ...)."""
+        return []
+
+    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
+        """Streams to run at once when the user does not say, and why (printed as given)."""
+        return 1, "one stream at a time"
+
+    def memory_for(self, parallel: int) -> int | None:
+        """Bytes ``parallel`` streams need beyond the model (the KV cache); None when not ours to hold."""
+        return None
+
+    def memory_available(self) -> int | None:
+        """Bytes free for :meth:`memory_for` (VRAM or RAM); None when unknown."""
+        return None
+
+    def describe(self) -> str:
+        """One short line for status bars: the model, its context and where it runs."""
+        info = self.info
+        name = info.name if len(info.name) <= 24 else info.name[:23] + "…"
+        where = "CPU" if info.offload_summary.startswith("CPU") else info.offload_summary
+        return f"{name} · ctx {info.n_ctx} · {where}"
+
+    def close(self) -> None:  # noqa: B027  (optional: most backends hold nothing to free)
+        """Free what the backend holds (model, connections)."""
+
+
+@dataclass(frozen=True)
+class ParallelChoice:
+    """How many streams a run uses, why, and the memory that takes: decided once, shown as used."""
+
+    n: int
+    reason: str
+    memory_bytes: int | None = None
+
+    def describe(self) -> str:
+        line = f"parallel: {self.n} conversation(s) at once ({self.reason})"
+        if self.memory_bytes and self.n > 1:
+            line += f"; KV cache {self.memory_bytes / 2**20:,.0f} MiB"
+        return line
+
+
+def choose_parallel(backend: Backend, requested: int | None, n_jobs: int) -> ParallelChoice:
+    """The one place a run's stream count is decided (CLI and app alike).
+
+    ``requested`` (``--parallel N``) wins over the backend's own choice, but never past what
+    memory allows: a request whose KV cache cannot fit in free memory is lowered, saying so,
+    before the backend is asked to allocate it.
+    """
+    if requested is not None and requested < 1:
+        raise ConvogenError("--parallel must be at least 1")
+    if requested is None:
+        n, reason = backend.auto_parallel(n_jobs)
+    else:
+        n, reason = requested, "--parallel"
+    n = max(1, n)
+    if n_jobs < n:
+        n, reason = max(1, n_jobs), f"{reason}; only {n_jobs} job(s)"
+    available = backend.memory_available()
+    need = backend.memory_for(n)
+    if requested is not None and available is not None and need is not None and need > available:
+        fits = n
+        while fits > 1 and (backend.memory_for(fits) or 0) > available:
+            fits -= 1
+        reason = (
+            f"--parallel {requested} needs {need / 2**20:,.0f} MiB of KV cache but "
+            f"{available / 2**20:,.0f} MiB is free; lowered to {fits}"
+        )
+        n, need = fits, backend.memory_for(fits)
+    return ParallelChoice(n, reason, need)
 
 
 # many streams at once ----------------------------------------------------------------------
@@ -183,8 +279,6 @@ def run_sequential(
     (finish_reason "cancelled" if cut short) or StreamFailed. A request's own ``cancel`` ends
     only that request.
     """
-    from convogen_tui.core.errors import ConvogenError
-
     while not cancel.is_set():
         request = next_request()
         if request is None:
@@ -196,13 +290,17 @@ def run_sequential(
             continue
         stats = generation.stats
         yield StreamStarted(request.key, stats.prompt_tokens)
-        for chunk in generation:
-            yield StreamChunk(
-                request.key, chunk, stats.completion_tokens, time.perf_counter() - stats.started
-            )
-            if request.cancel is not None and request.cancel.is_set():
-                generation.close()
-                stats.finish_reason = "cancelled"
-                stats.elapsed_s = time.perf_counter() - stats.started
-                break
+        try:
+            for chunk in generation:
+                yield StreamChunk(
+                    request.key, chunk, stats.completion_tokens, time.perf_counter() - stats.started
+                )
+                if request.cancel is not None and request.cancel.is_set():
+                    generation.close()
+                    stats.finish_reason = "cancelled"
+                    stats.elapsed_s = time.perf_counter() - stats.started
+                    break
+        except ConvogenError as exc:  # failed mid-stream: this request ends, the run goes on
+            yield StreamFailed(request.key, str(exc))
+            continue
         yield StreamDone(request.key, generation.text(), stats)

@@ -1,0 +1,216 @@
+"""A scripted backend: the backend contract with answers queued by the test, no model at all.
+
+Pipeline, cancel, failover and app-flow tests run on it in milliseconds. It speaks the same stream
+events as llama.cpp and the OpenAI-compatible backend, so what passes here exercises the real
+pipeline, store and app code; only the text comes from a script instead of a model.
+
+    backend = ScriptedBackend([Script("SocBot: hi\\nUser: no"), Script(fail="server said no")])
+    backend = ScriptedBackend(default=Script(echo=True))       # answer every prompt with itself
+    gate = threading.Event(); Script("a b c d", hold_after=2, gate=gate)  # stops after "a b " until set
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import cast
+
+from convogen_tui.core.backend import (
+    Backend,
+    FinishReason,
+    Generation,
+    GenerationStats,
+    ModelInfo,
+    NextRequest,
+    Request,
+    StreamChunk,
+    StreamDone,
+    StreamEvent,
+    StreamFailed,
+    StreamStarted,
+)
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.experiment import SamplingSettings
+
+EIGHT_TURNS = "\n".join(f"SocBot: point {i}, with reasons.\nUser: reply {i}, unconvinced." for i in range(8))
+
+
+@dataclass
+class Script:
+    """One answer. ``text`` is cut into word chunks (a chunk per token) unless ``chunks`` says."""
+
+    text: str = EIGHT_TURNS
+    chunks: list[str] | None = None
+    echo: bool = False  # answer with the prompt itself
+    fail: str | None = None  # fail with this message after ``fail_after`` chunks
+    fail_after: int = 0
+    finish_reason: FinishReason = "stop"
+    hold_after: int | None = None  # after this many chunks wait for ``gate`` (or a cancel)
+    gate: threading.Event | None = None
+    delay_s: float = 0.0  # pause before each chunk (for demos; tests should use gates)
+
+    def pieces(self, prompt: str) -> list[str]:
+        if self.chunks is not None:
+            return list(self.chunks)
+        return re.findall(r"\S+\s*|\s+", prompt if self.echo else self.text)
+
+
+@dataclass
+class _Live:
+    request: Request
+    script: Script
+    pieces: list[str]
+    stats: GenerationStats
+    sent: int = 0
+    parts: list[str] = field(default_factory=list)
+
+
+class ScriptedBackend(Backend):
+    """Answers from a queue of scripts (then ``default``), ``slots`` streams interleaved at once."""
+
+    def __init__(
+        self,
+        scripts: Iterable[Script] = (),
+        default: Script | Callable[[str], Script] | None = None,
+        slots: int = 1,
+        n_ctx: int = 4096,
+        name: str = "scripted",
+        chat_template: str | None = None,
+        memory_per_stream: int | None = None,
+        memory_free: int | None = None,
+    ) -> None:
+        self.scripts: deque[Script] = deque(scripts)
+        self.default = default if default is not None else Script()
+        self.slots = slots
+        self.memory_per_stream = memory_per_stream
+        self.memory_free = memory_free
+        self.prompts: list[str] = []  # every prompt asked for, in order
+        self.seeds: list[int] = []
+        self.max_running = 0  # the most streams that ran at once
+        self.info = ModelInfo(
+            name=name,
+            path=None,
+            architecture="llama",
+            chat_template=chat_template,
+            bos_token="<s>",
+            eos_token="</s>",
+            n_ctx=n_ctx,
+            n_ctx_train=n_ctx,
+        )
+
+    # the contract ---------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 1
+
+    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
+        return self.slots, "scripted slots"
+
+    def memory_for(self, parallel: int) -> int | None:
+        return None if self.memory_per_stream is None else self.memory_per_stream * parallel
+
+    def memory_available(self) -> int | None:
+        return self.memory_free
+
+    def stream(
+        self,
+        prompt: str,
+        sampling: SamplingSettings,
+        seed: int,
+        cancel: threading.Event | None = None,
+    ) -> Generation:
+        live = self._begin(Request(0, prompt, seed, sampling))
+        cancel = cancel or threading.Event()
+
+        def chunks() -> Iterator[str]:
+            while live.sent < len(live.pieces):
+                event = self._next(live, cancel)
+                if isinstance(event, StreamFailed):
+                    raise ModelError(Problem(None, event.message))
+                if event is None:
+                    live.stats.finish_reason = "cancelled"
+                    return
+                yield event.text
+            self._end(live)
+
+        return Generation(chunks(), live.stats)
+
+    def run_many(
+        self, next_request: NextRequest, cancel: threading.Event, parallel: int
+    ) -> Iterator[StreamEvent]:
+        """Round robin: each step gives one chunk to every running stream, pulling when a slot frees."""
+        limit = max(1, min(parallel, self.slots))
+        running: list[_Live] = []
+        while not cancel.is_set():
+            while len(running) < limit:
+                request = next_request()
+                if request is None:
+                    break  # nothing waits now; a finishing stream may queue more
+                live = self._begin(request)
+                running.append(live)
+                yield StreamStarted(request.key, live.stats.prompt_tokens)
+            if not running:
+                return
+            self.max_running = max(self.max_running, len(running))
+            for live in list(running):
+                own = live.request.cancel
+                if own is not None and own.is_set():
+                    running.remove(live)
+                    live.stats.finish_reason = "cancelled"
+                    yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+                    continue
+                if live.sent >= len(live.pieces):
+                    running.remove(live)
+                    self._end(live)
+                    yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+                    continue
+                event = self._next(live, cancel)
+                if event is None:
+                    break  # held at a gate and cancelled: the loop above ends it
+                if isinstance(event, StreamFailed):
+                    running.remove(live)
+                yield event
+        for live in running:
+            live.stats.finish_reason = "cancelled"
+            yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+
+    # the script -----------------------------------------------------------------------------
+    def _begin(self, request: Request) -> _Live:
+        self.prompts.append(request.prompt)
+        self.seeds.append(request.seed)
+        script = self.scripts.popleft() if self.scripts else self.default
+        if not isinstance(script, Script):
+            script = cast(Callable[[str], Script], script)(request.prompt)
+        stats = GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
+        return _Live(request, script, script.pieces(request.prompt), stats)
+
+    def _next(self, live: _Live, cancel: threading.Event) -> StreamChunk | StreamFailed | None:
+        """The next chunk of one stream; None when cancelled while held at the gate."""
+        script = live.script
+        if script.fail is not None and live.sent >= script.fail_after:
+            live.sent = len(live.pieces)
+            return StreamFailed(live.request.key, script.fail)
+        if script.hold_after is not None and live.sent == script.hold_after and script.gate is not None:
+            own = live.request.cancel
+            while not script.gate.wait(0.01):
+                if cancel.is_set() or (own is not None and own.is_set()):
+                    return None
+        if script.delay_s:
+            time.sleep(script.delay_s)
+        text = live.pieces[live.sent]
+        live.sent += 1
+        live.parts.append(text)
+        stats = live.stats
+        stats.completion_tokens = live.sent
+        now = time.perf_counter() - stats.started
+        if stats.first_token_s is None:
+            stats.first_token_s = now
+        stats.elapsed_s = now
+        return StreamChunk(live.request.key, text, live.sent, now)
+
+    def _end(self, live: _Live) -> None:
+        live.stats.finish_reason = live.script.finish_reason
+        live.stats.elapsed_s = time.perf_counter() - live.stats.started
