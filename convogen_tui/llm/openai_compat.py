@@ -44,6 +44,7 @@ from convogen_tui.core.backend import (
 )
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.redact import redact, register_secret
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -73,7 +74,7 @@ class EndpointError(Exception):
     """One failed attempt; ``kind`` says whether to retry elsewhere, drop the endpoint, or give up."""
 
     def __init__(self, message: str, kind: ErrorKind = "retry", hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # a server may echo the Authorization header back
         self.kind = kind
         self.hint = hint
 
@@ -166,6 +167,7 @@ class OpenAIBackend(Backend):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ModelError(Problem(None, f"not an http(s) URL: {display_url(url)}", hint=URL_HINT))
         key = api_key if api_key is not None else api_key_from_env()
+        register_secret(key, "CONVOGEN_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency)

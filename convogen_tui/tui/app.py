@@ -11,15 +11,17 @@ import shlex
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.redact import redact
 from convogen_tui.tui.messages import ModelFailed, ModelReady
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.panes.review import ReviewPane
@@ -65,6 +67,19 @@ class ConvogenApp(App[int]):
         self.seed = seed
         self.load_model_enabled = load_model
         self.session: Session | None = None
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification passes through the one redaction step (core.redact)."""
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        super().notify(redact(message), title=redact(title), severity=severity, markup=markup, **kwargs)
 
     def on_mount(self) -> None:
         self.push_screen(ExperimentsScreen(self.root))
