@@ -46,6 +46,14 @@ class ModelError(ConvogenError):
     """The model could not be found, loaded or run."""
 
 
+class StorageError(ConvogenError):
+    """A file could not be written: full disk, read-only folder, permissions, a vanished folder.
+
+    A run stops on it (every later file would fail too, after spending tokens); the message names
+    the folder and what to do.
+    """
+
+
 def errors_only(problems: list[Problem]) -> list[Problem]:
     """The problems that stop a run (warnings do not)."""
     return [p for p in problems if p.severity == "error"]
