@@ -25,7 +25,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Select, Static
 
 from convogen_tui.core.backend import choose_parallel
-from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.errors import ConvogenError, StorageError
+from convogen_tui.core.lock import ExperimentBusy, RunLock
 from convogen_tui.core.pipeline import (
     Event,
     Job,
@@ -42,6 +43,7 @@ from convogen_tui.tui.session import ALL, RANDOM, Session
 from convogen_tui.tui.widgets.stream_view import StreamView
 
 FLUSH_S = 0.05
+BUSY_HINT = "wait for it to finish, or stop that run first"
 MAX_LISTED = 4  # running jobs listed above the views; more are counted
 
 StreamKey = tuple[str, str, int, str]  # seed id, persona label, random seed, phase
@@ -70,8 +72,12 @@ class _Stream:
 
 
 class _WorkerFailed:
-    def __init__(self, message: str) -> None:
+    """The run could not start or stopped: a model error, a busy experiment, a full disk..."""
+
+    def __init__(self, message: str, title: str = "model error", model_hint: bool = True) -> None:
         self.message = message
+        self.title = title
+        self.model_hint = model_hint
 
 
 class GeneratePane(Vertical):
@@ -207,10 +213,17 @@ class GeneratePane(Vertical):
     @work(thread=True, exclusive=True, group="generate")
     def _run(self, pipeline: Pipeline, jobs: list[Job], cancel: threading.Event) -> None:
         try:
-            # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
-            parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
-            for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel):
-                self.events.append(event)
+            # one writer per experiment: the same lock as `convogen generate` (core.lock)
+            with RunLock(pipeline.experiment.dir).acquire(busy_hint=BUSY_HINT):
+                pipeline.store.prepare_run()  # writable, space left, crash leftovers removed
+                # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
+                parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
+                for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel):
+                    self.events.append(event)
+        except ExperimentBusy as exc:
+            self.events.append(_WorkerFailed(str(exc), "another run is writing this experiment", False))
+        except StorageError as exc:
+            self.events.append(_WorkerFailed(str(exc), "cannot save", False))
         except Exception as exc:  # a model error must reach the user, not kill the app
             self.events.append(_WorkerFailed(f"{type(exc).__name__}: {exc}"))
 
@@ -365,13 +378,9 @@ class GeneratePane(Vertical):
             self.running = False
             self.job = None
             self.streams.clear()
-            self._status("the run stopped on an error")
-            self.notify(
-                event.message + "\nCheck the model (llm in the setup, or --model) and retry.",
-                title="model error",
-                severity="error",
-                timeout=15,
-            )
+            self._status(f"the run stopped: {event.title}")
+            hint = "\nCheck the model (llm in the setup, or --model) and retry." if event.model_hint else ""
+            self.notify(event.message + hint, title=event.title, severity="error", timeout=15)
 
     def _status_running(self) -> None:
         assert self.job is not None
