@@ -8,6 +8,7 @@ files, even with 10 000 conversations.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
@@ -18,7 +19,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, job_random_seed
 from convogen_tui.core.records import ConversationRecord, RestyledRecord
@@ -40,6 +41,7 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     ("truncated", "flag:truncated"),
     ("no-dialog", "flag:no-dialog"),
     ("no-restyle", "flag:no-restyle"),
+    ("unreadable", "flag:unreadable"),
 ]
 
 
@@ -73,10 +75,13 @@ class ReviewPane(Vertical):
     ]
 
     class Listed(Message):
-        def __init__(self, rows: list[ConversationSummary], trash: int) -> None:
+        def __init__(
+            self, rows: list[ConversationSummary], trash: int, unreadable: list[Problem] | None = None
+        ) -> None:
             super().__init__()
             self.rows = rows
             self.trash = trash
+            self.unreadable = unreadable or []
 
     class Loaded(Message):
         def __init__(
@@ -93,6 +98,7 @@ class ReviewPane(Vertical):
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
         self.trash = 0
+        self.unreadable: dict[str, Problem] = {}  # conversation files that cannot be read, by id
         self.stale = True
         self.last_batch: str | None = None
         self.selected: set[str] = set()  # ids marked with space for a bulk delete
@@ -126,11 +132,13 @@ class ReviewPane(Vertical):
     @work(thread=True, exclusive=True, group="review-list")
     def _list(self) -> None:
         store = self.session.store
-        self.post_message(self.Listed(store.list(), store.trash_count()))
+        listing = store.scan()
+        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable))
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
-        self.rows = message.rows
+        self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
+        self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
         self.filter()
@@ -166,7 +174,7 @@ class ReviewPane(Vertical):
             "✓" if row.id in self.selected else "",
             time.strftime(self.time_format, time.localtime(row.created_at)),
             row.tweet_id[-8:],
-            row.persona,
+            "(unreadable file)" if row.id in self.unreadable else row.persona,
             str(row.turns),
             str(row.length),
             " ".join(marks),
@@ -175,8 +183,9 @@ class ReviewPane(Vertical):
     def _status(self) -> None:
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
         selected = f" · {len(self.selected)} selected (d deletes them)" if self.selected else ""
+        bad = f" · {len(self.unreadable)} unreadable (flag: unreadable)" if self.unreadable else ""
         self.query_one("#rev-status", Static).update(
-            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected} · trash {self.trash}"
+            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected}{bad} · trash {self.trash}"
         )
 
     def current(self) -> ConversationSummary | None:
@@ -220,7 +229,10 @@ class ReviewPane(Vertical):
         conv = self.query_one("#rev-conv", StreamView)
         twin = self.query_one("#rev-restyled", StreamView)
         conv.border_title = f"{row.persona} · {row.tweet_id}"
-        if message.record is None:
+        problem = self.unreadable.get(message.conv_id)
+        if message.record is None and problem is not None:
+            conv.set_text("", f"unreadable: {problem}")
+        elif message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
             conv.set_text(f"User: {message.record.tweet}\n" + message.record.conv)
@@ -298,12 +310,15 @@ class ReviewPane(Vertical):
         )
 
     def action_undo(self) -> None:
+        """Restore the latest delete (the store orders batches by sequence); press again for older ones."""
         try:
             restored = self.session.store.undo()
         except ConvogenError as exc:
             self.notify(str(exc), severity="warning")
             return
-        self.notify(f"restored {len(restored)} conversation(s)")
+        left = len(self.session.store.trash_batches())
+        more = f" · {left} older delete(s) left: u again" if left else ""
+        self.notify(f"restored {len(restored)} conversation(s){more}")
         self.relist()
 
     def action_mark(self, mark: str) -> None:
@@ -340,3 +355,25 @@ class ReviewPane(Vertical):
         self.post_message(
             RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
         )
+
+
+def _unreadable_row(problem: Problem) -> ConversationSummary:
+    """A conversation file that cannot be read, as a row: listed and counted, never hidden."""
+    path = Path(str(problem.file))
+    try:
+        created = path.stat().st_mtime
+    except OSError:
+        created = 0.0
+    return ConversationSummary(
+        id=path.stem,
+        tweet_id="?",
+        tweet=problem.message,
+        motivation="",
+        disposition="",
+        created_at=created,
+        turns=0,
+        length=0,
+        restyled=False,
+        mark="",
+        flags=["unreadable"],
+    )
