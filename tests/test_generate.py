@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
@@ -147,43 +140,6 @@ def test_restyle_fills_in_missing_twins(cli, sample: Path, datasets: Path) -> No
     assert code == 0 and "wrote 0 conversation(s) and 2 restyled twin(s)" in out
     assert len(list((sample / "restyled-conversations").glob("*.json"))) == 2
     assert "nothing to do" in cli("restyle", "sample", "--root", datasets)[1]
-
-
-def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [
-        sys.executable,
-        "-m",
-        "convogen_tui",
-        "generate",
-        "sample",
-        "--root",
-        str(datasets),
-        "--limit",
-        "4",
-        "--max-tokens",
-        "48",
-        "--seed",
-        "5",
-        "--no-restyle",
-        "--parallel",
-        "1",  # one conversation at a time, so the interrupt lands between files
-    ]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list((sample / "conversations").glob("*.json")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "Run the same command again to resume" in err
-    first_pass = conversations(sample)
-    assert 1 <= len(first_pass) < 4
-    assert not [p for p in (sample / "conversations").iterdir() if not p.name.endswith(".json")]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    keys = [c["tweet_id"] for c in conversations(sample)]
-    assert len(keys) == 4 and len(set(keys)) == 4
 
 
 def test_check_passes_on_the_sample_and_fails_on_the_original_layout(cli, datasets: Path) -> None:
