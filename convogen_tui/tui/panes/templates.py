@@ -80,7 +80,7 @@ class TemplatesPane(Horizontal):
             with ContentSwitcher(initial="tpl-conv-gen", id="tpl-switcher"):
                 for kind in KINDS:
                     path = self.path_of(kind)
-                    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+                    text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
                     self._saved[kind] = text
                     area = TextArea(text, soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
                     area.border_title = path.name
@@ -106,7 +106,7 @@ class TemplatesPane(Horizontal):
         """After an external edit ($EDITOR): take the file's text into the editor."""
         for kind in KINDS:
             path = self.path_of(kind)
-            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
             self._saved[kind] = text
             self.editor(kind).load_text(text)
         self.schedule_preview(0)

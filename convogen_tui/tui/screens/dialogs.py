@@ -111,7 +111,7 @@ class PersonaDialog(ModalScreen[bool]):
             yield Label(self.title_text, markup=False)
             with Horizontal(id="persona-texts"):
                 for i, (label, path) in enumerate(self.files):
-                    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+                    text = path.read_text(encoding="utf-8-sig") if path.is_file() else ""
                     area = TextArea(text, soft_wrap=True, id=f"persona-text-{i}")
                     area.border_title = f"{label} ({path.name})"
                     yield area
