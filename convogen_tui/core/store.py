@@ -430,7 +430,7 @@ class ConversationStore:
         return self._index
 
     def _save_index(self, index: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # a read-only experiment still lists, uncached
+        with contextlib.suppress(OSError, StorageError):  # a read-only experiment still lists, uncached
             atomic_write_json(self.index_path, index)
 
 

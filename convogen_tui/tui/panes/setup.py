@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from convogen_tui.core.errors import Problem
+from convogen_tui.core.errors import Problem, StorageError
 from convogen_tui.core.files import atomic_write_text
 from convogen_tui.core.personas import persona_grid
 from convogen_tui.tui.messages import SetupSaved
@@ -88,7 +88,11 @@ class SetupPane(Vertical):
 
     def action_save(self) -> None:
         """Write the file as typed (even if invalid, so no work is lost), then show its problems."""
-        atomic_write_text(self.session.experiment.setup_file, self.editor.text)
+        try:
+            atomic_write_text(self.session.experiment.setup_file, self.editor.text)
+        except StorageError as exc:  # read-only, full disk: the text stays in the editor
+            self.notify(str(exc), title="not saved", severity="error", timeout=15)
+            return
         experiment = self.session.reload()
         self.refresh_view()
         errors = len(experiment.errors)

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
 
-from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.errors import ConvogenError, StorageError
 from convogen_tui.core.files import atomic_write_text
 from convogen_tui.core.pipeline import PromptPreview
 from convogen_tui.core.seeds import Seed
@@ -249,7 +249,11 @@ class TemplatesPane(Horizontal):
         return written
 
     def action_save(self) -> None:
-        written = self.save()
+        try:
+            written = self.save()
+        except StorageError as exc:  # read-only, full disk: the text stays in the editor
+            self.notify(str(exc), title="not saved", severity="error", timeout=15)
+            return
         problems = [p for k in KINDS for p in check_template(self.editor(k).text, k)]
         if not written:
             self.notify("nothing to save")

@@ -12,6 +12,7 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static, TextArea
 
+from convogen_tui.core.errors import StorageError
 from convogen_tui.core.files import atomic_write_text
 
 
@@ -119,7 +120,11 @@ class PersonaDialog(ModalScreen[bool]):
 
     def action_save(self) -> None:
         for i, (_label, path) in enumerate(self.files):
-            atomic_write_text(path, self.query_one(f"#persona-text-{i}", TextArea).text)
+            try:
+                atomic_write_text(path, self.query_one(f"#persona-text-{i}", TextArea).text)
+            except StorageError as exc:  # read-only, full disk: the texts stay in the dialog
+                self.notify(str(exc), title="not saved", severity="error", timeout=15)
+                return
         self.notify("saved " + ", ".join(p.name for _, p in self.files))
         self.dismiss(True)
 

@@ -13,6 +13,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from convogen_tui.core.errors import StorageError
 from convogen_tui.tui.messages import ConversationsChanged, RunJobs, SetupSaved
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.panes.review import ReviewPane
@@ -134,7 +135,11 @@ class ExperimentScreen(Screen[None]):
 
     # runs ---------------------------------------------------------------------------------
     def _save_templates_first(self) -> None:
-        written = self.templates.save()
+        try:
+            written = self.templates.save()
+        except StorageError as exc:  # the edits stay in the editors; the run says why it cannot save
+            self.notify(str(exc), title="templates not saved", severity="error", timeout=15)
+            return
         if written:
             self.notify(f"saved {', '.join(written)} before running")
 
