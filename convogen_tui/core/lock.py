@@ -120,6 +120,8 @@ class RunLock:
                 self._lock.acquire(timeout=0)
             except Timeout:
                 holder = self.holder()
+                if holder is not None and holder.running() is False:
+                    holder = None  # a dead run's note: the new holder has not written its own yet
                 if not wait:
                     raise ExperimentBusy(self.dir, holder, busy_hint) from None
                 if on_wait is not None:
