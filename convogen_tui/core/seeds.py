@@ -290,7 +290,7 @@ def import_seeds(
                 out,
                 f"already exists with {count} seed(s); importing would replace them",
                 hint="pass --append to add the new ids to it, or --replace to overwrite it "
-                "(the old file is kept as a backup)",
+                "and keep the old file as a backup",
             )
         )
     if exists and mode == "append":

@@ -267,6 +267,8 @@ class ConversationStore:
             try:
                 record = read_conversation(self.conv_dir / name)
             except ConvogenError as exc:
+                if not (self.conv_dir / name).exists():
+                    continue  # deleted (or moved to the trash) while we listed: gone, not unreadable
                 unreadable.append(
                     exc.problems[0] if exc.problems else Problem(self.conv_dir / name, str(exc))
                 )
