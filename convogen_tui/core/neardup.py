@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,38 +55,53 @@ class Item:
     sig: str | None
 
 
-def find_near_duplicates(items: Sequence[Item], threshold: float) -> dict[str, tuple[str, float]]:
-    """duplicate id -> (the earlier conversation it repeats, similarity), for every later one of a pair.
+def find_near_duplicates(
+    items: Sequence[Item], threshold: float, preferred: AbstractSet[str] = frozenset()
+) -> dict[str, tuple[str, float]]:
+    """duplicate id -> (the conversation it repeats, similarity).
 
     Candidates share one band of BAND_ROWS signature values (LSH banding: with 16 bands of 4, pairs
-    above ~0.5 similarity almost always meet), then the estimated similarity decides.
+    above ~0.5 similarity almost always meet), then the estimated similarity decides. Conversations
+    linked by such pairs form a group; the group keeps its earliest conversation, or its earliest
+    ``preferred`` one (clean or kept) when there is one, and every other member is a duplicate of it.
+    So the later of a pair is flagged, unless only the later one is worth keeping.
     """
     order = sorted((item for item in items if item.sig), key=lambda item: (item.created_at, item.id))
-    found: dict[str, tuple[str, float]] = {}
-    first_with: dict[str, str] = {}  # identical signatures: the earliest holder
+    parent: dict[str, str] = {}
+
+    def root(conv_id: str) -> str:
+        while parent[conv_id] != conv_id:
+            parent[conv_id] = parent[parent[conv_id]]
+            conv_id = parent[conv_id]
+        return conv_id
+
     buckets: dict[bytes, list[int]] = {}
-    values: list[np.ndarray] = []
-    kept: list[str] = []
-    for item in order:
+    values: dict[str, np.ndarray] = {}
+    for index, item in enumerate(order):
         assert item.sig is not None
-        if item.sig in first_with:
-            found[item.id] = (first_with[item.sig], 1.0)
-            continue
-        first_with[item.sig] = item.id
-        own = _values(item.sig)
+        own = values[item.id] = _values(item.sig)
+        parent[item.id] = item.id
         keys = [
             bytes([band]) + own[band * BAND_ROWS : (band + 1) * BAND_ROWS].tobytes() for band in range(BANDS)
         ]
-        candidates = {index for key in keys for index in buckets.get(key, ())}
-        best: tuple[str, float] | None = None
-        for index in sorted(candidates):
-            score = float(np.mean(own == values[index]))
-            if score >= threshold and (best is None or score > best[1]):
-                best = (kept[index], score)
-        if best is not None:
-            found[item.id] = best
+        candidates = {other for key in keys for other in buckets.get(key, ())}
+        for other in candidates:
+            earlier = order[other].id
+            if root(earlier) != root(item.id) and float(np.mean(own == values[earlier])) >= threshold:
+                parent[root(item.id)] = root(earlier)
         for key in keys:
-            buckets.setdefault(key, []).append(len(kept))
-        values.append(own)
-        kept.append(item.id)
+            bucket = buckets.setdefault(key, [])
+            if not bucket or root(order[bucket[-1]].id) != root(item.id):  # one per group is enough
+                bucket.append(index)
+    groups: dict[str, list[str]] = {}
+    for item in order:  # in time order, so each group's list is too
+        groups.setdefault(root(item.id), []).append(item.id)
+    found: dict[str, tuple[str, float]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keeper = next((m for m in members if m in preferred), members[0])
+        for member in members:
+            if member != keeper:
+                found[member] = (keeper, float(np.mean(values[member] == values[keeper])))
     return found

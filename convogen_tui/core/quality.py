@@ -110,9 +110,6 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 RULE_NAMES = tuple(rule.name for rule in RULES)
-STRUCTURE_RULES = ("no-dialog", "user-first", "alternation", "empty-message", "wrapper")
-"""Rules whose verdict means the messages cannot be told apart reliably (exports skip these)."""
-
 _NUMBERS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,

@@ -180,6 +180,7 @@ class ConversationStore:
             near = find_near_duplicates(
                 [Item(i, e["summary"]["created_at"], e.get("sig")) for i, e in seen.items()],
                 self.quality.near_duplicate_similarity,
+                {i for i, e in seen.items() if e["summary"]["mark"] == "kept" or not e["summary"]["flags"]},
             )
             index["near"] = {conv_id: other for conv_id, (other, _) in near.items()}
             self._save_index(index)
