@@ -59,7 +59,9 @@ def test_each_case_gets_exactly_its_verdicts(path: Path) -> None:
         assert verdict.detail  # each flag says why, for the reviewer
 
 
-def test_in_an_experiment_defects_are_flagged_and_clean_ones_stay_clean(cli, sample: Path, datasets: Path) -> None:
+def test_in_an_experiment_defects_are_flagged_and_clean_ones_stay_clean(
+    cli, sample: Path, datasets: Path
+) -> None:
     cases = install(sample, CASES)
     code, out, err = cli("show", "sample", "--root", datasets, "--json")
     assert code == 0, err
@@ -114,7 +116,12 @@ def test_thresholds_come_from_the_templates_and_the_setup(sample: Path) -> None:
     flags = {r.id: r.flags for r in store.list()}  # the index holds old verdicts: they must be redone
     assert flags["four-turns"] == [] and flags["restyled-700-characters"] == ["extra-turns"]
     setup = json.loads((sample / "expt-setup.json").read_text())
-    setup["quality"] = {"turns": 8, "min_turns": 4, "max_message_chars": 280, "disabled": ["restyle-too-long"]}
+    setup["quality"] = {
+        "turns": 8,
+        "min_turns": 4,
+        "max_message_chars": 280,
+        "disabled": ["restyle-too-long"],
+    }
     (sample / "expt-setup.json").write_text(json.dumps(setup, indent=2))
     assert load_experiment(sample).ok
     assert {r.id: r.flags for r in ConversationStore(sample).list()} == {

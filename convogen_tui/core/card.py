@@ -45,8 +45,9 @@ def dataset_card(
         f"local model with ConvoGen {__version__} and restyled as reply threads. {written} conversations "
         f"({selection}).",
         "",
-        "Load with `datasets.load_from_disk(PATH)` (the Arrow files here) or "
-        "`datasets.load_dataset(PATH)` (the Parquet files under `data/`).",
+        "Load with `datasets.load_from_disk(PATH)` (the Arrow files here), or the Parquet files under "
+        '`data/` with `datasets.load_dataset("parquet", data_files="PATH/data/*.parquet")`, pandas or '
+        "DuckDB.",
         "",
         "## Generation",
         "",
