@@ -19,7 +19,11 @@ from convogen_tui.core.stats import experiment_coverage
 from convogen_tui.core.store import ConversationStore
 from tests.scripted import Script, ScriptedBackend
 
-WORDS = ["evidence", "study", "doctor", "water", "town", "council", "vote", "lab", "sample", "test", "data", "report", "question", "answer", "reason", "source", "claim", "trust", "money", "health", "risk", "safety", "news", "friend", "family", "science", "school", "record", "history"]
+_TEXT = (
+    "evidence study doctor water town council vote lab sample test data report question answer reason "
+    "source claim trust money health risk safety news friend family science school record history"
+)
+WORDS = _TEXT.split()
 
 
 def distinct_conversation(prompt: str) -> Script:

@@ -85,7 +85,7 @@ def test_the_later_of_two_near_identical_conversations_points_at_the_earlier(cli
     later, earlier = rows["near-duplicate-second"], rows["near-duplicate-first"]
     assert "near-duplicate" in later.flags and later.near_duplicate_of == "near-duplicate-first"
     assert earlier.flags == [] and earlier.near_duplicate_of == ""
-    code, out, _ = cli("show", "sample", "near-duplicate-second", "--root", datasets)
+    _, out, _ = cli("show", "sample", "near-duplicate-second", "--root", datasets)
     assert "near-duplicate: nearly the same as near-duplicate-first" in out
 
 

@@ -2,8 +2,9 @@
 
 The folder holds what ``Dataset.save_to_disk`` writes (``datasets.load_from_disk(PATH)``), the same
 rows as ``data/train-00000-of-00001.parquet`` (``load_dataset("parquet", ...)``, pandas, DuckDB, and
-the Hub, whose viewer reads the card's YAML config) and a README.md dataset card. It is built in a hidden folder beside PATH and renamed into place at the end,
-so an interrupted export leaves no half dataset.
+the Hub, whose viewer reads the card's YAML config) and a README.md dataset card. It is built in a
+hidden folder beside PATH and renamed into place at the end, so an interrupted export leaves no half
+dataset.
 """
 
 from __future__ import annotations
