@@ -10,6 +10,7 @@ time) is the duplicate, and it names the earlier one.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -28,15 +29,25 @@ BANDS = NUM_PERM // BAND_ROWS  # a text this short says too little to call it an
 
 def signature(conv: str) -> str | None:
     """The MinHash signature of a conversation's word 3-grams, as base64 (None for a tiny text)."""
-    tokens = dialog_words(conv)
+    return signature_of(dialog_words(conv))
+
+
+def signature_of(tokens: Sequence[str]) -> str | None:
+    """The same from the conversation's words, when the caller has them already."""
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)}
     if len(shingles) < MIN_SHINGLES:
         return None
-    from datasketch import MinHash  # imported on first use: it loads scipy
-
-    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+    minhash = _blank().copy()
     minhash.update_batch([s.encode("utf-8") for s in sorted(shingles)])
     return base64.b64encode(minhash.hashvalues.astype("<u4").tobytes()).decode("ascii")
+
+
+@functools.cache
+def _blank():  # type: ignore[no-untyped-def]
+    """An empty MinHash with its permutations drawn once (drawing them is most of the cost)."""
+    from datasketch import MinHash  # imported on first use: it loads scipy
+
+    return MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
 
 
 def _values(sig: str) -> np.ndarray:

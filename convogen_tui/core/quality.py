@@ -241,8 +241,18 @@ def check_conversation(
     twin_finish_reason: str | None = None,
 ) -> list[Verdict]:
     """Every per-file rule that fires for a conversation and (if restyled) its twin, in RULES order."""
+    return check_dialog(parse_dialog(conv), twin, settings, finish_reason, twin_finish_reason)
+
+
+def check_dialog(
+    dialog: Dialog,
+    twin: str | None = None,
+    settings: ResolvedQuality | None = None,
+    finish_reason: str | None = None,
+    twin_finish_reason: str | None = None,
+) -> list[Verdict]:
+    """:func:`check_conversation` on a conversation already read with ``parse_dialog``."""
     settings = settings or ResolvedQuality()
-    dialog = parse_dialog(conv)
     found = _conversation_verdicts(dialog, settings, finish_reason)
     if twin is not None:
         found += _twin_verdicts(dialog, parse_dialog(twin), settings, twin_finish_reason)

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convogen_tui.core.dialog import dialog_words
+from convogen_tui.core.dialog import Dialog, parse_dialog, words
 from convogen_tui.core.diversity import mtld
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
-from convogen_tui.core.files import atomic_write_json
-from convogen_tui.core.neardup import Item, find_near_duplicates, signature
+from convogen_tui.core.files import atomic_write_json, atomic_write_text
+from convogen_tui.core.neardup import Item, find_near_duplicates, signature_of
 from convogen_tui.core.quality import ResolvedQuality
 from convogen_tui.core.records import (
     ConversationRecord,
@@ -167,12 +167,15 @@ class ConversationStore:
             if twin_key is not None:
                 with contextlib.suppress(ConvogenError):
                     twin = read_restyled(self.restyled_dir / name)
-            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality)
+            dialog = parse_dialog(record.conv)
+            tokens = [w for m in dialog.messages for w in words(m.text)]
+            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality, dialog)
+            summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
             seen[conv_id] = {
                 "stat": stat_key,
                 "twin": twin_key,
                 "summary": asdict(summary),
-                "sig": signature(record.conv),
+                "sig": signature_of(tokens),
             }
             changed = True
         if changed or len(seen) != len(entries) or "near" not in index:
@@ -289,7 +292,8 @@ class ConversationStore:
 
     def _save_index(self, index: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a read-only experiment still lists, uncached
-            atomic_write_json(self.index_path, index)
+            # compact: json's C encoder runs only without indent, and nobody reads this file by eye
+            atomic_write_text(self.index_path, json.dumps(index, ensure_ascii=False, separators=(",", ":")))
 
 
 def _scan(folder: Path) -> dict[str, list[int]]:
@@ -322,11 +326,11 @@ def _summarize(
     has_twin: bool,
     stat_key: list[int],
     quality: ResolvedQuality,
+    dialog: Dialog,
 ) -> ConversationSummary:
     provenance = record.provenance
     socbot, user = count_turns(record.conv)
     created = (provenance.created_at if provenance else None) or stat_key[0] / 1e9
-    tokens = dialog_words(record.conv)
     twin_provenance = twin.provenance if twin is not None else None
     return ConversationSummary(
         id=conv_id,
@@ -339,10 +343,8 @@ def _summarize(
         length=len(record.conv),
         restyled=has_twin,
         mark=record.mark,
-        flags=[verdict.rule for verdict in judge(record, twin, quality)],
+        flags=[verdict.rule for verdict in judge(record, twin, quality, dialog)],
         model=provenance.model.name if provenance else "",
-        words=len(tokens),
-        mtld=round(mtld(tokens), 3),
         restyled_length=len(twin.restyled_conv) if twin is not None else 0,
         completion_tokens=provenance.completion_tokens if provenance else 0,
         elapsed_s=provenance.elapsed_s if provenance else 0.0,

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from convogen_tui.core.dialog import Dialog, parse_dialog
 from convogen_tui.core.experiment import CONV_TEMPLATE, RESTYLE_TEMPLATE, SETUP_FILE
-from convogen_tui.core.quality import QualitySettings, ResolvedQuality, Verdict, check_conversation
+from convogen_tui.core.quality import QualitySettings, ResolvedQuality, Verdict, check_dialog
 from convogen_tui.core.records import ConversationRecord, RestyledRecord
 
 
@@ -38,12 +39,16 @@ def _read(path: Path) -> str:
 
 
 def judge(
-    record: ConversationRecord, twin: RestyledRecord | None, settings: ResolvedQuality
+    record: ConversationRecord,
+    twin: RestyledRecord | None,
+    settings: ResolvedQuality,
+    dialog: Dialog | None = None,
 ) -> list[Verdict]:
-    """Every per-file rule that fires for a stored conversation and its twin."""
+    """Every per-file rule that fires for a stored conversation and its twin (``dialog``: the
+    conversation already parsed, to read it once)."""
     twin_reason = twin.provenance.finish_reason if twin is not None and twin.provenance else None
-    return check_conversation(
-        record.conv,
+    return check_dialog(
+        dialog or parse_dialog(record.conv),
         twin.restyled_conv if twin is not None else None,
         settings,
         finish_reason=record.finish_reason,
