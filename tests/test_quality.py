@@ -8,11 +8,13 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from convogen_tui.core.dialog import dialog_words, parse_dialog
 from convogen_tui.core.diversity import diversity_of, mtld
 from convogen_tui.core.experiment import load_experiment
+from convogen_tui.core.neardup import minhash
 from convogen_tui.core.quality import RULE_NAMES, QualitySettings, check_conversation
 from convogen_tui.core.store import ConversationStore
 
@@ -176,6 +178,15 @@ def test_mtld_matches_the_lexicalrichness_reference_on_the_same_words() -> None:
         reference = LexicalRichness(tokens, preprocessor=None, tokenizer=None).mtld(threshold=0.72)
         assert mtld(tokens) == pytest.approx(reference, rel=1e-12)
     assert mtld(["a", "b", "c"]) == pytest.approx(LexicalRichness(["a", "b", "c"], None, None).mtld())
+
+
+def test_minhash_estimates_jaccard_similarity() -> None:
+    words = [f"w{i}" for i in range(400)]
+    a, b = set(words[:300]), set(words[100:])  # 200 shared of 400: Jaccard 0.5
+    estimate = float(np.mean(minhash(a) == minhash(b)))
+    assert abs(estimate - 0.5) < 0.2  # 64 permutations: standard error about 0.06
+    assert (minhash(a) == minhash(set(words[:300]))).all()
+    assert float(np.mean(minhash(a) == minhash({f"x{i}" for i in range(300)}))) < 0.1
 
 
 def test_distinct_n_counts_unique_ngrams_over_the_corpus() -> None:

@@ -1,16 +1,19 @@
-"""Near-duplicate conversations within an experiment: MinHash of word 3-gram shingles (datasketch).
+"""Near-duplicate conversations within an experiment: MinHash of word 3-gram shingles.
+
+The MinHash is a few lines of numpy here rather than datasketch's, whose import loads SciPy (most
+of a second) in every process that lists a new file.
 
 Each conversation's signature is computed once, when the store first reads its file, and kept in
 the listing index as base64 text; finding pairs then needs no file at all. Candidates come from
 LSH banding of the signatures and are confirmed on the estimated Jaccard similarity, so a pair is
 reported only when its shingles overlap at least ``threshold``. The later of a pair (by creation
-time) is the duplicate, and it names the earlier one.
+time) is the duplicate, and it names the earlier one (see :func:`find_near_duplicates`).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
+import hashlib
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -21,10 +24,9 @@ from convogen_tui.core.dialog import dialog_words
 
 NUM_PERM = 64
 SHINGLE = 3
-SCHEME = "affine32"  # datasketch 2 hashing; signatures in an index are only compared within one
-MIN_SHINGLES = 5
+MIN_SHINGLES = 5  # a text this short says too little to call it anyone's duplicate
 BAND_ROWS = 4
-BANDS = NUM_PERM // BAND_ROWS  # a text this short says too little to call it anyone's duplicate
+BANDS = NUM_PERM // BAND_ROWS
 
 
 def signature(conv: str) -> str | None:
@@ -37,17 +39,24 @@ def signature_of(tokens: Sequence[str]) -> str | None:
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)}
     if len(shingles) < MIN_SHINGLES:
         return None
-    minhash = _blank().copy()
-    minhash.update_batch([s.encode("utf-8") for s in sorted(shingles)])
-    return base64.b64encode(minhash.hashvalues.astype("<u4").tobytes()).decode("ascii")
+    return base64.b64encode(minhash(shingles).astype("<u4").tobytes()).decode("ascii")
 
 
-@functools.cache
-def _blank():  # type: ignore[no-untyped-def]
-    """An empty MinHash with its permutations drawn once (drawing them is most of the cost)."""
-    from datasketch import MinHash  # imported on first use: it loads scipy
+_PRIME = (1 << 61) - 1
+_rng = np.random.default_rng(20240611)  # fixed: signatures in an index must stay comparable
+_A = _rng.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64)
+_B = _rng.integers(0, 1 << 32, NUM_PERM, dtype=np.uint64)
 
-    return MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+
+def minhash(items: AbstractSet[str]) -> np.ndarray:
+    """NUM_PERM minima of universal hashes ``(a*h + b) mod p`` (32 bits) over the items' SHA-1 (a
+    MinHash): two sets agree on a position with probability equal to their Jaccard similarity.
+    a, b and h are below 2**32, so ``a*h + b`` fits in 64 bits without overflow."""
+    hashes = np.array(
+        [int.from_bytes(hashlib.sha1(item.encode("utf-8")).digest()[:4], "little") for item in items],
+        dtype=np.uint64,
+    )
+    return (((hashes[:, None] * _A + _B) % _PRIME) & 0xFFFFFFFF).min(axis=0).astype(np.uint32)
 
 
 def _values(sig: str) -> np.ndarray:
