@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Static
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.experiment import load_experiment
 from convogen_tui.core.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.store import INDEX_VERSION, ConversationStore
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend
@@ -107,32 +107,48 @@ async def test_the_apps_undo_uses_the_same_order(tmp_path: Path) -> None:
 
 
 # self-healing index, unreadable files -----------------------------------------------------------
+def _with(**changes: object):  # type: ignore[no-untyped-def]
+    """An index whose one entry is the real one with ``changes`` (a wrong-shaped field)."""
+    return lambda conv_id, entry: json.dumps(
+        {"version": INDEX_VERSION, "entries": {conv_id: {**entry, **changes}}}
+    )
+
+
 @pytest.mark.parametrize(
-    "index",
+    "make",
     [
-        "not json at all {",
-        json.dumps([1, 2, 3]),
-        json.dumps({"version": 3, "entries": [["x", 1]]}),
-        json.dumps({"version": "3", "entries": {}}),
-        json.dumps({"version": 3, "entries": {"ID": {"stat": [1, 2], "twin": None, "summary": {"id": 5}}}}),
-        json.dumps({"version": 3, "entries": {"ID": {"stat": "STAT", "twin": 7, "summary": []}}}),
-        json.dumps({"version": 3, "entries": {"ID": "nope"}}),
+        lambda conv_id, entry: "not json at all {",
+        lambda conv_id, entry: json.dumps([1, 2, 3]),
+        lambda conv_id, entry: json.dumps({"version": INDEX_VERSION, "entries": [["x", 1]]}),
+        lambda conv_id, entry: json.dumps({"version": str(INDEX_VERSION), "entries": {}}),
+        lambda conv_id, entry: json.dumps({"version": INDEX_VERSION, "entries": {conv_id: "nope"}}),
+        lambda conv_id, entry: json.dumps(
+            {"version": INDEX_VERSION, "entries": {conv_id: entry}, "near": ["not", "a", "map"]}
+        ),
+        _with(summary={"id": 5}),
+        _with(summary=[]),
+        _with(stat="STAT"),
+        _with(twin=7),
+        _with(sig="%%not base64"),
+        lambda conv_id, entry: _with(summary={**entry["summary"], "flags": "short"})(conv_id, entry),
     ],
 )
-def test_an_index_of_the_wrong_shape_is_rebuilt(cli, sample: Path, datasets: Path, index: str) -> None:
+def test_an_index_of_the_wrong_shape_is_rebuilt(cli, sample: Path, datasets: Path, make) -> None:  # type: ignore[no-untyped-def]
     store = ConversationStore(sample)
     [conv_id] = saved(store, 1)
     store.list()
     index_path = sample / ".convogen" / "index.json"
     entry = json.loads(index_path.read_text())["entries"][conv_id]
-    index = index.replace('"ID"', json.dumps(conv_id)).replace('"STAT"', json.dumps(entry["stat"]))
-    index_path.write_text(index)
+    if entry.get("sig") is None:
+        entry["sig"] = None
+    index_path.write_text(make(conv_id, entry))
     for args in (("show", "sample"), ("list",), ("show", "sample", conv_id[:8])):
         code, _out, err = cli(*args, "--root", datasets)
         assert code == 0 and "Traceback" not in err, (args, err)
     assert "1 conversation(s)" in cli("show", "sample", "--root", datasets)[1]
     rebuilt = json.loads(index_path.read_text())
-    assert rebuilt["version"] == 3 and rebuilt["entries"][conv_id]["summary"]["id"] == conv_id
+    assert rebuilt["version"] == INDEX_VERSION and rebuilt["entries"][conv_id]["summary"]["id"] == conv_id
+    assert isinstance(rebuilt["near"], dict)
 
 
 def test_a_corrupt_conversation_file_is_listed_and_counted(cli, sample: Path, datasets: Path) -> None:

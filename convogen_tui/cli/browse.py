@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
 from convogen_tui.core.experiment import find_experiments, load_experiment
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.quality import Verdict
+from convogen_tui.core.store import ConversationStore, ConversationSummary
+from convogen_tui.core.verdicts import judge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_experiment_arg(show)
     show.add_argument("id", nargs="?", help="conversation id (a unique prefix is enough)")
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object per line (with ID: the whole pair)"
+    )
     show.set_defaults(func=run_show)
 
     delete = subparsers.add_parser(
@@ -61,7 +68,9 @@ def run_list(args: argparse.Namespace) -> int:
     if not experiments:
         print(f"no experiments under {root} (looked for */expt-setup.json and inst-templates/*/)")
         return 1
-    print(f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'trash':>6}")
+    print(
+        f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
+    )
     unreadable: list[str] = []
     for path in experiments:
         experiment = load_experiment(path)
@@ -69,11 +78,12 @@ def run_list(args: argparse.Namespace) -> int:
         listing = store.scan()
         rows = listing.rows
         flagged = sum(1 for r in rows if r.mark == "flagged")
+        with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
         bad = f"  {len(listing.unreadable)} unreadable" if listing.unreadable else ""
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {store.trash_count():>6}{bad}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}{bad}"
         )
         unreadable += [str(p) for p in listing.unreadable]
     for line in unreadable:
@@ -84,6 +94,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
     store = ConversationStore(experiment.dir)
+    if args.json:
+        return _show_json(store, args.id)
     if not args.id:
         listing = store.scan()
         rows = listing.rows
@@ -103,10 +115,58 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"id: {conv_id}")
     print(f"tweet {record.tweet_id}: {record.tweet}")
     print(f"persona: {record.motivation_name} x {record.disposition_name}")
+    row = next((r for r in store.list() if r.id == conv_id), None)
+    verdicts = judge(record, twin, store.quality)
+    if row is not None and row.near_duplicate_of:
+        verdicts.append(Verdict("near-duplicate", f"nearly the same as {row.near_duplicate_of}"))
+    print("quality: " + ("no flags" if not verdicts else f"{len(verdicts)} flag(s)"))
+    for verdict in verdicts:
+        print(f"  {verdict}")
     print("\n--- conversation ---")
     print(record.conv)
     print("\n--- restyled ---")
     print(twin.restyled_conv if twin else "(not restyled yet: convogen restyle EXPT)")
+    return 0
+
+
+def summary_json(row: ConversationSummary) -> dict[str, Any]:
+    """What `show --json` prints per conversation."""
+    return {
+        "id": row.id,
+        "tweet_id": row.tweet_id,
+        "persona": row.persona,
+        "motivation": row.motivation,
+        "disposition": row.disposition,
+        "turns": row.turns,
+        "flags": row.flags,
+        "mark": row.mark,
+        "restyled": row.restyled,
+        "near_duplicate_of": row.near_duplicate_of or None,
+        "created_at": row.created_at,
+        "length": row.length,
+        "words": row.words,
+        "mtld": row.mtld,
+        "model": row.model,
+    }
+
+
+def _show_json(store: ConversationStore, prefix: str | None) -> int:
+    """Every conversation as a JSON line, newest first; with an id, that one with its texts."""
+    rows = store.list()
+    if prefix:
+        conv_id = store.find(prefix)
+        record, twin = store.load(conv_id)
+        row = next(r for r in rows if r.id == conv_id)
+        data = summary_json(row) | {
+            "tweet": record.tweet,
+            "conv": record.conv,
+            "restyled_conv": twin.restyled_conv if twin else None,
+            "verdicts": [{"rule": v.rule, "detail": v.detail} for v in judge(record, twin, store.quality)],
+        }
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    for row in rows:
+        print(json.dumps(summary_json(row), ensure_ascii=False))
     return 0
 
 

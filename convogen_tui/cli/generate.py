@@ -17,10 +17,13 @@ from convogen_tui.cli.common import (
 from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
 from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.check import seeds_for
+from convogen_tui.core.coverage import fill_plan
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.files import check_free_space
 from convogen_tui.core.lock import Holder, RunLock
 from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationStore
 
 
@@ -116,6 +119,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restyle each conversation as a thread (default on)",
     )
     parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
+    parser.add_argument(
+        "--fill",
+        action="store_true",
+        help="run only the seed x persona cells with no conversation yet (none in the trash either), "
+        "balanced across personas; --limit N fills N of them",
+    )
     _model_args(parser)
     _backend_args(parser)
     _lock_args(parser)
@@ -216,6 +225,8 @@ def run_generate(args: argparse.Namespace) -> int:
         err(f"convogen: {problem}")
     with _lock(args, experiment):
         _prepare(experiment)
+        if args.fill:
+            return _fill(args, experiment, seeds.seeds)
         pipeline = _pipeline(args, experiment)
         plan = pipeline.plan(
             seeds.seeds,
@@ -241,6 +252,31 @@ def run_generate(args: argparse.Namespace) -> int:
         _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
         parallel = _parallel(args, pipeline, len(jobs))
         return _execute(pipeline, jobs, args.restyle, plan.already_done, parallel)
+
+
+def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
+    """--fill: the missing cells of the grid, the persona with the fewest conversations first."""
+    if args.again:
+        raise ConvogenError(Problem(None, "--fill runs only missing cells: it cannot go with --again"))
+    jobs, grid = fill_plan(
+        experiment,
+        ConversationStore(experiment.dir),
+        seeds,
+        args.limit,
+        args.seed,
+        args.motivation,
+        args.disposition,
+    )
+    counts = grid.counts()
+    if not jobs:
+        print(
+            f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
+            f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
+        )
+        return 0
+    print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
+    pipeline = _pipeline(args, experiment)
+    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, len(jobs)))
 
 
 def run_restyle(args: argparse.Namespace) -> int:

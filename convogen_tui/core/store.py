@@ -15,6 +15,7 @@ restores the latest first however many deletes happened in one second.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -30,14 +31,19 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 
+from convogen_tui.core.dialog import Dialog, parse_dialog, words
+from convogen_tui.core.diversity import mtld
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
 from convogen_tui.core.files import (
     atomic_write_json,
+    atomic_write_text,
     probe_writable,
     remove_stale_temps,
     storage_problem,
 )
+from convogen_tui.core.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
+from convogen_tui.core.quality import ResolvedQuality
 from convogen_tui.core.records import (
     ConversationRecord,
     RestyledRecord,
@@ -46,24 +52,9 @@ from convogen_tui.core.records import (
     read_restyled,
 )
 from convogen_tui.core.turns import count_turns
+from convogen_tui.core.verdicts import judge, quality_settings
 
-INDEX_VERSION = 3  # bump when summaries change, so old indexes are rebuilt
-MIN_TURNS = 8
-
-
-def quality_flags(record: ConversationRecord, has_twin: bool) -> list[str]:
-    """Automatic warnings a reviewer wants to see at a glance."""
-    socbot, user = count_turns(record.conv)
-    flags = []
-    if socbot == 0 or user == 0:
-        flags.append("no-dialog")
-    elif min(socbot, user) < MIN_TURNS:
-        flags.append("short")
-    if record.finish_reason == "length":
-        flags.append("truncated")
-    if not has_twin:
-        flags.append("no-restyle")
-    return flags
+INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 
 
 @dataclass
@@ -80,8 +71,21 @@ class ConversationSummary:
     length: int
     restyled: bool
     mark: str  # "", "flagged" or "kept"
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # quality rule names (convogen quality --rules)
     model: str = ""
+    near_duplicate_of: str = ""  # the earlier conversation this one nearly repeats
+    words: int = 0  # words in the messages (labels and notes left out)
+    mtld: float = 0.0
+    restyled_length: int = 0
+    completion_tokens: int = 0  # generation pass, from provenance
+    elapsed_s: float = 0.0
+    restyle_tokens: int = 0
+    restyle_elapsed_s: float = 0.0
+    restyled_at: float = 0.0
+    gpu: bool = False  # generated with layers offloaded to a GPU
+    fingerprint: str = ""
+    template_sha256: str = ""
+    restyle_template_sha256: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -117,6 +121,8 @@ class TrashBatch:
 class _IndexFile(BaseModel):
     version: int
     entries: dict[str, Any]
+    near: dict[str, str] | None = None
+    quality: str | None = None
 
 
 BATCH_FILE = "batch.json"
@@ -131,13 +137,21 @@ def new_conversation_id() -> str:
 class ConversationStore:
     """The conversations of one experiment folder."""
 
-    def __init__(self, expt_dir: Path) -> None:
+    def __init__(self, expt_dir: Path, quality: ResolvedQuality | None = None) -> None:
         self.dir = Path(expt_dir)
+        self._quality = quality
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
         self.index_path = self.dir / ".convogen" / "index.json"
         self._index: dict[str, Any] | None = None
+
+    @property
+    def quality(self) -> ResolvedQuality:
+        """The quality thresholds (from expt-setup.json and the templates), read once."""
+        if self._quality is None:
+            self._quality = quality_settings(self.dir)
+        return self._quality
 
     # writing ------------------------------------------------------------------------------
     def conversation_path(self, conv_id: str) -> Path:
@@ -247,13 +261,17 @@ class ConversationStore:
         """Every conversation, newest first, and every file that cannot be read (path and reason).
 
         Reads only files changed since the last listing; an index entry of the wrong shape is
-        dropped and its file read again.
+        dropped and its file read again. Quality verdicts are part of each cached summary
+        (recomputed for every file when the thresholds change); near-duplicates are found again
+        whenever a file came or went.
         """
         index = self._load_index()
+        quality_key = self.quality.key()
+        if index.get("quality") != quality_key:
+            index["entries"], index["near"], index["quality"] = {}, {}, quality_key
         entries: dict[str, Any] = index["entries"]
         twins = _scan(self.restyled_dir)
         seen: dict[str, Any] = {}
-        rows: list[ConversationSummary] = []
         unreadable: list[Problem] = []
         changed = False
         for name, stat_key in _scan(self.conv_dir).items():
@@ -262,7 +280,6 @@ class ConversationStore:
             cached = _valid_entry(entries.get(conv_id))
             if cached is not None and cached["stat"] == stat_key and cached["twin"] == twin_key:
                 seen[conv_id] = cached
-                rows.append(cached["row"])
                 continue
             try:
                 record = read_conversation(self.conv_dir / name)
@@ -273,16 +290,41 @@ class ConversationStore:
                     exc.problems[0] if exc.problems else Problem(self.conv_dir / name, str(exc))
                 )
                 continue
-            row = _summarize(conv_id, record, twin_key is not None, stat_key)
-            seen[conv_id] = {"stat": stat_key, "twin": twin_key, "summary": asdict(row)}
-            rows.append(row)
-            changed = True
-        if changed or len(seen) != len(entries) or index.get("rebuilt"):
-            index.pop("rebuilt", None)
-            index["entries"] = {
-                k: {key: v[key] for key in ("stat", "twin", "summary")} for k, v in seen.items()
+            twin = None
+            if twin_key is not None:
+                with contextlib.suppress(ConvogenError):
+                    twin = read_restyled(self.restyled_dir / name)
+            dialog = parse_dialog(record.conv)
+            tokens = [w for m in dialog.messages for w in words(m.text)]
+            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality, dialog)
+            summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
+            seen[conv_id] = {
+                "stat": stat_key,
+                "twin": twin_key,
+                "summary": asdict(summary),
+                "sig": signature_of(tokens),
             }
+            changed = True
+        if changed or len(seen) != len(entries) or "near" not in index or index.get("rebuilt"):
+            index.pop("rebuilt", None)
+            index["entries"] = seen
+            near = find_near_duplicates(
+                [Item(i, e["summary"]["created_at"], e.get("sig")) for i, e in seen.items()],
+                self.quality.near_duplicate_similarity,
+                {i for i, e in seen.items() if e["summary"]["mark"] == "kept" or not e["summary"]["flags"]},
+            )
+            index["near"] = {conv_id: other for conv_id, (other, _) in near.items()}
             self._save_index(index)
+        near_map: dict[str, str] = index["near"]
+        flag_near = self.quality.enabled("near-duplicate")
+        rows = []
+        for conv_id, entry in seen.items():
+            row = ConversationSummary(**entry["summary"])
+            if conv_id in near_map:
+                row.near_duplicate_of = near_map[conv_id]
+                if flag_near:
+                    row.flags = [*row.flags, "near-duplicate"]
+            rows.append(row)
         rows.sort(key=lambda r: r.created_at, reverse=True)
         unreadable.sort(key=lambda p: str(p.file))
         return Listing(rows, unreadable)
@@ -427,13 +469,18 @@ class ConversationStore:
                 if index.version != INDEX_VERSION:
                     raise ValueError("old version")
                 self._index = {"version": INDEX_VERSION, "entries": index.entries}
+                if index.near is not None:  # a near map of the wrong shape is found again
+                    self._index["near"] = index.near
+                if index.quality is not None:
+                    self._index["quality"] = index.quality
             except (ValidationError, ValueError):
                 self._index = {"version": INDEX_VERSION, "entries": {}, "rebuilt": data is not None}
         return self._index
 
     def _save_index(self, index: dict[str, Any]) -> None:
         with contextlib.suppress(OSError, StorageError):  # a read-only experiment still lists, uncached
-            atomic_write_json(self.index_path, index)
+            # compact: json's C encoder runs only without indent, and nobody reads this file by eye
+            atomic_write_text(self.index_path, json.dumps(index, ensure_ascii=False, separators=(",", ":")))
 
 
 def _scan(folder: Path) -> dict[str, list[int]]:
@@ -481,7 +528,20 @@ def _valid_entry(entry: Any) -> dict[str, Any] | None:
         return None
     if not all(isinstance(summary[k], t) for k, t in _SUMMARY_TYPES.items() if k in summary):
         return None
-    return {"stat": stat, "twin": twin, "summary": summary, "row": ConversationSummary(**summary)}
+    sig = entry.get("sig")
+    if sig is not None and not _valid_signature(sig):
+        return None
+    return {"stat": stat, "twin": twin, "summary": summary, "sig": sig}
+
+
+def _valid_signature(sig: Any) -> bool:
+    """A MinHash signature as the index keeps it: base64 of NUM_PERM 32-bit values."""
+    if not isinstance(sig, str):
+        return False
+    try:
+        return len(base64.b64decode(sig, validate=True)) == NUM_PERM * 4
+    except ValueError:
+        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -493,11 +553,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _summarize(
-    conv_id: str, record: ConversationRecord, has_twin: bool, stat_key: list[int]
+    conv_id: str,
+    record: ConversationRecord,
+    twin: RestyledRecord | None,
+    has_twin: bool,
+    stat_key: list[int],
+    quality: ResolvedQuality,
+    dialog: Dialog,
 ) -> ConversationSummary:
     provenance = record.provenance
     socbot, user = count_turns(record.conv)
     created = (provenance.created_at if provenance else None) or stat_key[0] / 1e9
+    twin_provenance = twin.provenance if twin is not None else None
     return ConversationSummary(
         id=conv_id,
         tweet_id=record.tweet_id,
@@ -509,6 +576,16 @@ def _summarize(
         length=len(record.conv),
         restyled=has_twin,
         mark=record.mark,
-        flags=quality_flags(record, has_twin),
+        flags=[verdict.rule for verdict in judge(record, twin, quality, dialog)],
         model=provenance.model.name if provenance else "",
+        restyled_length=len(twin.restyled_conv) if twin is not None else 0,
+        completion_tokens=provenance.completion_tokens if provenance else 0,
+        elapsed_s=provenance.elapsed_s if provenance else 0.0,
+        restyle_tokens=twin_provenance.completion_tokens if twin_provenance else 0,
+        restyle_elapsed_s=twin_provenance.elapsed_s if twin_provenance else 0.0,
+        restyled_at=(twin_provenance.created_at or 0.0) if twin_provenance else 0.0,
+        gpu=bool(provenance and provenance.model.gpu_layers),
+        fingerprint=provenance.model.fingerprint if provenance else "",
+        template_sha256=provenance.template.sha256 if provenance else "",
+        restyle_template_sha256=twin_provenance.template.sha256 if twin_provenance else "",
     )

@@ -31,6 +31,7 @@ from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.models import ModelsScreen
+from convogen_tui.tui.screens.stats import StatsScreen
 from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
 from convogen_tui.tui.session import Session
 
@@ -46,6 +47,7 @@ class ConvogenApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("f7", "models", "Models", priority=True),  # over TextArea's f7 (select all)
+        Binding("f8", "stats", "Stats", priority=True, show=False),  # in F1 help and the palette
         Binding("f9", "open_in_editor", "$EDITOR"),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
@@ -196,6 +198,13 @@ class ConvogenApp(App[int]):
         self._start_model_load()
         return True
 
+    def action_stats(self) -> None:
+        """The open experiment's statistics and plots (F8)."""
+        if self.session is None:
+            self.notify("open an experiment first: Stats shows one experiment", severity="warning")
+        elif not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.session))
+
     def action_experiments(self) -> None:
         while isinstance(self.screen, ExperimentScreen):
             self.pop_screen()
@@ -222,6 +231,7 @@ class ConvogenApp(App[int]):
             ("Generate (F5)", keys(GeneratePane.BINDINGS)),
             ("Review (F6)", keys(ReviewPane.BINDINGS)),
             ("Models (F7)", keys(ModelsScreen.BINDINGS)),
+            ("Stats (F8)", keys(StatsScreen.BINDINGS)),
         ]
 
     def action_help(self) -> None:
@@ -238,6 +248,10 @@ class ConvogenApp(App[int]):
             "Models: list, details, pick one for runs", "GGUF files, memory estimate, GPU fit (F7)",
             self.action_models,
         )
+        if self.session is not None:
+            yield SystemCommand(
+                "Stats: quality, diversity, coverage", "plots of the open experiment (F8)", self.action_stats
+            )
         yield SystemCommand(
             "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
         )

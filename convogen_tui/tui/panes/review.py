@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, job_random_seed
+from convogen_tui.core.quality import RULE_NAMES
 from convogen_tui.core.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationSummary
@@ -37,11 +38,10 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     ("kept", "mark:kept"),
     ("unmarked", "mark:"),
     ("any flag", "flags:any"),
-    ("short", "flag:short"),
-    ("truncated", "flag:truncated"),
-    ("no-dialog", "flag:no-dialog"),
-    ("no-restyle", "flag:no-restyle"),
-    ("unreadable", "flag:unreadable"),
+    ("no flag", "flags:none"),
+    ("not restyled", "restyled:no"),
+    *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
+    ("unreadable", "flag:unreadable"),  # conversation files that cannot be read
 ]
 
 
@@ -50,6 +50,10 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
     if show.startswith("mark:") and row.mark != show[5:]:
         return False
     if show == "flags:any" and not row.flags:
+        return False
+    if show == "flags:none" and row.flags:
+        return False
+    if show == "restyled:no" and row.restyled:
         return False
     if show.startswith("flag:") and show[5:] not in row.flags:
         return False
