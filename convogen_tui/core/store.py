@@ -515,6 +515,9 @@ _SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(ConversationSummary))
+
+
 def _valid_entry(entry: Any) -> dict[str, Any] | None:
     """An index entry with its summary row, or None when it has the wrong shape (then re-read)."""
     if not isinstance(entry, dict):
@@ -524,7 +527,7 @@ def _valid_entry(entry: Any) -> dict[str, Any] | None:
         return None
     if twin is not None and not isinstance(twin, list):
         return None
-    if set(summary) != {f.name for f in fields(ConversationSummary)}:
+    if summary.keys() != _SUMMARY_FIELDS:
         return None
     if not all(isinstance(summary[k], t) for k, t in _SUMMARY_TYPES.items() if k in summary):
         return None
