@@ -96,6 +96,7 @@ class ExperimentSetup(BaseModel):
     seeds: str | None = None
     n_ctx: int = Field(4096, ge=256)
     backend: BackendSettings = Field(default_factory=BackendSettings)
+    threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
 
 
 def project_root_of(expt_dir: Path) -> Path:
