@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from convogen_tui.core.turns import split_turns
+from convogen_tui.tui.cells import display_safe
 
 
 class StreamView(VerticalScroll, can_focus=True):
@@ -64,9 +65,9 @@ class StreamView(VerticalScroll, can_focus=True):
             if i == 0 and self._blocks:
                 widget = self._blocks[-1]
                 widget.set_classes(f"turn {speaker}")
-                widget.update(body.rstrip("\n"))
+                widget.update(display_safe(body.rstrip("\n")))
             else:
-                widget = Static(body.rstrip("\n"), classes=f"turn {speaker}", markup=False)
+                widget = Static(display_safe(body.rstrip("\n")), classes=f"turn {speaker}", markup=False)
                 self._blocks.append(widget)
                 self.mount(widget)
             if i == len(blocks) - 1:
