@@ -196,7 +196,7 @@ def resolve_conflict(node: Widget, edited: EditedFile, decided: Callable[[str | 
             ChoiceDialog(
                 f"{edited.label} changed on disk since it was opened here, and you edited it too.",
                 [
-                    ("r", "reload", "reload: take the disk's version (ctrl+z in the editor undoes)"),
+                    ("r", "reload", "reload: take the disk's version (ctrl+z undoes)"),
                     ("o", "overwrite", "overwrite: write your version over it"),
                     ("d", "diff", "show the differences"),
                 ],

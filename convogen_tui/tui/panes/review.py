@@ -117,10 +117,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
         yield KeyTable(id="rev-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="rev-detail"):
-            conv = StreamView("", id="rev-conv")
+            conv = StreamView("", id="rev-conv", follow=False)
             conv.border_title = "Conversation"
             yield conv
-            twin = StreamView("", id="rev-restyled")
+            twin = StreamView("", id="rev-restyled", follow=False)
             twin.border_title = "Restyled twin"
             yield twin
         yield Static("", id="rev-status", markup=False)

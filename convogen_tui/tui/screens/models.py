@@ -28,9 +28,22 @@ from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
 
 
+def shown_path(summary: ModelSummary) -> str:
+    """Where the file is, as short as it can be said: the embedded model by its package."""
+    path = Path(summary.path)
+    if summary.source == "embedded":
+        return f"{path.name} (in the {path.parent.name} package)"
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def details_text(summary: ModelSummary, details: ModelDetails | None, error: str | None) -> str:
     """The details pane: header facts, the full-offload memory estimate and whether it fits."""
-    lines = [f"{summary.ref}  ({summary.source})", str(summary.path)]
+    lines = [f"{summary.ref}  ({summary.source})", shown_path(summary)]
     if error or details is None:
         lines.append(f"cannot read it: {error or summary.error}")
         return "\n".join(lines)

@@ -26,9 +26,17 @@ class StreamView(VerticalScroll, can_focus=True):
     StreamView > .placeholder { color: $text-disabled; text-style: italic; }
     """
 
-    def __init__(self, placeholder: str = "", *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        placeholder: str = "",
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+        follow: bool = True,
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.placeholder = placeholder
+        self.follow = follow  # keep the end in view as text streams in (off: a finished text, from the top)
         self.text = ""
         self._last_start = 0  # offset in self.text where the last block begins
         self._blocks: list[Static] = []
@@ -55,7 +63,7 @@ class StreamView(VerticalScroll, can_focus=True):
         """Add streamed text; only the last block (and any new ones) are redrawn."""
         if not text:
             return
-        at_end = self.scroll_y >= self.max_scroll_y - 1
+        at_end = self.follow and self.scroll_y >= self.max_scroll_y - 1
         if not self._blocks:
             self.remove_children()
         self.text += text
