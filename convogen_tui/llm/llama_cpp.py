@@ -81,6 +81,8 @@ class LlamaCppBackend(Backend):
     """
 
     batched = True
+    #: one stream goes through run_many too (the same engine loop), so its prompt progress is seen
+    always_run_many = True
 
     def __init__(
         self,
