@@ -64,6 +64,8 @@ async def still(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause(0.4)
     for area in pilot.app.screen.query(TextArea):
         area.cursor_blink = False
+        area.notify_style_update()  # drop lines cached in either blink phase: the cursor shows if focused
+        area.refresh()
     await pilot.pause(0.1)
 
 

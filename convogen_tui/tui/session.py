@@ -110,7 +110,7 @@ class Session:
     def pipeline(self, reload: bool = True) -> Pipeline:
         """The pipeline on the loaded model; templates are re-read (cheap) unless ``reload`` is off."""
         if self.backend is None:
-            raise ConvogenError("the model is still loading; try again in a moment")
+            raise ConvogenError("no model is loaded (the title bar says why); F7 picks one")
         if self._pipeline is None:
             sampling = self.experiment.sampling
             if self.max_tokens is not None:

@@ -45,20 +45,30 @@ from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 POLL_S = 2.0
-WATCHED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE, CONVERSATIONS, RESTYLED, TRASH)
+CHECKED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE)  # a change here may change validity
+COUNTED = (CONVERSATIONS, RESTYLED, TRASH)  # a change here changes counts only
+
+Stamps = tuple[Stamp | None, ...]
 
 
-def experiment_stamp(path: Path) -> tuple[Stamp | None, ...]:
-    """What changes when an experiment's counts or validity may have: its setup, templates, folders."""
-    return tuple(stamp(path / name) for name in WATCHED)
+def experiment_stamp(path: Path) -> Stamps:
+    """What changes when an experiment's validity or counts may have: setup, templates, folders."""
+    return tuple(stamp(path / name) for name in (*CHECKED, *COUNTED))
 
 
-def checked_counts(path: Path) -> ExperimentCounts:
-    """Counts, with validity as `convogen check` decides it (model reference included)."""
+def checked_counts(path: Path, previous: ExperimentCounts | None = None) -> ExperimentCounts:
+    """Counts, with validity as `convogen check` decides it (model reference included).
+
+    With ``previous`` (its setup and templates unchanged) the check is not run again: a run in
+    another shell changes the counts every few seconds, and the check reads the whole seed file.
+    """
     from convogen_tui.llm.loader import resolve_experiment_model
 
     try:
         counts = experiment_counts(path)
+        if previous is not None:
+            counts.ok, counts.problems = previous.ok, previous.problems
+            return counts
         report = check_experiment(load_experiment(path), resolve_model=resolve_experiment_model)
     except (ConvogenError, OSError):
         return ExperimentCounts(path, path.name, False, 1, 0, 0, 0, 0)
@@ -81,9 +91,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
     ]
 
     class Scanned(Message):
-        def __init__(
-            self, rows: list[ExperimentCounts], stamps: dict[Path, tuple[Stamp | None, ...]]
-        ) -> None:
+        def __init__(self, rows: list[ExperimentCounts], stamps: dict[Path, Stamps]) -> None:
             super().__init__()
             self.rows = rows
             self.stamps = stamps
@@ -92,7 +100,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         super().__init__()
         self.root = root
         self.rows: list[ExperimentCounts] = []
-        self.stamps: dict[Path, tuple[Stamp | None, ...]] = {}
+        self.stamps: dict[Path, Stamps] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -121,19 +129,22 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
             self._scan(self.root, dict(self.stamps), list(self.rows))
 
     @background("scan", "listing experiments")
-    def _scan(
-        self, root: Path, known: dict[Path, tuple[Stamp | None, ...]], rows: list[ExperimentCounts]
-    ) -> None:
+    def _scan(self, root: Path, known: dict[Path, Stamps], rows: list[ExperimentCounts]) -> None:
         """Count (and check) the experiments whose stamp changed; with ``known`` empty, all of them."""
         paths = find_experiments(root)
         stamps = {path: experiment_stamp(path) for path in paths}
         if known and stamps == known:
             return
         previous = {row.path: row for row in rows}
-        fresh = [
-            previous[path] if path in previous and known.get(path) == stamps[path] else checked_counts(path)
-            for path in paths
-        ]
+        fresh = []
+        for path in paths:
+            old, before, now = previous.get(path), known.get(path), stamps[path]
+            if old is not None and before == now:
+                fresh.append(old)
+            elif old is not None and before is not None and before[: len(CHECKED)] == now[: len(CHECKED)]:
+                fresh.append(checked_counts(path, old))  # only the counts changed
+            else:
+                fresh.append(checked_counts(path))
         self.post_message(self.Scanned(fresh, stamps))
 
     @on(Scanned)
