@@ -165,7 +165,7 @@ async def test_review_delete_then_undo(sample_root: Path) -> None:
         screen = await open_sample(pilot, app, model=False)
         await pilot.press("f6")
         table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
         first = screen.review.current()
         assert first is not None and first.id == "c2"  # newest first
         await wait_for(pilot, lambda: "point 0" in screen.query_one("#rev-conv", StreamView).text)
@@ -193,7 +193,7 @@ async def test_seeds_search_pick_and_enter_runs_one_seed_keeping_the_picks(sampl
         app.post_message(ModelReady(ScriptedBackend()))  # the model, loaded
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20)
+        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("down", "space", "space")  # seeds 2 and 3
         picks = ["1700000000000000002", "1700000000000000003"]
         assert [s.tweet_id for s in screen.session.picked] == picks
@@ -217,6 +217,7 @@ async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) ->
         editor = screen.query_one("#setup-editor", TextArea)
         grid = screen.query_one("#persona-grid", DataTable)
         assert grid.row_count == 3
+        await wait_for(pilot, lambda: app.focused is editor)  # ctrl+s saves the focused pane's file
         editor.load_text(editor.text.replace('"max_tokens": 1444', '"max_tokens": -5'))
         line = 1 + next(i for i, text in enumerate(editor.text.splitlines()) if '"max_tokens"' in text)
         await pilot.press("ctrl+s")

@@ -183,7 +183,7 @@ async def test_review_follows_a_cli_mark_new_deleted_and_restyled_conversations(
         screen = await opened(pilot, app)
         await pilot.press("f6")
         table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2)
+        await wait_for(pilot, lambda: table.row_count == 2 and app.focused is table)
         review = screen.review
 
         def row(conv_id: str):  # type: ignore[no-untyped-def]
@@ -240,6 +240,7 @@ async def test_setup_problems_are_those_of_convogen_check(sample_root: Path) -> 
         editor = screen.query_one("#setup-editor", TextArea)
         problems = screen.query_one("#setup-problems", OptionList)
         await wait_for(pilot, lambda: "valid" in str(problems.get_option_at_index(0).prompt))
+        await wait_for(pilot, lambda: app.focused is editor)  # F2 puts the cursor in the editor
         editor.load_text(editor.text.replace('"llm": "default"', '"llm": "defaultX"'))
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: problems.border_title == "Problems (1)")
@@ -265,7 +266,7 @@ async def test_random_picks_add_or_replace_and_are_remembered_across_restarts(sa
         screen = await opened(pilot, app)
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20)
+        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("space")  # seed 1
         await pilot.press("n")
         assert isinstance(app.screen, AskDialog)
@@ -285,7 +286,7 @@ async def test_random_picks_add_or_replace_and_are_remembered_across_restarts(sa
         screen = await opened(pilot, again)
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20)
+        await wait_for(pilot, lambda: table.row_count == 20 and again.focused is table)
         assert [s.tweet_id for s in screen.session.picked] == kept
         assert sum(1 for i in range(20) if table.get_row_at(i)[0] == "✓") == 2
         assert "Seeds: 2 picked" in text_of(again, "#gen-plan")
@@ -304,7 +305,7 @@ async def test_skip_one_stream_while_the_other_goes_on(sample_root: Path) -> Non
         await wait_for(pilot, lambda: screen.session.backend is backend)
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20)
+        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("space", "space")
         await pilot.press("ctrl+g")
         pane = screen.generate
