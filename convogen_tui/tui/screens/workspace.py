@@ -78,6 +78,7 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         self._dirs: tuple[Stamp | None, ...] = self._dir_stamps()
         self._seeds_stamp: Stamp | None = self._seed_file_stamp()
         self._told_problems = False  # problems are announced once on opening, then after saves
+        self._focus_serial = 0  # the latest request to focus a pane wins
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -124,9 +125,10 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     def active_pane(self) -> str:
         return str(self.query_one(TabbedContent).active)
 
-    def show_pane(self, pane: str) -> None:
+    def show_pane(self, pane: str, target: str | None = None) -> None:
+        """Switch tab and focus its main widget (or ``target``, a selector in that tab)."""
         self.query_one(TabbedContent).active = pane
-        self._focus_pane(pane)
+        self._focus_pane(pane, target)
 
     def action_show_pane(self, pane: str) -> None:
         self.show_pane(pane)
@@ -139,7 +141,13 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         if pane == "review" and self.review.stale:
             self.review.relist()
 
-    def _focus_pane(self, pane: str) -> None:
+    def _focus_pane(self, pane: str, target: str | None = None) -> None:
+        """Put the focus on the pane's main widget, and make sure it stays there once shown.
+
+        The tab switch reaches the screen a few messages later than the key; a widget focused
+        while still hidden can lose the focus again when the tab appears. So this looks again
+        every 50 ms (for up to 3 s) until the widget is laid out and focused; a newer request wins.
+        """
         targets = {
             "setup": "#setup-editor",
             "templates": f"#tpl-{self.templates.kind}",
@@ -147,7 +155,21 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             "generate": "#gen-conv",
             "review": "#rev-table",
         }
-        self.call_after_refresh(lambda: self.query_one(targets[pane]).focus())
+        self._focus_serial += 1
+        serial = self._focus_serial
+
+        def focus(tries: int) -> None:
+            if serial != self._focus_serial or not self.is_current:
+                return
+            widget = self.query_one(target or targets[pane])
+            if self.app.focused is widget and widget.region.area:
+                return  # shown and focused: done
+            if self.app.focused is widget or widget.focusable:
+                widget.focus()
+            if tries > 0:
+                self.set_timer(0.05, lambda: focus(tries - 1))
+
+        self.call_after_refresh(focus, 60)
 
     def current_file(self) -> Path | None:
         """The file the user is looking at, for opening in $EDITOR."""
@@ -243,8 +265,8 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
 
     def action_problems(self) -> None:
         """ctrl+l: to the Setup tab's problem list, on the first problem."""
-        self.show_pane("setup")
-        self.call_after_refresh(self.setup_pane.focus_first_problem)
+        self.show_pane("setup", "#setup-problems")
+        self.setup_pane.focus_first_problem()
 
     # runs ---------------------------------------------------------------------------------
     def _save_templates_first(self, then: Callable[[], None]) -> None:
