@@ -50,10 +50,19 @@ def test_rerun_skips_done_jobs_and_again_redoes_them(cli, sample: Path, datasets
         "--no-restyle",
     )
     assert cli(*args)[0] == 0
-    code, out, _ = cli(*args)
+    code, out, _ = cli(*args)  # --limit 1 again: one new conversation, for the next seed
+    assert code == 0 and "skipped 1 already done" in out
+    first, second = conversations(sample)
+    assert first["tweet_id"] != second["tweet_id"]
+    two_seeds = datasets / "two.tsv"
+    two_seeds.write_text(
+        "tweet_id\ttweet\n" + "".join(f"{c['tweet_id']}\t{c['tweet']}\n" for c in (first, second)),
+        encoding="utf-8",
+    )
+    code, out, _ = cli(*args, "--seeds", two_seeds)
     assert code == 0 and "nothing to do" in out
-    assert cli(*args, "--again")[0] == 0
-    assert len(conversations(sample)) == 2
+    assert cli(*args, "--seeds", two_seeds, "--again")[0] == 0
+    assert len(conversations(sample)) == 3
 
 
 def test_same_seed_gives_the_same_text(cli, sample: Path, datasets: Path) -> None:

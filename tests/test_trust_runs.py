@@ -131,14 +131,15 @@ def test_a_second_run_exits_at_once_naming_the_holder_and_wait_waits(sample: Pat
             gate.set()
             assert first.finish() == 0, first.err
             assert waiter.finish() == 0, waiter.err
-            assert any("nothing to do" in line for line in waiter.out), waiter.out
+            # it planned after the first run ended: two new seeds, none of the first run's again
+            assert any("wrote 2 conversation(s)" in line for line in waiter.out), waiter.out
         finally:
             gate.set()
             first.kill()
             if waiter is not None:
                 waiter.kill()
     convs, twins = records(sample, "conversations"), records(sample, "restyled-conversations")
-    assert len(convs) == 2 and len({c["tweet_id"] for c in convs.values()}) == 2
+    assert len(convs) == 4 and len({c["tweet_id"] for c in convs.values()}) == 4
     assert sorted(twins) == sorted(convs)
     assert not (sample / ".convogen" / "run.lock.json").exists()  # released, holder note removed
 
@@ -188,7 +189,7 @@ def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path
     assert done.returncode == 0, done.stderr
     assert "skipped 1 already done" in done.stdout
     keys = [c["tweet_id"] for c in records(sample, "conversations").values()]
-    assert len(keys) == 4 and len(set(keys)) == 4
+    assert len(keys) == 5 and len(set(keys)) == 5  # --limit 4 made four new ones, none twice
 
 
 def test_kill_9_at_several_moments_then_resume_finishes_every_pair(sample: Path, datasets: Path) -> None:
@@ -227,7 +228,7 @@ def test_kill_9_at_several_moments_then_resume_finishes_every_pair(sample: Path,
     assert done.returncode == 0, done.stderr
     assert "removed 2 temporary file(s) left by an interrupted run" in done.stdout
     convs, twins = records(sample, "conversations"), records(sample, "restyled-conversations")
-    assert len(convs) == 3 and len({c["tweet_id"] for c in convs.values()}) == 3
+    assert len(convs) == 4 and len({c["tweet_id"] for c in convs.values()}) == 4  # 1 + 3 new
     assert sorted(twins) == sorted(convs)  # every conversation has its twin
     assert not leftovers(sample)
     assert ConversationStore(sample).without_twin() == []

@@ -14,7 +14,7 @@ from convogen_tui.cli.common import (
     positive_int,
     temperature,
 )
-from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
+from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
 from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.coverage import fill_plan
@@ -60,6 +60,13 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="conversations decoded together on the model (default from the hardware: 16 with a GPU, "
         "4 on a CPU); on CPU the text is the same for any N",
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
+    )
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +110,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_experiment_arg(parser)
     parser.add_argument("--seeds", help="seed file (TSV/CSV/JSONL); default: the setup's 'seeds'")
-    parser.add_argument("--limit", type=positive_int, default=None, help="run only the first N jobs")
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="make N new conversations (jobs already done are skipped and do not count)",
+    )
     parser.add_argument(
         "--personas",
         choices=["random", "all"],
@@ -157,7 +170,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
         concurrency=args.concurrency,
         stall_timeout_s=args.stall_timeout,
     )
-    backend = open_backend(experiment, args.model, args.n_gpu_layers, settings)
+    backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
     return Pipeline(experiment, backend, sampling=sampling)
@@ -194,7 +207,9 @@ def _prepare(experiment: Experiment) -> None:
 
 
 def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:
-    reporter = RichReporter() if is_tty() else PlainReporter()
+    passes = sum(1 if job.conv_id else (2 if restyle else 1) for job in jobs)
+    eta = EtaEstimate(passes, pipeline.sampling.max_tokens)
+    reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
     cancel = threading.Event()
     result: RunFinished | None = None
     done = 0

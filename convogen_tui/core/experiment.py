@@ -99,6 +99,7 @@ class ExperimentSetup(BaseModel):
     n_ctx: int = Field(4096, ge=256)
     backend: BackendSettings = Field(default_factory=BackendSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)  # thresholds of the quality rules
+    threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
 
 
 def project_root_of(expt_dir: Path) -> Path:

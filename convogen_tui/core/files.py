@@ -101,7 +101,7 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
             dir=folder, prefix=f".{path.name}.{host_tag()}-{os.getpid()}-", suffix=".tmp"
         )
     except OSError as exc:
-        raise StorageError(storage_problem(exc, folder)) from None
+        raise StorageError.of(exc, storage_problem(exc, folder)) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -113,7 +113,7 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
         with contextlib.suppress(OSError):
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise StorageError(storage_problem(exc, folder)) from None
+            raise StorageError.of(exc, storage_problem(exc, folder)) from None
         raise
 
 

@@ -114,7 +114,7 @@ class RunLock:
         try:
             self.folder.mkdir(parents=False, exist_ok=True)
         except OSError as exc:
-            raise StorageError(storage_problem(exc, self.dir)) from None
+            raise StorageError.of(exc, storage_problem(exc, self.dir)) from None
         try:
             try:
                 self._lock.acquire(timeout=0)
@@ -128,7 +128,7 @@ class RunLock:
                     on_wait(holder)
                 self._lock.acquire(timeout=-1, poll_interval=0.2)
         except OSError as exc:
-            raise StorageError(storage_problem(exc, self.folder)) from None
+            raise StorageError.of(exc, storage_problem(exc, self.folder)) from None
         previous = self.holder()
         if previous is not None and previous.pid != os.getpid():
             self.took_over = previous  # it released nothing: killed, or the machine went down

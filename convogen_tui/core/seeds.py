@@ -339,7 +339,7 @@ def _backup(path: Path) -> Path:
     try:
         shutil.copy2(path, target)
     except OSError as exc:
-        raise StorageError(storage_problem(exc, path.parent, "keep a backup in")) from None
+        raise StorageError.of(exc, storage_problem(exc, path.parent, "keep a backup in")) from None
     return target
 
 

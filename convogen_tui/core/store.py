@@ -189,7 +189,7 @@ class ConversationStore:
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
-            raise StorageError(storage_problem(exc, self.dir)) from None
+            raise StorageError.of(exc, storage_problem(exc, self.dir)) from None
         lock = FileLock(str(folder / "store.lock"), timeout=STORE_LOCK_TIMEOUT_S, thread_local=False)
         try:
             lock.acquire()
@@ -202,7 +202,7 @@ class ConversationStore:
                 )
             ) from None
         except OSError as exc:
-            raise StorageError(storage_problem(exc, folder)) from None
+            raise StorageError.of(exc, storage_problem(exc, folder)) from None
         try:
             yield
         finally:
@@ -384,7 +384,8 @@ class ConversationStore:
                             (target / folder).mkdir(parents=True, exist_ok=True)
                             os.replace(path, target / folder / path.name)
             except OSError as exc:
-                raise StorageError(storage_problem(exc, self.dir, "move files to the trash of")) from None
+                problem = storage_problem(exc, self.dir, "move files to the trash of")
+                raise StorageError.of(exc, problem) from None
             return batch
 
     def batches(self) -> list[TrashBatch]:
@@ -442,7 +443,7 @@ class ConversationStore:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(path, dest)
             except OSError as exc:
-                raise StorageError(storage_problem(exc, self.dir, "restore files into")) from None
+                raise StorageError.of(exc, storage_problem(exc, self.dir, "restore files into")) from None
             shutil.rmtree(source, ignore_errors=True)
             return sorted({dest.stem for _, dest in moves if dest.parent == self.conv_dir})
 

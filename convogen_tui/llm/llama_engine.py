@@ -47,6 +47,7 @@ from convogen_tui.core.backend import (
     StreamDone,
     StreamEvent,
     StreamFailed,
+    StreamPrompt,
     StreamStarted,
 )
 from convogen_tui.core.errors import ModelError, Problem
@@ -55,6 +56,7 @@ from convogen_tui.core.experiment import SamplingSettings
 PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
 MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens
 EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
+PROMPT_REPORT_S = 0.25  # how often a long prompt's reading progress is reported
 
 
 @dataclass
@@ -163,6 +165,14 @@ class LlamaEngine:
         self._held = [[] for _ in range(capacity)]
         self._chunked = [0] * capacity
 
+    def set_threads(self, n_threads: int) -> None:
+        """CPU threads for the next decode (the context keeps its KV cache)."""
+        import llama_cpp
+
+        self._threads = n_threads
+        if self._ctx is not None:
+            llama_cpp.llama_set_n_threads(self._ctx, n_threads, n_threads)
+
     def free(self) -> None:
         import llama_cpp
 
@@ -247,7 +257,7 @@ class LlamaEngine:
         yield StreamStarted(key, len(work.tokens))
         tokens = work.tokens
         keep = self._reuse_prefix(slot.seq, tokens)
-        error = self._decode_prompt(slot.seq, tokens, keep)
+        error = yield from self._decode_prompt(slot.seq, tokens, keep, key)
         if error:
             self._drop(slot.seq)
             yield StreamFailed(key, error)
@@ -359,14 +369,24 @@ class LlamaEngine:
         self._chunked[seq] = best
         return best
 
-    def _decode_prompt(self, seq: int, tokens: list[int], start: int) -> str | None:
-        """Decode tokens[start:] into ``seq``, one llama_decode per chunk; logits for the last only."""
+    def _decode_prompt(
+        self, seq: int, tokens: list[int], start: int, key: int = 0
+    ) -> Generator[StreamPrompt, None, str | None]:
+        """Decode tokens[start:] into ``seq``, one llama_decode per chunk; logits for the last only.
+
+        Yields how far it got (StreamPrompt) first and then every PROMPT_REPORT_S; returns an error.
+        """
         import llama_cpp
 
         batch = self._batch
         n = len(tokens)
         step = self.chunk if self.chunk > 1 else self._n_batch
+        yield StreamPrompt(key, start, n)
+        reported = time.perf_counter()
         for first in range(start, n, step):
+            if first > start and time.perf_counter() - reported >= PROMPT_REPORT_S:
+                reported = time.perf_counter()
+                yield StreamPrompt(key, first, n)
             chunk = tokens[first : first + step]
             for i, token in enumerate(chunk):
                 batch.token[i] = token

@@ -471,7 +471,7 @@ class OpenAIBackend(Backend):
                     raise self._status_error(ep, response, what=route)
                 out.put(("started", key, prompt_tokens))
                 for line in response.iter_lines():
-                    if cancel.is_set() or stop.is_set():
+                    if cancel.is_set() or stop.is_set() or _skipped(request):
                         break
                     if attempt.stalled:
                         raise self._stall_error(ep)
@@ -511,7 +511,7 @@ class OpenAIBackend(Backend):
                         finish = "length"
                         break
             stats.elapsed_s = time.perf_counter() - stats.started
-            if cancel.is_set() or stop.is_set():
+            if cancel.is_set() or stop.is_set() or _skipped(request):
                 out.put(("done", key, "".join(parts), stats))
                 return
             if finish is None:
@@ -743,6 +743,11 @@ class OpenAIBackend(Backend):
                 with contextlib.suppress(Exception):
                     if client is not None:
                         client.close()
+
+
+def _skipped(request: Request) -> bool:
+    """This request alone was cancelled (the user skipped it); it ends as "cancelled"."""
+    return request.cancel is not None and request.cancel.is_set()
 
 
 def _finish_reason(raw: str) -> FinishReason | None:

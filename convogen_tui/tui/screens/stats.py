@@ -12,7 +12,6 @@ import contextlib
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
@@ -21,11 +20,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual_plotext import PlotextPlot
 
+from convogen_tui.core.check import seeds_for
 from convogen_tui.core.coverage import STATES, Coverage, coverage_of, trashed_keys
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.stats import DiversityCache, experiment_stats
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
 CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing": "grey42"}
@@ -80,7 +81,7 @@ class CoverageMap(Static):
         return text
 
 
-class StatsScreen(Screen[None]):
+class StatsScreen(ReportsWorkerErrors, Screen[None]):
     """Plots of the open experiment; Esc goes back, r recomputes now."""
 
     POLL_S: ClassVar[float] = 1.0
@@ -90,16 +91,17 @@ class StatsScreen(Screen[None]):
     ]
 
     class Computed(Message):
-        def __init__(self, stats: dict[str, Any], coverage: Coverage | None) -> None:
+        def __init__(self, stats: dict[str, Any], coverage: Coverage | None, seen: object) -> None:
             super().__init__()
             self.stats = stats
             self.coverage = coverage
+            self.seen = seen
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
         self.stats: dict[str, Any] | None = None
-        self._diversity = DiversityCache()
+        self._diversity = DiversityCache()  # owned by the (exclusive) compute worker
         self._seen: object = None  # what the last computation saw, to skip unchanged polls
 
     def compose(self) -> ComposeResult:
@@ -115,35 +117,35 @@ class StatsScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
         self.watch(convogen_app(self), "model_status", self._model_changed)
-        self.compute()
-        self.set_interval(self.POLL_S, self.compute)
+        self.action_refresh_stats()
+        self.set_interval(self.POLL_S, lambda: self.compute(self._seen))
 
     def _model_changed(self, status: str) -> None:
         self.sub_title = status
 
     def action_refresh_stats(self) -> None:
         self._seen = None
-        self.compute()
+        self.compute(None)
 
-    @work(thread=True, exclusive=True, group="stats")
-    def compute(self) -> None:
+    @background("stats", "computing statistics")
+    def compute(self, last_seen: object) -> None:
         """Blocking: list (from the index), then statistics only if the listing changed."""
         store = self.session.store
         rows = store.list()
         seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
-        if seen == self._seen:
+        if seen == last_seen:
             return
-        self._seen = seen
         diversity = self._diversity.update(store, rows)
         coverage = None
         with contextlib.suppress(ConvogenError):
             coverage = coverage_of(
-                self.session.seeds().seeds, self.session.personas(), rows, trashed_keys(store)
+                seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
             )
         stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
-        self.post_message(self.Computed(stats, coverage))
+        self.post_message(self.Computed(stats, coverage, seen))
 
     def on_stats_screen_computed(self, message: Computed) -> None:
+        self._seen = message.seen
         self.stats = message.stats
         self._summary(message.stats)
         self._plots(message.stats)
