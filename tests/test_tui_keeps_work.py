@@ -202,11 +202,11 @@ async def test_review_follows_a_cli_mark_new_deleted_and_restyled_conversations(
         assert marked.returncode == 0, marked.stderr
         await wait_for(pilot, lambda: row("c1").mark == "flagged")
         assert "flagged" in " ".join(str(c) for c in table.get_row_at(0))
-        # a restyle finished elsewhere: no-restyle goes away
-        assert "no-restyle" in row("c0").flags
+        # a restyle finished elsewhere: the row turns restyled
+        assert not row("c0").restyled
         twin = {"tweet_id": "1700000000000000001", "restyled_conv": "SocBot: 🧵\nUser: no"}
         (expt / "restyled-conversations" / "c0.json").write_text(json.dumps(twin))
-        await wait_for(pilot, lambda: "no-restyle" not in row("c0").flags)
+        await wait_for(pilot, lambda: row("c0").restyled)
         # a new conversation from another run, and one deleted elsewhere
         fake_conversation(expt, "c2", "1700000000000000003", ("attention", "hostile"), 1_700_000_120.0)
         (expt / "conversations" / "c1.json").unlink()
