@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
@@ -158,44 +151,6 @@ def test_restyle_fills_in_missing_twins(cli, sample: Path, datasets: Path) -> No
     assert "nothing to do" in cli("restyle", "sample", "--root", datasets)[1]
 
 
-def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [
-        sys.executable,
-        "-m",
-        "convogen_tui",
-        "generate",
-        "sample",
-        "--root",
-        str(datasets),
-        "--limit",
-        "4",
-        "--max-tokens",
-        "48",
-        "--seed",
-        "5",
-        "--no-restyle",
-        "--parallel",
-        "1",  # one conversation at a time, so the interrupt lands between files
-    ]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not list((sample / "conversations").glob("*.json")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "Run the same command again to resume" in err
-    first_pass = conversations(sample)
-    assert 1 <= len(first_pass) < 4
-    assert not [p for p in (sample / "conversations").iterdir() if not p.name.endswith(".json")]
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    keys = [c["tweet_id"] for c in conversations(sample)]
-    # the same command makes 4 new conversations, none for a seed already done
-    assert len(keys) == len(first_pass) + 4 and len(set(keys)) == len(keys)
-
-
 def test_check_passes_on_the_sample_and_fails_on_the_original_layout(cli, datasets: Path) -> None:
     code, out, _ = cli("check", "sample", "--root", datasets)
     assert code == 0 and "sample: ok (6 personas, 20 seeds" in out
@@ -268,3 +223,21 @@ def test_out_of_range_options_are_refused_before_anything_runs(cli, sample: Path
             cli("generate", "sample", "--root", datasets, option, value)
         assert info.value.code == 2, option
     assert not (sample / "conversations").exists()
+
+
+def test_parallel_beyond_free_memory_is_lowered_before_llama_cpp_allocates(
+    cli, sample: Path, datasets: Path, embedded_backend
+) -> None:
+    need, free = embedded_backend.memory_for(1000), embedded_backend.memory_available()
+    if free is None or need <= free:
+        pytest.skip("this machine has room for 1000 KV streams of the embedded model")
+    code, out, err = cli(
+        "generate", "sample", "--root", datasets, "--limit", "2", "--parallel", "1000",
+        "--max-tokens", "4", "--no-restyle", "--seed", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    [line] = [line for line in out.splitlines() if line.startswith("parallel:")]
+    assert line.startswith("parallel: 2 conversation(s) at once (--parallel 1000 would need ")
+    assert f"{need / 2**20:,.0f} MiB of KV cache but only" in line and "MiB is free, so lowered to" in line
+    assert "only 2 job(s)" in line
+    assert len(conversations(sample)) == 2

@@ -170,6 +170,8 @@ async def test_review_delete_then_undo(sample_root: Path) -> None:
         assert first is not None and first.id == "c2"  # newest first
         await wait_for(pilot, lambda: "point 0" in screen.query_one("#rev-conv", StreamView).text)
         assert "pt 0" in screen.query_one("#rev-restyled", StreamView).text
+        table.focus()  # F6's own focus can be lost on a loaded machine (focused None); keys go to the table
+        await wait_for(pilot, lambda: app.focused is table)
         await pilot.press("d")
         assert table.row_count == 2
         assert not (expt / "conversations" / "c2.json").exists()

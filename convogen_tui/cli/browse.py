@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from convogen_tui.cli.common import add_experiment_arg, open_experiment
+from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
 from convogen_tui.core.experiment import find_experiments, load_experiment
 from convogen_tui.core.quality import Verdict
 from convogen_tui.core.store import ConversationStore, ConversationSummary
@@ -39,8 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete.add_argument("ids", nargs="+", metavar="ID")
     delete.set_defaults(func=run_delete)
 
-    undo = subparsers.add_parser("undo", help="restore the last deleted conversations")
+    undo = subparsers.add_parser(
+        "undo",
+        help="restore the last deleted conversations (latest delete first; --list shows them all)",
+        description="Each delete is one trash batch, numbered in the order of the deletes. undo "
+        "restores the latest batch; run it again (or pass --steps N) to go further back.",
+    )
     add_experiment_arg(undo)
+    undo.add_argument("--list", action="store_true", help="list the trash batches, latest first")
+    undo.add_argument(
+        "--steps", "-n", type=positive_int, default=1, metavar="N", help="restore the latest N batches"
+    )
+    undo.add_argument("--batch", metavar="NAME", help="restore this batch (a name from --list)")
     undo.set_defaults(func=run_undo)
 
     mark = subparsers.add_parser("mark", help="flag a conversation for review, or mark it kept")
@@ -60,17 +71,23 @@ def run_list(args: argparse.Namespace) -> int:
     print(
         f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
     )
+    unreadable: list[str] = []
     for path in experiments:
         experiment = load_experiment(path)
         store = ConversationStore(path)
-        rows = store.list()
+        listing = store.scan()
+        rows = listing.rows
         flagged = sum(1 for r in rows if r.mark == "flagged")
         with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
+        bad = f"  {len(listing.unreadable)} unreadable" if listing.unreadable else ""
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}{bad}"
         )
+        unreadable += [str(p) for p in listing.unreadable]
+    for line in unreadable:
+        print(f"unreadable: {line}", file=sys.stderr)
     return 0
 
 
@@ -80,14 +97,18 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         return _show_json(store, args.id)
     if not args.id:
-        rows = store.list()
+        listing = store.scan()
+        rows = listing.rows
         for row in rows:
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
             flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
             print(
                 f"{row.id[:8]}  {created}  {row.tweet_id:>20}  {row.persona:28}  turns={row.turns:<2} {flags}"
             )
-        print(f"{len(rows)} conversation(s); show one with: convogen show {args.experiment} ID")
+        for problem in listing.unreadable:
+            print(f"UNREADABLE  {problem}")
+        bad = f", {len(listing.unreadable)} unreadable (listed above)" if listing.unreadable else ""
+        print(f"{len(rows)} conversation(s){bad}; show one with: convogen show {args.experiment} ID")
         return 0
     conv_id = store.find(args.id)
     record, twin = store.load(conv_id)
@@ -163,9 +184,38 @@ def run_delete(args: argparse.Namespace) -> int:
 
 def run_undo(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
-    restored = ConversationStore(experiment.dir).undo()
-    print(f"restored {len(restored)} conversation(s): {' '.join(i[:8] for i in restored)}")
+    store = ConversationStore(experiment.dir)
+    if args.list:
+        batches = store.batches()
+        if not batches:
+            print("the trash is empty: nothing to undo")
+        for batch in reversed(batches):
+            print(batch.describe())
+        return 0
+    if args.batch:
+        restored = store.undo(args.batch)
+        print(f"restored {len(restored)} conversation(s) from {args.batch}: {_short_ids(restored)}")
+        return 0
+    for step in range(args.steps):
+        latest = store.batches()
+        if not latest:
+            if step == 0:
+                store.undo()  # raises the "trash is empty" message
+            print(f"the trash is empty after {step} step(s)")
+            break
+        batch = latest[-1]
+        restored = store.undo(batch.name)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(batch.deleted_at))
+        ids = _short_ids(restored)
+        print(f"restored {len(restored)} conversation(s) deleted at {when} (#{batch.seq}): {ids}")
+    left = len(store.batches())
+    if left:
+        print(f"{left} older delete(s) left in the trash; undo again to go further back (--list shows them)")
     return 0
+
+
+def _short_ids(ids: list[str]) -> str:
+    return " ".join(i[:8] for i in ids)
 
 
 def run_mark(args: argparse.Namespace) -> int:

@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
     from convogen_tui.llm.loader import resolve_experiment_model
+    from convogen_tui.llm.vocab import open_vocab
 
-    report = check_experiment(experiment, args.seeds, args.model, resolve_experiment_model)
+    report = check_experiment(experiment, args.seeds, args.model, resolve_experiment_model, open_vocab)
     for problem in report.problems:
         print(problem)
     if not report.ok:

@@ -51,6 +51,17 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(0, text)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0 (seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
 def temperature(text: str) -> float:
     try:
         value = float(text)

@@ -10,6 +10,7 @@ from convogen_tui.cli.common import (
     err,
     is_tty,
     open_experiment,
+    positive_float,
     positive_int,
     temperature,
 )
@@ -19,6 +20,8 @@ from convogen_tui.core.check import seeds_for
 from convogen_tui.core.coverage import fill_plan
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Experiment
+from convogen_tui.core.files import check_free_space
+from convogen_tui.core.lock import Holder, RunLock
 from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationStore
@@ -84,6 +87,21 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--concurrency", type=positive_int, default=None, help="requests in flight per server (4)"
     )
+    group.add_argument(
+        "--stall-timeout",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="fail a request that sends no token for S seconds (default 60; the setup's stall_timeout_s)",
+    )
+
+
+def _lock_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is writing this experiment, wait for it to end instead of exiting",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -122,12 +140,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _model_args(parser)
     _backend_args(parser)
+    _lock_args(parser)
     parser.set_defaults(func=run_generate)
 
     restyle = subparsers.add_parser("restyle", help="restyle conversations that have no twin yet")
     add_experiment_arg(restyle)
     _model_args(restyle)
     _backend_args(restyle)
+    _lock_args(restyle)
     restyle.set_defaults(func=run_restyle)
 
 
@@ -148,6 +168,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
         base_urls=args.base_urls,
         api_model=args.api_model,
         concurrency=args.concurrency,
+        stall_timeout_s=args.stall_timeout,
     )
     backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
@@ -160,6 +181,29 @@ def _parallel(args: argparse.Namespace, pipeline: Pipeline, n_jobs: int) -> int:
     choice = choose_parallel(pipeline.backend, args.parallel, n_jobs)
     print(choice.describe())
     return choice.n
+
+
+def _lock(args: argparse.Namespace, experiment: Experiment) -> RunLock:
+    """The experiment's run lock (core.lock): one writer at a time; --wait waits for the holder."""
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "details not written yet"
+        err(f"convogen: waiting for the run writing {experiment.name} to end ({who}); Ctrl-C stops waiting")
+
+    lock = RunLock(experiment.dir).acquire(wait=args.wait, on_wait=waiting)
+    if lock.took_over is not None:
+        err(
+            f"convogen: took over the lock of an earlier run that ended without releasing it "
+            f"({lock.took_over.describe()})"
+        )
+    return lock
+
+
+def _prepare(experiment: Experiment) -> None:
+    """Before spending tokens: the output folders are writable with space to spare; crash leftovers go."""
+    removed = ConversationStore(experiment.dir).prepare_run()
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) left by an interrupted run")
 
 
 def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:
@@ -194,23 +238,35 @@ def run_generate(args: argparse.Namespace) -> int:
     seeds = seeds_for(experiment, args.seeds)
     for problem in seeds.problems:
         err(f"convogen: {problem}")
-    if args.fill:
-        return _fill(args, experiment, seeds.seeds)
-    pipeline = _pipeline(args, experiment)
-    plan = pipeline.plan(
-        seeds.seeds,
-        personas=args.personas,
-        limit=args.limit,
-        seed=args.seed,
-        again=args.again,
-        motivations=args.motivation,
-        dispositions=args.disposition,
-    )
-    if not plan.jobs:
-        print(f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)")
-        return 0
-    parallel = _parallel(args, pipeline, len(plan.jobs))
-    return _execute(pipeline, plan.jobs, args.restyle, plan.already_done, parallel)
+    with _lock(args, experiment):
+        _prepare(experiment)
+        if args.fill:
+            return _fill(args, experiment, seeds.seeds)
+        pipeline = _pipeline(args, experiment)
+        plan = pipeline.plan(
+            seeds.seeds,
+            personas=args.personas,
+            limit=args.limit,
+            seed=args.seed,
+            again=args.again,
+            motivations=args.motivation,
+            dispositions=args.disposition,
+        )
+        unfinished = _restyle_jobs(pipeline, args.seed) if args.restyle else []
+        if unfinished:
+            print(
+                f"resuming: {len(unfinished)} conversation(s) saved earlier have no restyled twin; "
+                "restyling them first"
+            )
+        jobs = unfinished + plan.jobs
+        if not jobs:
+            print(
+                f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)"
+            )
+            return 0
+        _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
+        parallel = _parallel(args, pipeline, len(jobs))
+        return _execute(pipeline, jobs, args.restyle, plan.already_done, parallel)
 
 
 def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
@@ -240,9 +296,27 @@ def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -
 
 def run_restyle(args: argparse.Namespace) -> int:
     experiment = open_experiment(args)
-    pipeline = _pipeline(args, experiment)
-    jobs = pipeline.restyle_jobs(args.seed)
-    if not jobs:
-        print("nothing to do: every conversation has a restyled twin")
-        return 0
-    return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, len(jobs)))
+    with _lock(args, experiment):
+        _prepare(experiment)
+        pipeline = _pipeline(args, experiment)
+        jobs = _restyle_jobs(pipeline, args.seed)
+        if not jobs:
+            print("nothing to do: every conversation has a restyled twin")
+            return 0
+        return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, len(jobs)))
+
+
+def _restyle_jobs(pipeline: Pipeline, seed: int | None) -> list[Job]:
+    """Conversations without a twin; an unreadable one is named (and left alone), never hidden."""
+    jobs, unreadable = pipeline.restyle_plan(seed)
+    for problem in unreadable:
+        err(f"convogen: warning: not restyled, unreadable: {problem}")
+    return jobs
+
+
+def _warn_space(experiment: Experiment, pipeline: Pipeline, n_jobs: int, restyle: bool) -> None:
+    """A run's files, at most: each pass's text (4 bytes a token at most) plus its provenance."""
+    per_pass = pipeline.sampling.max_tokens * 4 + 8 * 1024
+    warning = check_free_space(experiment.dir, n_jobs * per_pass * (2 if restyle else 1))
+    if warning is not None:
+        err(f"convogen: {warning}")

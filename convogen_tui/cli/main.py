@@ -7,13 +7,16 @@ takes the parsed namespace and returns an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.redact import RedactingStream
 
 # Command modules under convogen_tui.cli, registered in this order.
 COMMAND_MODULES = ["tui", "check", "generate", "browse", "dataset", "models", "seeds"]
@@ -72,17 +75,35 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*(argv or sys.argv[1:]), "tui"])
         if args.root is None:
             args.root = default_root()
+    with redacted_output():
+        try:
+            return int(args.func(args) or 0)
+        except ConvogenError as exc:
+            if args.debug:
+                raise
+            print(f"convogen: {exc}", file=sys.stderr)
+            for problem in exc.problems[1:]:
+                print(f"convogen: {problem}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("convogen: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return 0
+        except OSError as exc:  # a file-system fault nobody expected: still one line, no traceback
+            if args.debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"convogen: {where}{exc.strerror or exc} (run with --debug for details)", file=sys.stderr)
+            return 1
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """Everything the command prints goes through the one redaction step (core.redact)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(out), RedactingStream(err)  # type: ignore[assignment]
     try:
-        return int(args.func(args) or 0)
-    except ConvogenError as exc:
-        if args.debug:
-            raise
-        print(f"convogen: {exc}", file=sys.stderr)
-        for problem in exc.problems[1:]:
-            print(f"convogen: {problem}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("convogen: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err

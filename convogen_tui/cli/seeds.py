@@ -68,6 +68,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="dedupe by id only, keep rows whose text repeats",
     )
+    existing = imp.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--append",
+        action="store_true",
+        help="OUT exists: keep its rows and add the new ids (deduped by id, and by text unless "
+        "--keep-same-text)",
+    )
+    existing.add_argument(
+        "--replace",
+        action="store_true",
+        help="OUT exists: overwrite it, keeping the old file as OUT.<time>.bak",
+    )
     imp.set_defaults(func=run_import)
 
     info = commands.add_parser("info", help="rows, problems and hydration state of a seed file")
@@ -85,22 +97,28 @@ def register(subparsers: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    report = import_seeds(args.file, args.out, dedupe_text=not args.keep_same_text)
+    mode = "append" if args.append else "replace" if args.replace else "new"
+    report = import_seeds(args.file, args.out, dedupe_text=not args.keep_same_text, mode=mode)
     for problem in report.bad[:MAX_LISTED]:
         print(f"convogen: {problem}", file=sys.stderr)
     _more(len(report.bad), sys.stderr)
     dup_ids, dup_texts = report.duplicate_ids, report.duplicate_texts
     for dup in report.duplicates[:MAX_LISTED]:
         what = "id" if dup.by == "id" else "text"
+        where = f"{report.out.name} line" if dup.in_existing else "line"
         print(
-            f"{report.source}:{dup.line}: duplicate {what} of line {dup.first_line} "
+            f"{report.source}:{dup.line}: duplicate {what} of {where} {dup.first_line} "
             f"(tweet_id {dup.tweet_id}); skipped",
             file=sys.stderr,
         )
     _more(len(report.duplicates), sys.stderr)
+    kept = f"kept {report.kept}"
+    if mode == "append":
+        kept = f"kept the {report.existing} seeds already there, added {report.kept}"
     print(
-        f"{report.out}: kept {report.kept}, duplicate {len(report.duplicates)} "
+        f"{report.out}: {kept}, duplicate {len(report.duplicates)} "
         f"({len(dup_ids)} by id, {len(dup_texts)} by text), bad {len(report.bad)}"
+        + (f"; the previous file is kept as {report.backup}" if report.backup else "")
     )
     return 0
 

@@ -202,20 +202,37 @@ def choose_parallel(backend: Backend, requested: int | None, n_jobs: int) -> Par
     else:
         n, reason = requested, "--parallel"
     n = max(1, n)
+    if requested is not None:
+        # checked on what was asked, before the job count caps it: the user learns what fits
+        n, reason = _fit_memory(backend, n, reason)
     if n_jobs < n:
         n, reason = max(1, n_jobs), f"{reason}; only {n_jobs} job(s)"
+    return ParallelChoice(n, reason, backend.memory_for(n))
+
+
+def _fit_memory(backend: Backend, n: int, reason: str) -> tuple[int, str]:
+    """Lower ``n`` to the streams whose KV cache fits free memory, saying so; refuse if none fits."""
     available = backend.memory_available()
     need = backend.memory_for(n)
-    if requested is not None and available is not None and need is not None and need > available:
-        fits = n
-        while fits > 1 and (backend.memory_for(fits) or 0) > available:
-            fits -= 1
-        reason = (
-            f"--parallel {requested} needs {need / 2**20:,.0f} MiB of KV cache but "
-            f"{available / 2**20:,.0f} MiB is free; lowered to {fits}"
+    if available is None or need is None or need <= available:
+        return n, reason
+    low, high = 1, n  # memory grows with the stream count: the largest count that fits
+    while low < high:
+        mid = (low + high + 1) // 2
+        if (backend.memory_for(mid) or 0) <= available:
+            low = mid
+        else:
+            high = mid - 1
+    one = backend.memory_for(1) or 0
+    if one > available:
+        raise ConvogenError(
+            f"even one conversation's KV cache ({one / 2**20:,.0f} MiB) does not fit the "
+            f"{available / 2**20:,.0f} MiB of free memory; lower n_ctx in expt-setup.json or free memory"
         )
-        n, need = fits, backend.memory_for(fits)
-    return ParallelChoice(n, reason, need)
+    return low, (
+        f"--parallel {n} would need {need / 2**20:,.0f} MiB of KV cache but only "
+        f"{available / 2**20:,.0f} MiB is free, so lowered to {low}"
+    )
 
 
 # many streams at once ----------------------------------------------------------------------

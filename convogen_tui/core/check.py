@@ -6,15 +6,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convogen_tui.core.backend import Backend
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.experiment import Experiment
+from convogen_tui.core.pipeline import Pipeline
 from convogen_tui.core.seeds import SeedSet, read_seeds
+from convogen_tui.core.store import ConversationStore
 from convogen_tui.core.templates import check_template
 
 ModelResolver = Callable[[Experiment, "str | None"], Path]
 """Finds the model file an experiment (or a --model override) means; raises ConvogenError if none.
 Passed in from above (``convogen_tui.llm.loader.resolve_experiment_model``): core does not know
 where models live."""
+
+TokenizerOpener = Callable[[Path, int], Backend]
+"""Opens a model file's tokenizer (``convogen_tui.llm.vocab.open_vocab``: llama.cpp, vocabulary
+only) as a backend that counts tokens and renders prompts; raises ModelError for a broken file."""
+
+MAX_SEED_PROBLEMS = 20  # too-long seeds listed one by one; the rest are counted
 
 
 @dataclass
@@ -54,9 +63,16 @@ def check_experiment(
     seeds: Path | str | None = None,
     model: str | None = None,
     resolve_model: ModelResolver | None = None,
+    open_tokenizer: TokenizerOpener | None = None,
 ) -> CheckReport:
-    """Setup, persona files, templates, seeds and (given a resolver) the model, without loading it."""
+    """Every problem ``generate`` would hit, found without loading the model's weights.
+
+    Setup, persona files, templates, seeds, the output folders (writable, space left) and, given
+    a resolver, the model file; given a tokenizer too, the file is opened (a broken one is
+    reported) and every seed's prompt is counted against the context.
+    """
     report = CheckReport(experiment, list(experiment.problems))
+    report.problems.extend(ConversationStore(experiment.dir).writable_problems())
     if experiment.setup is None:
         return report
     report.personas = len(experiment.personas())
@@ -68,7 +84,7 @@ def check_experiment(
             report.problems.append(Problem(path, "template file not found", hint=f"create {path.name}"))
             continue
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             report.problems.append(Problem(path, f"not UTF-8 text ({exc.reason})"))
             continue
@@ -85,15 +101,92 @@ def check_experiment(
     try:
         report.model_path = resolve_model(experiment, model)
     except ConvogenError as exc:
-        for problem in exc.problems or [Problem(None, str(exc))]:
-            key = "llm" if model is None else "--model"
-            report.problems.append(
+        report.problems.extend(_model_problems(experiment, model, exc))
+        return report
+    if open_tokenizer is None or experiment.setup.backend.kind != "llama.cpp":
+        return report
+    try:
+        tokenizer = open_tokenizer(report.model_path, experiment.setup.n_ctx)
+    except ConvogenError as exc:
+        report.problems.extend(_model_problems(experiment, model, exc))
+        return report
+    try:
+        if report.seeds is not None:
+            report.problems.extend(prompt_length_problems(experiment, tokenizer, report.seeds))
+    finally:
+        tokenizer.close()
+    return report
+
+
+def _model_problems(experiment: Experiment, model: str | None, exc: ConvogenError) -> list[Problem]:
+    """A model that cannot be found or read, reported at the setup's ``llm`` (or at --model)."""
+    key = "llm" if model is None else "--model"
+    return [
+        Problem(
+            experiment.setup_file if model is None else None,
+            f"{problem.file}: {problem.message}" if problem.file else problem.message,
+            key=key,
+            line=experiment.line_of("llm") if model is None else None,
+            hint=problem.hint,
+        )
+        for problem in exc.problems or [Problem(None, str(exc))]
+    ]
+
+
+def prompt_length_problems(experiment: Experiment, tokenizer: Backend, seeds: SeedSet) -> list[Problem]:
+    """Seeds whose prompt does not fit the context (errors, with their line), and those that
+    leave the conversation or its restyle less than max_tokens (one warning each kind).
+
+    Each seed is counted with the persona whose texts take the most tokens, in the exact prompt
+    ``generate`` sends (the same templates, system message, cue and chat format).
+    """
+    try:
+        pipeline = Pipeline(experiment, tokenizer)  # renders prompts exactly as generate does
+    except ConvogenError:
+        return []  # a broken setup or template: reported above
+    personas = experiment.personas()
+    if not personas:
+        return []
+    widest = max(personas, key=lambda p: tokenizer.count_tokens(f"{p.motivation_text}\n{p.disposition_text}"))
+    n_ctx, max_tokens = tokenizer.info.n_ctx, experiment.sampling.max_tokens
+    too_long: list[Problem] = []
+    short_conv: list[int] = []
+    short_restyle: list[int] = []
+    for seed in seeds.seeds:
+        n = tokenizer.count_tokens(pipeline.generation_prompt(seed, widest))
+        if n >= n_ctx:
+            too_long.append(
                 Problem(
-                    experiment.setup_file if model is None else None,
-                    problem.message,
-                    key=key,
-                    line=experiment.line_of("llm") if model is None else None,
-                    hint=problem.hint,
+                    seeds.path,
+                    f"seed {seed.tweet_id} makes a {n}-token prompt (persona {widest.label}) but the "
+                    f"context holds {n_ctx}",
+                    line=seed.line,
+                    hint='shorten the seed or the template, or raise "n_ctx" in expt-setup.json',
                 )
             )
-    return report
+            continue
+        if n + max_tokens > n_ctx:
+            short_conv.append(seed.line)
+        restyle = tokenizer.count_tokens(pipeline.restyle_prompt(seed.tweet, ""))
+        if restyle + max_tokens >= n_ctx:
+            short_restyle.append(seed.line)
+    problems = too_long[:MAX_SEED_PROBLEMS]
+    if len(too_long) > MAX_SEED_PROBLEMS:
+        more = len(too_long) - MAX_SEED_PROBLEMS
+        problems.append(Problem(seeds.path, f"... and {more} more seeds too long for the context"))
+    for lines, what in (
+        (short_conv, "leave the conversation fewer than max_tokens"),
+        (short_restyle, "would not leave room to restyle a conversation of max_tokens"),
+    ):
+        if lines:
+            problems.append(
+                Problem(
+                    seeds.path,
+                    f"{len(lines)} seed(s) {what} ({max_tokens}) in a context of {n_ctx} tokens "
+                    f"(first on line {lines[0]}); long conversations will be cut",
+                    key="n_ctx",
+                    hint='raise "n_ctx" or lower "max_tokens" in expt-setup.json',
+                    severity="warning",
+                )
+            )
+    return problems

@@ -46,6 +46,24 @@ class ModelError(ConvogenError):
     """The model could not be found, loaded or run."""
 
 
+class StorageError(ConvogenError, OSError):
+    """A file could not be written: full disk, read-only folder, permissions, a vanished folder.
+
+    A run stops on it (every later file would fail too, after spending tokens); the message names
+    the folder and what to do. It is an OSError too (with the original errno), so code that
+    already handles file errors (``except OSError``) keeps working.
+    """
+
+    @classmethod
+    def of(cls, exc: OSError, problem: Problem) -> StorageError:
+        err = cls(problem)
+        err.errno, err.strerror = exc.errno, exc.strerror
+        return err
+
+    def __str__(self) -> str:  # the one line, not OSError's "[Errno 28] ..."
+        return str(self.args[0]) if self.args else ""
+
+
 def errors_only(problems: list[Problem]) -> list[Problem]:
     """The problems that stop a run (warnings do not)."""
     return [p for p in problems if p.severity == "error"]

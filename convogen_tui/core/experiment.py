@@ -61,6 +61,7 @@ class BackendSettings(BaseModel):
     concurrency: int = Field(4, ge=1, le=256)  # requests in flight per endpoint
     api: Literal["auto", "completions", "chat"] = "auto"
     timeout_s: float = Field(120.0, gt=0)  # an endpoint silent this long counts as failed
+    stall_timeout_s: float = Field(60.0, gt=0)  # a request with no new token this long fails (keep-alives)
 
     @field_validator("base_urls", mode="before")
     @classmethod
@@ -234,7 +235,7 @@ class Experiment:
 
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8-sig").strip()
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -282,7 +283,7 @@ def load_experiment(ref: str | Path, root: Path | None = None) -> Experiment:
         )
         return Experiment(expt_dir, None, [problem])
     try:
-        text = setup_file.read_text(encoding="utf-8")
+        text = setup_file.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         return Experiment(expt_dir, None, [Problem(setup_file, f"not UTF-8 text ({exc.reason})")])
     experiment = Experiment(expt_dir, None, [], text)

@@ -342,10 +342,20 @@ class Pipeline:
         return Plan(jobs, skipped, len(grid))
 
     def restyle_jobs(self, seed: int | None = None) -> list[Job]:
-        """Restyle-only jobs for conversations that have no twin yet."""
-        jobs = []
+        """Restyle-only jobs for conversations that have no twin yet (unreadable ones skipped)."""
+        return self.restyle_plan(seed)[0]
+
+    def restyle_plan(self, seed: int | None = None) -> tuple[list[Job], list[Problem]]:
+        """Restyle-only jobs for conversations without a twin, and the files that cannot be read."""
+        jobs: list[Job] = []
+        problems: list[Problem] = []
         for conv_id in self.store.without_twin():
-            record, _ = self.store.load(conv_id)
+            try:
+                record, _ = self.store.load(conv_id)
+            except ConvogenError as exc:
+                path = self.store.conversation_path(conv_id)
+                problems.extend(exc.problems[:1] or [Problem(path, str(exc))])
+                continue
             persona = Persona(
                 record.persona.motivation if record.persona else "",
                 record.persona.disposition if record.persona else "",
@@ -354,7 +364,7 @@ class Pipeline:
             )
             tweet = Seed(record.tweet_id, record.tweet)
             jobs.append(Job(tweet, persona, job_random_seed(seed, conv_id, "restyle"), conv_id, record.conv))
-        return jobs
+        return jobs, problems
 
     # running -----------------------------------------------------------------------------
     def run(
@@ -443,6 +453,8 @@ class Pipeline:
                         continue
                     finished = self._save(job, phase, event.text.strip(), event.stats, summary)
                     yield finished
+                    if isinstance(finished, JobFailed):
+                        continue
                     if phase == "generate" and restyle:
                         with lock:
                             queue.appendleft(
@@ -472,7 +484,8 @@ class Pipeline:
 
     def _save(
         self, job: Job, phase: Phase, text: str, stats: GenerationStats, summary: RunFinished
-    ) -> JobFinished:
+    ) -> JobFinished | JobFailed:
+        """Write a finished pass; a StorageError (disk full, read-only...) stops the run."""
         if phase == "generate":
             conv_id = self.store.save_conversation(self._conversation_record(job, text, stats))
             path = self.store.conversation_path(conv_id)
@@ -481,8 +494,12 @@ class Pipeline:
         else:
             assert job.conv_id is not None
             conv_id = job.conv_id
-            self.store.save_restyled(conv_id, self._restyled_record(job, text, stats))
-            path = self.store.restyled_path(conv_id)
+            saved = self.store.save_restyled(conv_id, self._restyled_record(job, text, stats))
+            if saved is None:
+                summary.failed += 1
+                gone = f"conversation {conv_id} was deleted for good during its restyle; twin not kept"
+                return JobFailed(job, phase, gone)
+            path = saved
             summary.restyled += 1
         return JobFinished(job, phase, conv_id, path, stats)
 

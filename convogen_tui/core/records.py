@@ -137,7 +137,7 @@ def read_restyled(path: Path) -> RestyledRecord:
 def _read(path: Path, model: type[_RecordT], what: str) -> _RecordT:
     """Parse one saved file; a ConvogenError names the file and the field that is wrong."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConvogenError(Problem(path, f"{what} file not found")) from None
     except OSError as exc:

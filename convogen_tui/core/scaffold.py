@@ -67,7 +67,7 @@ def copy_experiment(source: Path, root: Path, name: str) -> Path:
     shutil.copytree(source, target, ignore=lambda _dir, names: [n for n in names if n in _SKIP])
     setup_path = target / SETUP_FILE
     try:
-        data: Any = json.loads(setup_path.read_text(encoding="utf-8"))
+        data: Any = json.loads(setup_path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):
         return target  # an unreadable setup is copied as is; the Setup screen shows its problems
     if isinstance(data, dict):

@@ -14,13 +14,16 @@ import html
 import io
 import json
 import re
+import shutil
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text, read_user_text
+from convogen_tui.core.errors import ConvogenError, Problem, StorageError
+from convogen_tui.core.files import atomic_write_text, read_user_text, storage_problem
 
 ID_COLUMNS = ("tweet_id", "id")
 TEXT_COLUMNS = ("tweet", "text")
@@ -42,6 +45,7 @@ class Duplicate:
     tweet_id: str
     first_line: int
     by: str
+    in_existing: bool = False  # first_line is a line of the file appended to, not of the source
 
 
 @dataclass
@@ -240,14 +244,19 @@ def normalize_text(text: str) -> str:
     return _RETWEET.sub("", text)
 
 
+ImportMode = Literal["new", "append", "replace"]
+
+
 @dataclass
 class ImportReport:
     source: Path
     out: Path
-    kept: int
+    kept: int  # rows written from the source (for --append: rows added)
     duplicates: list[Duplicate]
     bad: list[Problem]
     warnings: list[Problem]
+    existing: int = 0  # --append: rows the output file already held (all kept)
+    backup: Path | None = None  # --replace: where the previous file was kept
 
     @property
     def duplicate_ids(self) -> list[Duplicate]:
@@ -258,19 +267,51 @@ class ImportReport:
         return [d for d in self.duplicates if d.by == "text"]
 
 
-def import_seeds(source: Path | str, out: Path | str, *, dedupe_text: bool = True) -> ImportReport:
+def import_seeds(
+    source: Path | str, out: Path | str, *, dedupe_text: bool = True, mode: ImportMode = "new"
+) -> ImportReport:
     """Turn a CSV/TSV/JSONL file into a clean seed TSV: one row per id and per normalized text.
 
     Extra columns are kept (in first-seen order). A row whose text normalizes to nothing (only a
     link) is never treated as a duplicate of another such row: there is nothing to compare.
+
+    An existing output file is never lost: ``mode="new"`` refuses to write onto it, ``"append"``
+    keeps every row it has and adds the new ids (a duplicate's ``first_line`` is then its line in
+    the output file), ``"replace"`` keeps a backup beside it first.
     """
     source, out = Path(source), Path(out)
     seed_set = read_seeds(source)
+    exists = out.is_file() and out.stat().st_size > 0
+    existing: list[Seed] = []
+    if exists and mode == "new":
+        count = len(read_seeds(out).seeds)
+        raise ConvogenError(
+            Problem(
+                out,
+                f"already exists with {count} seed(s); importing would replace them",
+                hint="pass --append to add the new ids to it, or --replace to overwrite it "
+                "and keep the old file as a backup",
+            )
+        )
+    if exists and mode == "append":
+        existing = read_seeds(out).seeds
     kept: list[Seed] = []
     duplicates = list(seed_set.duplicates)
     first_line: dict[str, int] = {}
-    for seed in seed_set.seeds:
+    known_ids = {s.tweet_id: s.line for s in existing}
+    known_texts: dict[str, int] = {}
+    for seed in existing:
         key = normalize_text(seed.tweet) if dedupe_text else ""
+        if key:
+            known_texts.setdefault(key, seed.line)
+    for seed in seed_set.seeds:
+        if seed.tweet_id in known_ids:
+            duplicates.append(Duplicate(seed.line, seed.tweet_id, known_ids[seed.tweet_id], "id", True))
+            continue
+        key = normalize_text(seed.tweet) if dedupe_text else ""
+        if key and key in known_texts:
+            duplicates.append(Duplicate(seed.line, seed.tweet_id, known_texts[key], "text", True))
+            continue
         if key and key in first_line:
             duplicates.append(Duplicate(seed.line, seed.tweet_id, first_line[key], "text"))
             continue
@@ -278,12 +319,28 @@ def import_seeds(source: Path | str, out: Path | str, *, dedupe_text: bool = Tru
             first_line[key] = seed.line
         kept.append(seed)
     columns: dict[str, None] = {}
-    for seed in kept:
+    for seed in [*existing, *kept]:
         columns.update(dict.fromkeys(seed.extra))
-    write_seeds_tsv(out, kept, list(columns))
+    backup = _backup(out) if exists and mode == "replace" else None
+    write_seeds_tsv(out, [*existing, *kept], list(columns))
     duplicates.sort(key=lambda d: d.line)
     warnings = [p for p in seed_set.problems if p.severity != "error"]
-    return ImportReport(source, out, len(kept), duplicates, seed_set.bad, warnings)
+    return ImportReport(source, out, len(kept), duplicates, seed_set.bad, warnings, len(existing), backup)
+
+
+def _backup(path: Path) -> Path:
+    """Copy a file to ``NAME.YYYYmmdd-HHMMSS.bak`` beside it (never over an earlier backup)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.{stamp}.bak")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.{stamp}-{n}.bak")
+    try:
+        shutil.copy2(path, target)
+    except OSError as exc:
+        raise StorageError.of(exc, storage_problem(exc, path.parent, "keep a backup in")) from None
+    return target
 
 
 def errors_path_for(out: Path | str) -> Path:

@@ -3,27 +3,46 @@
 Files keep the original flat keys (``tweet_id``, ``disposition``, ``motivation``, ``tweet``, ``conv``;
 ``restyled_conv`` in the twin) so ``json.loads(path.read_text())["conv"]`` keeps working; provenance
 and review marks sit beside them. A listing index in ``.convogen/index.json`` is keyed by file
-mtime and size, so listing 10 000 conversations reads only the files that changed.
+mtime and size, so listing 10 000 conversations reads only the files that changed; an index that is
+corrupt or of the wrong shape is rebuilt, and a conversation file that cannot be read is listed as
+such (:attr:`Listing.unreadable`), never hidden.
+
+Changes that read before they write (delete, undo, marks, saving a twin) hold a short store lock,
+``.convogen/store.lock``, so a delete during a restyle never leaves a twin without its conversation:
+the twin follows its conversation into the trash. Trash batches carry a sequence number, so undo
+restores the latest first however many deletes happened in one second.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ValidationError
+
 from convogen_tui.core.dialog import Dialog, parse_dialog, words
 from convogen_tui.core.diversity import mtld
-from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
-from convogen_tui.core.files import atomic_write_json, atomic_write_text
-from convogen_tui.core.neardup import Item, find_near_duplicates, signature_of
+from convogen_tui.core.files import (
+    atomic_write_json,
+    atomic_write_text,
+    probe_writable,
+    remove_stale_temps,
+    storage_problem,
+)
+from convogen_tui.core.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
 from convogen_tui.core.quality import ResolvedQuality
 from convogen_tui.core.records import (
     ConversationRecord,
@@ -77,6 +96,40 @@ class ConversationSummary:
         return f"{self.motivation} x {self.disposition}"
 
 
+@dataclass
+class Listing:
+    """Every conversation of an experiment: readable ones summarised, unreadable ones named."""
+
+    rows: list[ConversationSummary]
+    unreadable: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrashBatch:
+    """One delete: its folder under trash/, its place in the order of deletes, what it holds."""
+
+    name: str
+    seq: int
+    deleted_at: float
+    conversations: int
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.deleted_at)) if self.deleted_at else "?"
+        return f"#{self.seq} {when}: {self.conversations} conversation(s) ({self.name})"
+
+
+class _IndexFile(BaseModel):
+    version: int
+    entries: dict[str, Any]
+    near: dict[str, str] | None = None
+    quality: str | None = None
+
+
+BATCH_FILE = "batch.json"
+_BATCH_NAME = re.compile(r"^(\d{6,})-\d{8}-\d{6}$")
+STORE_LOCK_TIMEOUT_S = 60.0  # store changes take milliseconds; waiting this long means a hung process
+
+
 def new_conversation_id() -> str:
     return str(uuid.uuid4())
 
@@ -109,11 +162,73 @@ class ConversationStore:
 
     def save_conversation(self, record: ConversationRecord, conv_id: str | None = None) -> str:
         conv_id = conv_id or new_conversation_id()
-        atomic_write_json(self.conversation_path(conv_id), record.to_json())
+        atomic_write_json(self.conversation_path(conv_id), record.to_json(), create_parents=False)
         return conv_id
 
-    def save_restyled(self, conv_id: str, record: RestyledRecord) -> None:
-        atomic_write_json(self.restyled_path(conv_id), record.to_json())
+    def save_restyled(self, conv_id: str, record: RestyledRecord) -> Path | None:
+        """Save a twin beside its conversation; where it went (None: the conversation is gone).
+
+        A conversation deleted while its restyle ran is in a trash batch: the twin joins it there,
+        so undo brings back the pair. One deleted for good takes its twin with it.
+        """
+        with self._locked():
+            if self.conversation_path(conv_id).is_file():
+                path = self.restyled_path(conv_id)
+            else:
+                batch = self._batch_holding(conv_id)
+                if batch is None:
+                    return None
+                path = self.trash_dir / batch / RESTYLED / f"{conv_id}.json"
+            atomic_write_json(path, record.to_json(), create_parents=path.parent.parent != self.dir)
+            return path
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The short store lock: one read-then-write change at a time, across processes and threads."""
+        folder = self.index_path.parent
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError.of(exc, storage_problem(exc, self.dir)) from None
+        lock = FileLock(str(folder / "store.lock"), timeout=STORE_LOCK_TIMEOUT_S, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ConvogenError(
+                Problem(
+                    folder / "store.lock",
+                    "another process has held the store lock for a minute",
+                    hint="a convogen process is hung; stop it and try again",
+                )
+            ) from None
+        except OSError as exc:
+            raise StorageError.of(exc, storage_problem(exc, folder)) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def writable_problems(self) -> list[Problem]:
+        """What would stop files being saved: read-only or unwritable folders, a disk nearly full."""
+        problems: list[Problem] = []
+        for folder in (self.conv_dir, self.restyled_dir):
+            problems += [p for p in probe_writable(folder) if p not in problems]
+        return problems
+
+    def prepare_run(self) -> list[Path]:
+        """Before a run spends tokens (holding the run lock): raise StorageError if files cannot be
+        saved, and remove the temporary files crashed runs left; returns those removed."""
+        problems = self.writable_problems()
+        if problems:
+            raise StorageError(problems[0], problems[1:])
+        return self.remove_stale_temps()
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Temporary files that crashed writers left behind (a run holding the run lock calls this)."""
+        folders = [self.dir, self.conv_dir, self.restyled_dir, self.index_path.parent]
+        for batch in self.trash_batches():
+            folders += [self.trash_dir / batch / CONVERSATIONS, self.trash_dir / batch / RESTYLED]
+        return remove_stale_temps(folders)
 
     # reading ------------------------------------------------------------------------------
     def load(self, conv_id: str) -> tuple[ConversationRecord, RestyledRecord | None]:
@@ -139,10 +254,16 @@ class ConversationStore:
         )
 
     def list(self) -> list[ConversationSummary]:
-        """Every conversation, newest first; reads only files changed since the last listing.
+        """Every readable conversation, newest first (see :meth:`scan` for the unreadable ones)."""
+        return self.scan().rows
 
-        Quality verdicts are part of each cached summary (recomputed for every file when the
-        thresholds change); near-duplicates are found again whenever a file came or went.
+    def scan(self) -> Listing:
+        """Every conversation, newest first, and every file that cannot be read (path and reason).
+
+        Reads only files changed since the last listing; an index entry of the wrong shape is
+        dropped and its file read again. Quality verdicts are part of each cached summary
+        (recomputed for every file when the thresholds change); near-duplicates are found again
+        whenever a file came or went.
         """
         index = self._load_index()
         quality_key = self.quality.key()
@@ -151,17 +272,23 @@ class ConversationStore:
         entries: dict[str, Any] = index["entries"]
         twins = _scan(self.restyled_dir)
         seen: dict[str, Any] = {}
+        unreadable: list[Problem] = []
         changed = False
         for name, stat_key in _scan(self.conv_dir).items():
             conv_id = name[:-5]
             twin_key = twins.get(name)
-            cached = entries.get(conv_id)
-            if cached and cached["stat"] == stat_key and cached["twin"] == twin_key:
+            cached = _valid_entry(entries.get(conv_id))
+            if cached is not None and cached["stat"] == stat_key and cached["twin"] == twin_key:
                 seen[conv_id] = cached
                 continue
             try:
                 record = read_conversation(self.conv_dir / name)
-            except ConvogenError:
+            except ConvogenError as exc:
+                if not (self.conv_dir / name).exists():
+                    continue  # deleted (or moved to the trash) while we listed: gone, not unreadable
+                unreadable.append(
+                    exc.problems[0] if exc.problems else Problem(self.conv_dir / name, str(exc))
+                )
                 continue
             twin = None
             if twin_key is not None:
@@ -178,7 +305,8 @@ class ConversationStore:
                 "sig": signature_of(tokens),
             }
             changed = True
-        if changed or len(seen) != len(entries) or "near" not in index:
+        if changed or len(seen) != len(entries) or "near" not in index or index.get("rebuilt"):
+            index.pop("rebuilt", None)
             index["entries"] = seen
             near = find_near_duplicates(
                 [Item(i, e["summary"]["created_at"], e.get("sig")) for i, e in seen.items()],
@@ -198,7 +326,8 @@ class ConversationStore:
                     row.flags = [*row.flags, "near-duplicate"]
             rows.append(row)
         rows.sort(key=lambda r: r.created_at, reverse=True)
-        return rows
+        unreadable.sort(key=lambda p: str(p.file))
+        return Listing(rows, unreadable)
 
     def count(self) -> int:
         return len(_scan(self.conv_dir))
@@ -213,85 +342,144 @@ class ConversationStore:
         twins = _scan(self.restyled_dir)
         return sorted(name[:-5] for name in _scan(self.conv_dir) if name not in twins)
 
+    def unreadable(self) -> list[Problem]:
+        """Conversation files that cannot be read: each with its path and reason."""
+        return self.scan().unreadable
+
     # review ------------------------------------------------------------------------------
     def set_mark(self, conv_id: str, mark: str, note: str | None = None) -> None:
         """Flag or keep a conversation; the mark is stored in its file under ``review``."""
         if mark not in ("", "flagged", "kept"):
             raise ConvogenError(Problem(None, f"unknown mark '{mark}'", hint="use flagged or kept"))
-        record, _ = self.load(conv_id)
-        review = record.review or Review()
-        review.mark = mark  # type: ignore[assignment]  # checked above
-        review.marked_at = time.time()
-        if note is not None:
-            review.note = note
-        record.review = review
-        self.save_conversation(record, conv_id)
+        with self._locked():
+            record, _ = self.load(conv_id)
+            review = record.review or Review()
+            review.mark = mark  # type: ignore[assignment]  # checked above
+            review.marked_at = time.time()
+            if note is not None:
+                review.note = note
+            record.review = review
+            self.save_conversation(record, conv_id)
 
     # trash -------------------------------------------------------------------------------
     def delete(self, conv_ids: list[str]) -> str:
-        """Move conversations and their twins to trash/<batch>/; returns the batch for undo."""
-        batch = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        target = self.trash_dir / batch
-        for conv_id in conv_ids:
-            source = self.conversation_path(conv_id)
-            if not source.is_file():
-                raise ConvogenError(Problem(source, f"no conversation {conv_id} to delete"))
-        for conv_id in conv_ids:
-            for folder, path in (
-                (CONVERSATIONS, self.conversation_path(conv_id)),
-                (RESTYLED, self.restyled_path(conv_id)),
-            ):
-                if path.is_file():
-                    (target / folder).mkdir(parents=True, exist_ok=True)
-                    os.replace(path, target / folder / path.name)
-        return batch
+        """Move conversations and their twins to trash/<batch>/ as one batch; returns it for undo."""
+        with self._locked():
+            for conv_id in conv_ids:
+                source = self.conversation_path(conv_id)
+                if not source.is_file():
+                    raise ConvogenError(Problem(source, f"no conversation {conv_id} to delete"))
+            seq = max((b.seq for b in self.batches()), default=0) + 1
+            batch = f"{seq:06d}-{time.strftime('%Y%m%d-%H%M%S')}"
+            target = self.trash_dir / batch
+            info = {"seq": seq, "deleted_at": time.time(), "ids": list(conv_ids)}
+            try:
+                atomic_write_json(target / BATCH_FILE, info)
+                for conv_id in conv_ids:
+                    for folder, path in (
+                        (CONVERSATIONS, self.conversation_path(conv_id)),
+                        (RESTYLED, self.restyled_path(conv_id)),
+                    ):
+                        if path.is_file():
+                            (target / folder).mkdir(parents=True, exist_ok=True)
+                            os.replace(path, target / folder / path.name)
+            except OSError as exc:
+                problem = storage_problem(exc, self.dir, "move files to the trash of")
+                raise StorageError.of(exc, problem) from None
+            return batch
 
-    def trash_batches(self) -> list[str]:
+    def batches(self) -> list[TrashBatch]:
+        """Trash batches, oldest first: by sequence number (batches from before it come first)."""
         if not self.trash_dir.is_dir():
             return []
-        return sorted(p.name for p in self.trash_dir.iterdir() if p.is_dir())
+        found = []
+        for path in self.trash_dir.iterdir():
+            if not path.is_dir():
+                continue
+            data = _read_json(path / BATCH_FILE) or {}
+            match = _BATCH_NAME.match(path.name)
+            seq = data.get("seq") if isinstance(data.get("seq"), int) else int(match[1]) if match else 0
+            deleted = data.get("deleted_at")
+            if not isinstance(deleted, int | float):
+                deleted = path.stat().st_mtime
+            count = len(_scan(path / CONVERSATIONS))
+            found.append(TrashBatch(path.name, seq, float(deleted), count))
+        found.sort(key=lambda b: (b.seq, b.deleted_at, b.name))
+        return found
+
+    def trash_batches(self) -> list[str]:
+        return [b.name for b in self.batches()]
 
     def trash_count(self) -> int:
-        return sum(len(_scan(self.trash_dir / b / CONVERSATIONS)) for b in self.trash_batches())
+        return sum(b.conversations for b in self.batches())
 
     def undo(self, batch: str | None = None) -> list[str]:
         """Put a deleted batch back (the latest by default); returns the restored ids."""
-        batches = self.trash_batches()
-        if not batches:
-            raise ConvogenError(Problem(self.trash_dir, "nothing to undo: the trash is empty"))
-        batch = batch or batches[-1]
-        source = self.trash_dir / batch
-        if not source.is_dir():
-            raise ConvogenError(Problem(self.trash_dir, f"no trash batch '{batch}'"))
-        moves = []
-        for folder, dest_dir in ((CONVERSATIONS, self.conv_dir), (RESTYLED, self.restyled_dir)):
-            for path in sorted((source / folder).glob("*.json")):
-                dest = dest_dir / path.name
-                if dest.exists():
-                    raise ConvogenError(Problem(dest, "cannot restore: a file with this name exists again"))
-                moves.append((path, dest))
-        for path, dest in moves:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
-        shutil.rmtree(source, ignore_errors=True)
-        return sorted({dest.stem for _, dest in moves if dest.parent == self.conv_dir})
+        with self._locked():
+            batches = self.trash_batches()
+            if not batches:
+                raise ConvogenError(Problem(self.trash_dir, "nothing to undo: the trash is empty"))
+            batch = batch or batches[-1]
+            source = self.trash_dir / batch
+            if batch not in batches:
+                raise ConvogenError(
+                    Problem(
+                        self.trash_dir,
+                        f"no trash batch '{batch}'",
+                        hint="see them with: convogen undo EXPT --list",
+                    )
+                )
+            moves = []
+            for folder, dest_dir in ((CONVERSATIONS, self.conv_dir), (RESTYLED, self.restyled_dir)):
+                for path in sorted((source / folder).glob("*.json")):
+                    dest = dest_dir / path.name
+                    if dest.exists():
+                        raise ConvogenError(
+                            Problem(dest, "cannot restore: a file with this name exists again")
+                        )
+                    moves.append((path, dest))
+            try:
+                for path, dest in moves:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, dest)
+            except OSError as exc:
+                raise StorageError.of(exc, storage_problem(exc, self.dir, "restore files into")) from None
+            shutil.rmtree(source, ignore_errors=True)
+            return sorted({dest.stem for _, dest in moves if dest.parent == self.conv_dir})
 
     def empty_trash(self) -> int:
-        count = self.trash_count()
-        shutil.rmtree(self.trash_dir, ignore_errors=True)
-        return count
+        with self._locked():
+            count = self.trash_count()
+            shutil.rmtree(self.trash_dir, ignore_errors=True)
+            return count
+
+    def _batch_holding(self, conv_id: str) -> str | None:
+        """The trash batch a conversation was deleted into (the latest, if several)."""
+        for batch in reversed(self.trash_batches()):
+            if (self.trash_dir / batch / CONVERSATIONS / f"{conv_id}.json").is_file():
+                return batch
+        return None
 
     # index -------------------------------------------------------------------------------
     def _load_index(self) -> dict[str, Any]:
+        """The listing index; one that is corrupt, of the wrong shape or version is rebuilt."""
         if self._index is None:
             data = _read_json(self.index_path) if self.index_path.is_file() else None
-            if not data or data.get("version") != INDEX_VERSION:
-                data = {"version": INDEX_VERSION, "entries": {}}
-            self._index = data
+            try:
+                index = _IndexFile.model_validate(data)
+                if index.version != INDEX_VERSION:
+                    raise ValueError("old version")
+                self._index = {"version": INDEX_VERSION, "entries": index.entries}
+                if index.near is not None:  # a near map of the wrong shape is found again
+                    self._index["near"] = index.near
+                if index.quality is not None:
+                    self._index["quality"] = index.quality
+            except (ValidationError, ValueError):
+                self._index = {"version": INDEX_VERSION, "entries": {}, "rebuilt": data is not None}
         return self._index
 
     def _save_index(self, index: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):  # a read-only experiment still lists, uncached
+        with contextlib.suppress(OSError, StorageError):  # a read-only experiment still lists, uncached
             # compact: json's C encoder runs only without indent, and nobody reads this file by eye
             atomic_write_text(self.index_path, json.dumps(index, ensure_ascii=False, separators=(",", ":")))
 
@@ -309,6 +497,55 @@ def _scan(folder: Path) -> dict[str, list[int]]:
     except FileNotFoundError:
         pass
     return out
+
+
+# the types a summary's fields must have (fields added later are checked by name only)
+_SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "tweet_id": str,
+    "tweet": str,
+    "motivation": str,
+    "disposition": str,
+    "created_at": (int, float),
+    "turns": int,
+    "length": int,
+    "restyled": bool,
+    "mark": str,
+    "flags": list,
+    "model": str,
+}
+
+
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(ConversationSummary))
+
+
+def _valid_entry(entry: Any) -> dict[str, Any] | None:
+    """An index entry with its summary row, or None when it has the wrong shape (then re-read)."""
+    if not isinstance(entry, dict):
+        return None
+    stat, twin, summary = entry.get("stat"), entry.get("twin"), entry.get("summary")
+    if not isinstance(stat, list) or not isinstance(summary, dict):
+        return None
+    if twin is not None and not isinstance(twin, list):
+        return None
+    if summary.keys() != _SUMMARY_FIELDS:
+        return None
+    if not all(isinstance(summary[k], t) for k, t in _SUMMARY_TYPES.items() if k in summary):
+        return None
+    sig = entry.get("sig")
+    if sig is not None and not _valid_signature(sig):
+        return None
+    return {"stat": stat, "twin": twin, "summary": summary, "sig": sig}
+
+
+def _valid_signature(sig: Any) -> bool:
+    """A MinHash signature as the index keeps it: base64 of NUM_PERM 32-bit values."""
+    if not isinstance(sig, str):
+        return False
+    try:
+        return len(base64.b64decode(sig, validate=True)) == NUM_PERM * 4
+    except ValueError:
+        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -86,7 +86,7 @@ def load_template(path: Path, kind: TemplateKind) -> Template:
             Problem(path, "template file not found", hint=f"create {path.name} in the experiment")
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConvogenError(Problem(path, f"not UTF-8 text ({exc.reason})")) from None
     return parse_template(text, kind, path)

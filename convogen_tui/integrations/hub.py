@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.redact import register_secret
 from convogen_tui.llm.catalog import SEP
 from convogen_tui.llm.gguf_info import SPLIT_NAME, verify_gguf_file
 
@@ -107,6 +108,7 @@ def hub_errors(
 ) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one-line messages saying what to do."""
     import httpx2
+    from huggingface_hub import get_token
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -116,6 +118,7 @@ def hub_errors(
         RevisionNotFoundError,
     )
 
+    register_secret(get_token(), "HF_TOKEN")  # also a token saved by `hf auth login`, not only $HF_TOKEN
     endpoint = hub_endpoint()
     try:
         yield

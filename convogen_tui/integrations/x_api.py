@@ -32,6 +32,7 @@ import tweepy
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.files import atomic_write_text, read_user_text
+from convogen_tui.core.redact import RedactingFilter, redact, register_secret
 from convogen_tui.core.seeds import (
     ID_COLUMNS,
     errors_path_for,
@@ -84,26 +85,7 @@ def token_from_env() -> str:
 # ------------------------------------------------------------------------------- token redaction
 
 
-class _Redactor(logging.Filter):
-    """Masks known secrets in log records: tweepy logs request headers at DEBUG level."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = self.scrub(record.getMessage())
-            record.args = None
-        return True
-
-
-_REDACTOR = _Redactor()
+_REDACTOR = RedactingFilter()  # the one redaction step (core.redact), on tweepy's own loggers
 for _name in ("tweepy", "tweepy.client", "urllib3.connectionpool"):
     logging.getLogger(_name).addFilter(_REDACTOR)
 
@@ -140,7 +122,7 @@ class XClient(tweepy.Client):
         super().__init__(bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False)
         self.session = _RoutedSession(base_url, timeout)
         self.base_url = base_url
-        _REDACTOR.secrets.add(bearer_token)
+        register_secret(bearer_token, "X_BEARER_TOKEN")
 
     def __repr__(self) -> str:
         return f"XClient(base_url={self.base_url!r})"
@@ -356,7 +338,7 @@ def _append(path: Path, text: str, header: str) -> None:
     new = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8", newline="") as handle:
-        handle.write((header if new else "") + text)
+        handle.write(redact((header if new else "") + text))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -603,7 +585,7 @@ def _saved(report: HydrateReport, message: str, hint: str | None) -> Problem:
     if p.hydrated == 0:
         note = ""
     hint = "; ".join(h for h in (hint, note) if h) or None
-    return Problem(None, _REDACTOR.scrub(message), hint=hint and _REDACTOR.scrub(hint))
+    return Problem(None, redact(message), hint=hint and redact(hint))
 
 
 def _api_message(exc: tweepy.HTTPException) -> str:

@@ -74,9 +74,19 @@ def list_models(project_root: Path | None = None, hf_cache: bool = True) -> list
         try:
             summary.info = read_gguf_info(path)
         except ConvogenError as exc:
-            summary.error = str(exc)
+            summary.error = _without_path(exc)
+        except Exception as exc:  # one bad file must never hide the others
+            summary.error = f"{type(exc).__name__}: {exc}"
         summaries.append(summary)
     return summaries
+
+
+def _without_path(exc: ConvogenError) -> str:
+    """The error's message and hint: the row already names the file."""
+    if not exc.problems:
+        return str(exc)
+    problem = exc.problems[0]
+    return problem.message + (f" ({problem.hint})" if problem.hint else "")
 
 
 def _first_parts(files: list[Path]) -> list[Path]:

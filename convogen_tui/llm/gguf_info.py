@@ -22,6 +22,11 @@ from convogen_tui.core.errors import ModelError, Problem
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 SMALL_ARRAY = 64  # arrays longer than this are counted, not kept (token lists, merges)
+# limits a crafted or damaged header cannot get past (real files stay far below them)
+MAX_DEPTH = 8  # arrays of arrays nested this deep (llama.cpp writes at most 2)
+MAX_STRING = 64 * 2**20  # one metadata string (a chat template is a few KiB)
+MAX_ITEMS = 2**28  # keys, tensors, or items of one array (a vocabulary is ~2**18)
+MAX_DIMS = 8  # dimensions of one tensor (ggml has 4)
 SPLIT_NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
 
 _SCALARS = {
@@ -111,8 +116,19 @@ class _Cursor:
         self.pos += size
         return value
 
+    def count(self, what: str, item_size: int = 1) -> int:
+        """A count read from the file, checked against the limits and the bytes left."""
+        n = self.unpack("Q")
+        if n > MAX_ITEMS:
+            raise ValueError(f"{what} count {n:,} is beyond any real model")
+        if n * item_size > len(self.buf) - self.pos:
+            raise EOFError
+        return int(n)
+
     def string(self) -> str:
         n = self.unpack("Q")
+        if n > MAX_STRING:
+            raise ValueError(f"a metadata string of {n:,} bytes")
         if self.pos + n > len(self.buf):
             raise EOFError
         raw = self.buf[self.pos : self.pos + n]
@@ -121,32 +137,42 @@ class _Cursor:
 
     def skip_string(self) -> None:
         n = self.unpack("Q")
+        if n > MAX_STRING:
+            raise ValueError(f"a metadata string of {n:,} bytes")
         self.pos += n
         if self.pos > len(self.buf):
             raise EOFError
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.unpack(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"metadata arrays nested more than {MAX_DEPTH} deep")
             item_type = self.unpack("I")
-            count = self.unpack("Q")
+            size = _min_size(item_type)
+            count = self.count("array item", size)
             if count <= SMALL_ARRAY:
-                return [self.value(item_type) for _ in range(count)]
+                return [self.value(item_type, depth + 1) for _ in range(count)]
             if item_type in _SCALARS:
-                self.pos += count * struct.calcsize(_SCALARS[item_type])
-                if self.pos > len(self.buf):
-                    raise EOFError
+                self.pos += count * size
             elif item_type == _STRING:
                 for _ in range(count):
                     self.skip_string()
             else:
                 for _ in range(count):
-                    self.value(item_type)
+                    self.value(item_type, depth + 1)
             return _LongArray(count=count)
         raise ValueError(f"unknown metadata value type {vtype}")
+
+
+def _min_size(vtype: int) -> int:
+    """The fewest bytes one value can take: a scalar's size, a string's or an array's length fields."""
+    if vtype in _SCALARS:
+        return struct.calcsize(_SCALARS[vtype])
+    return 8 if vtype == _STRING else 12
 
 
 class _LongArray(BaseModel):
@@ -156,10 +182,23 @@ class _LongArray(BaseModel):
 
 
 def _read_header(path: Path) -> _Header:
+    """One file's header; any problem with the file is a ModelError naming it (never a crash)."""
     try:
-        size = path.stat().st_size
+        return _parse_header(path)
+    except ModelError:
+        raise
     except FileNotFoundError:
         raise _fail(path, "model file not found") from None
+    except IsADirectoryError:
+        raise _fail(path, "is a folder, not a GGUF file") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read the model file ({exc.strerror or exc})") from None
+    except Exception as exc:  # a header no limit foresaw: still one line for this file
+        raise _fail(path, f"damaged GGUF header ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_header(path: Path) -> _Header:
+    size = path.stat().st_size
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
@@ -187,8 +226,8 @@ def _read_header(path: Path) -> _Header:
         cur = _Cursor(buf, endian)
         cur.pos = 8
         try:
-            n_tensors = cur.unpack("Q")
-            n_kv = cur.unpack("Q")
+            n_tensors = cur.count("tensor", 24)
+            n_kv = cur.count("metadata key", 12)
             metadata: dict[str, Any] = {}
             for _ in range(n_kv):
                 key = cur.string()
@@ -198,6 +237,8 @@ def _read_header(path: Path) -> _Header:
             for _ in range(n_tensors):
                 name = cur.string()
                 n_dims = cur.unpack("I")
+                if n_dims > MAX_DIMS:
+                    raise ValueError(f"tensor {name[:40]!r} has {n_dims} dimensions")
                 n_elements = 1
                 for _ in range(n_dims):
                     n_elements *= cur.unpack("Q")
@@ -215,7 +256,7 @@ def _read_header(path: Path) -> _Header:
                 f"truncated GGUF: the header is cut off ({size} bytes)",
                 hint="the download is incomplete; pull it again",
             ) from None
-        except (ValueError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        except (ValueError, UnicodeDecodeError, OverflowError, MemoryError, RecursionError) as exc:
             raise _fail(path, f"damaged GGUF header ({exc})") from None
         alignment = int(metadata.get("general.alignment") or DEFAULT_ALIGNMENT)
         data_start = -(-cur.pos // alignment) * alignment
@@ -257,10 +298,21 @@ def split_parts(path: Path) -> list[Path]:
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
-    """Parse the header of a GGUF file (all parts of a split one); ModelError for a bad file."""
+    """Parse the header of a GGUF file (all parts of a split one); ModelError for a bad file.
+
+    Whatever a damaged or crafted file holds, the answer is a GGUFInfo or one ModelError naming it.
+    """
+    try:
+        return _read_gguf_info(Path(path))
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _fail(Path(path), f"damaged GGUF metadata ({type(exc).__name__}: {exc})") from None
+
+
+def _read_gguf_info(path: Path) -> GGUFInfo:
     import gguf
 
-    path = Path(path)
     parts = split_parts(path)
     if len(parts) > 1 and path != parts[0]:
         path = parts[0]

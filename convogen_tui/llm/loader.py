@@ -69,6 +69,7 @@ def open_backend(
             concurrency=settings.concurrency,
             api=settings.api,
             timeout_s=settings.timeout_s,
+            stall_timeout_s=settings.stall_timeout_s,
             n_ctx=n_ctx,
         )
     path = resolve_experiment_model(experiment, model)

@@ -17,10 +17,11 @@ import contextlib
 import json
 import os
 import queue
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from convogen_tui.core.backend import (
 )
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.redact import redact, register_secret
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -73,7 +75,7 @@ class EndpointError(Exception):
     """One failed attempt; ``kind`` says whether to retry elsewhere, drop the endpoint, or give up."""
 
     def __init__(self, message: str, kind: ErrorKind = "retry", hint: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # a server may echo the Authorization header back
         self.kind = kind
         self.hint = hint
 
@@ -88,6 +90,8 @@ class Endpoint:
     url: str
     client: httpx.Client
     concurrency: int
+    # completions stream over fresh connections, so a stuck one can be cut at its socket
+    stream_client: httpx.Client | None = None
     failures: int = 0
     down_until: float = 0.0
     disabled: str | None = None
@@ -126,12 +130,32 @@ class _Attempt:
     pending: _Pending
     endpoint: Endpoint
     response: httpx.Response | None = None
+    last_token: float = field(default_factory=time.monotonic)  # when it last made progress
+    stalled: bool = False  # the watchdog cut it: no token for the stall timeout
+    sock: socket.socket | None = None  # the stream's own connection (see ``trace``)
+    aborted: bool = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx's trace hook: keep the new connection's socket, so abort can cut it."""
+        if event == "connection.connect_tcp.complete":
+            stream = info.get("return_value")
+            self.sock = stream.get_extra_info("socket") if stream is not None else None
+            if self.aborted:
+                self._shutdown()
 
     def abort(self) -> None:
-        """Close the socket so a worker blocked on a read returns at once."""
+        """Cut the connection so a worker blocked on a read returns at once, even before the
+        server sent its headers (a request queued or stuck on the server)."""
+        self.aborted = True
+        self._shutdown()
         if self.response is not None:
             with contextlib.suppress(Exception):
                 self.response.close()
+
+    def _shutdown(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
 
 
 class OpenAIBackend(Backend):
@@ -152,6 +176,7 @@ class OpenAIBackend(Backend):
         max_attempts: int | None = None,
         backoff_s: float = 0.5,
         connect_timeout_s: float = 5.0,
+        stall_timeout_s: float = 60.0,
     ) -> None:
         urls = [u.strip() for u in base_urls if u and u.strip()]
         if not urls:
@@ -166,19 +191,24 @@ class OpenAIBackend(Backend):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise ModelError(Problem(None, f"not an http(s) URL: {display_url(url)}", hint=URL_HINT))
         key = api_key if api_key is not None else api_key_from_env()
+        register_secret(key, "CONVOGEN_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency)
+        no_reuse = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=0)
         self.endpoints = [
             Endpoint(
                 url.rstrip("/"),
                 httpx.Client(headers=headers, timeout=timeout, limits=limits),
                 concurrency,
+                httpx.Client(headers=headers, timeout=timeout, limits=no_reuse),
             )
             for url in dict.fromkeys(urls)
         ]
         self.api = api
         self.timeout_s = timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self.backoff_s = backoff_s
         self.max_attempts = max_attempts or max(3, 2 * len(self.endpoints))
         self._warnings: list[str] = []
@@ -298,7 +328,10 @@ class OpenAIBackend(Backend):
         if isinstance(exc, httpx.ConnectError):
             return EndpointError(f"cannot reach {ep.label} ({_reason(exc)})", hint=URL_HINT)
         if isinstance(exc, httpx.ReadTimeout):
-            return EndpointError(f"{ep.label} sent nothing for {self.timeout_s:g} s", hint="raise timeout_s")
+            return EndpointError(
+                f"{ep.label} sent nothing for {self._read_timeout():g} s",
+                hint="raise timeout_s / stall_timeout_s (--stall-timeout) if the server is only slow",
+            )
         if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
             return EndpointError(f"{ep.label} closed the connection mid-answer (after {chunks} chunk(s))")
         return EndpointError(f"{ep.label}: {type(exc).__name__} {_reason(exc)}")
@@ -321,6 +354,17 @@ class OpenAIBackend(Backend):
             f"{ep.label} rejected the request (HTTP {code}{f': {detail}' if detail else ''})",
             "request",
             'if the prompt is too long, lower "max_tokens" or serve the model with a larger context',
+        )
+
+    def _read_timeout(self) -> float:
+        """Silence allowed while streaming. The stall watchdog (run_many) cuts a silent stream at
+        stall_timeout_s; this read timeout is only its backstop, a second later."""
+        return min(self.timeout_s, self.stall_timeout_s + 1.0)
+
+    def _stall_error(self, ep: Endpoint) -> EndpointError:
+        return EndpointError(
+            f"{ep.label} sent no token for {self.stall_timeout_s:g} s",
+            hint="raise stall_timeout_s in the backend block (or --stall-timeout) if the server is only slow",
         )
 
     def _mark_failed(self, ep: Endpoint) -> None:
@@ -411,7 +455,16 @@ class OpenAIBackend(Backend):
             parts: list[str] = []
             finish: str | None = None
             saw_done = False
-            with ep.client.stream("POST", f"{ep.url}{route}", json=body) as response:
+            max_tokens = request.sampling.max_tokens
+            chars = 0
+            timeout = httpx.Timeout(self._read_timeout(), connect=self.connect_timeout_s)
+            attempt.last_token = time.monotonic()
+            if attempt.aborted:
+                raise EndpointError(f"{ep.label}: request stopped before it was sent", "request")
+            client = ep.stream_client or ep.client
+            with client.stream(
+                "POST", f"{ep.url}{route}", json=body, timeout=timeout, extensions={"trace": attempt.trace}
+            ) as response:
                 attempt.response = response
                 if response.status_code != 200:
                     response.read()
@@ -420,6 +473,8 @@ class OpenAIBackend(Backend):
                 for line in response.iter_lines():
                     if cancel.is_set() or stop.is_set() or _skipped(request):
                         break
+                    if attempt.stalled:
+                        raise self._stall_error(ep)
                     if not line.startswith("data:"):
                         continue  # blank separators, ": ping" comments, event names
                     data = line[5:].strip()
@@ -444,11 +499,17 @@ class OpenAIBackend(Backend):
                             text = (choice.get("delta") or {}).get("content")
                         if text:
                             chunks += 1
+                            chars += len(text)
+                            attempt.last_token = time.monotonic()
                             if stats.first_token_s is None:
                                 stats.first_token_s = time.perf_counter() - stats.started
                             parts.append(text)
                             out.put(("chunk", key, text, chunks, time.perf_counter() - stats.started))
                         finish = choice.get("finish_reason") or finish
+                    if finish is None and (chunks >= max_tokens or chars >= max_tokens * 64):
+                        # a server that ignores max_tokens: stop reading (closing the stream stops it)
+                        finish = "length"
+                        break
             stats.elapsed_s = time.perf_counter() - stats.started
             if cancel.is_set() or stop.is_set() or _skipped(request):
                 out.put(("done", key, "".join(parts), stats))
@@ -464,14 +525,31 @@ class OpenAIBackend(Backend):
             stats.finish_reason = reason
             stats.completion_tokens = stats.completion_tokens or chunks
             out.put(("done", key, "".join(parts), stats))
-        except EndpointError as exc:
-            out.put(("error", key, exc))
-        except httpx.HTTPError as exc:
-            if cancel.is_set() or stop.is_set():
-                out.put(("done", key, "", GenerationStats(finish_reason="cancelled", endpoint=ep.label)))
+        except Exception as exc:
+            if attempt.stalled and not (cancel.is_set() or stop.is_set()):
+                # the watchdog closed the stream (no token for stall_timeout_s): keep-alives only
+                out.put(("error", key, self._stall_error(ep)))
             else:
-                out.put(("error", key, self._transport_error(ep, exc, chunks)))
-        except Exception as exc:  # a worker must always report, or the run would wait forever
+                self._report_failure(exc, attempt, out, cancel, stop, chunks)
+
+    def _report_failure(
+        self,
+        exc: Exception,
+        attempt: _Attempt,
+        out: queue.Queue[tuple[Any, ...]],
+        cancel: threading.Event,
+        stop: threading.Event,
+        chunks: int,
+    ) -> None:
+        """Post what ended an attempt; a worker must always report, or the run would wait forever."""
+        ep, key = attempt.endpoint, attempt.pending.request.key
+        if cancel.is_set() or stop.is_set():
+            out.put(("done", key, "", GenerationStats(finish_reason="cancelled", endpoint=ep.label)))
+        elif isinstance(exc, EndpointError):
+            out.put(("error", key, exc))
+        elif isinstance(exc, httpx.HTTPError):
+            out.put(("error", key, self._transport_error(ep, exc, chunks)))
+        else:
             out.put(("error", key, EndpointError(f"{ep.label}: {type(exc).__name__}: {exc}", "request")))
 
     # many at once ------------------------------------------------------------------------
@@ -538,6 +616,7 @@ class OpenAIBackend(Backend):
                         attempt.abort()
                 if not active and not retry and (exhausted or cancel.is_set()):
                     return
+                self._watch_stalls(active.values())
                 try:
                     message = out.get(timeout=0.1)
                 except queue.Empty:
@@ -571,6 +650,14 @@ class OpenAIBackend(Backend):
             for attempt in active.values():
                 attempt.abort()
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _watch_stalls(self, attempts: Iterable[_Attempt]) -> None:
+        """Cut a stream that made no progress for stall_timeout_s (keep-alive comments do not count)."""
+        now = time.monotonic()
+        for attempt in attempts:
+            if not attempt.stalled and now - attempt.last_token > self.stall_timeout_s:
+                attempt.stalled = True
+                attempt.abort()
 
     def _on_error(
         self, attempt: _Attempt, exc: EndpointError, retry: deque[_Pending]
@@ -652,8 +739,10 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         for ep in self.endpoints:
-            with contextlib.suppress(Exception):
-                ep.client.close()
+            for client in (ep.client, ep.stream_client):
+                with contextlib.suppress(Exception):
+                    if client is not None:
+                        client.close()
 
 
 def _skipped(request: Request) -> bool:

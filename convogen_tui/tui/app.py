@@ -19,11 +19,13 @@ from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.redact import redact
 from convogen_tui.tui.editing import KeepsEdits
 from convogen_tui.tui.keys import binding_keys
 from convogen_tui.tui.messages import ModelFailed, ModelReady
@@ -80,6 +82,19 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         self.load_model_enabled = load_model
         self.model_loading = False  # a load is under way: runs asked for now wait for it
         self.session: Session | None = None
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification passes through the one redaction step (core.redact)."""
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        super().notify(redact(message), title=redact(title), severity=severity, markup=markup, **kwargs)
 
     def on_mount(self) -> None:
         self.push_screen(ExperimentsScreen(self.root))

@@ -16,6 +16,7 @@ from pathlib import Path
 from textual.widget import Widget
 from textual.widgets import TextArea
 
+from convogen_tui.core.errors import StorageError
 from convogen_tui.core.tracked import DiskChange, FileConflict, TrackedFile, stamp
 from convogen_tui.tui.screens.choice import ChoiceDialog, DiffDialog
 
@@ -169,6 +170,9 @@ def save_files(node: Widget, files: list[EditedFile], then: Callable[[], None] |
                     # cancel: stop here; what was saved stays saved, nothing else happens
 
                 resolve_conflict(node, edited, decided)
+                return
+            except StorageError as exc:  # one line naming the folder and what to do; the edit stays
+                node.notify(str(exc), title="not saved", severity="error", timeout=12)
                 return
             except OSError as exc:
                 problem = exc.strerror or str(exc)

@@ -30,6 +30,7 @@ from textual.widgets import ProgressBar, Select, Static
 
 from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.lock import RunLock
 from convogen_tui.core.pipeline import (
     Event,
     Job,
@@ -52,6 +53,7 @@ from convogen_tui.tui.widgets.stream_view import StreamView
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
 
 FLUSH_S = 0.05
+BUSY_HINT = "wait for it to finish, or stop that run first"
 MAX_LISTED = 4  # running jobs listed above the views; more are counted
 
 StreamKey = tuple[str, str, int, str]  # seed id, persona label, random seed, phase
@@ -107,8 +109,9 @@ class _Stream:
 class _WorkerFailed:
     """The run's worker raised: queued after its events, so they are shown first."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: str | None = None) -> None:
         self.message = message
+        self.hint = hint  # what to do, when the error says (a busy experiment, a full disk)
 
 
 class GeneratePane(ReportsWorkerErrors, Vertical):
@@ -274,15 +277,19 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
 
     @background("generate", "generating")
     def _run(self, pipeline: Pipeline, jobs: list[Job], cancel: threading.Event, skips: Skips) -> None:
-        # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
-        parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
-        for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel, skips=skips):
-            self.events.append(event)
+        # one writer per experiment: the same lock as `convogen generate` (core.lock); a busy
+        # experiment or an unwritable folder raises, and the app reports it in one notification
+        with RunLock(pipeline.experiment.dir).acquire(busy_hint=BUSY_HINT):
+            pipeline.store.prepare_run()  # writable, space left, crash leftovers removed
+            # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
+            parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
+            for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel, skips=skips):
+                self.events.append(event)
 
     @on(WorkerFailed)
     def _worker_failed(self, message: WorkerFailed) -> None:
         if message.group == "generate":
-            self.events.append(_WorkerFailed(message.message))
+            self.events.append(_WorkerFailed(message.message, message.hint))
 
     def action_cancel(self) -> None:
         if self.waiting is not None:
@@ -465,7 +472,8 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
                 self.notify("run cancelled; the unfinished pass left no file")
         elif isinstance(event, _WorkerFailed):
             self._run_over()
-            self._status("the run stopped on an error", "check the model (llm in the setup, or F7) and retry")
+            what_to_do = event.hint or "check the model (llm in the setup, or F7) and retry"
+            self._status("the run stopped on an error", what_to_do)
 
     def _run_over(self) -> None:
         self.running = False

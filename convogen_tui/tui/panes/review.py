@@ -11,6 +11,7 @@ runs off the right edge.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -21,7 +22,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
-from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, job_random_seed
 from convogen_tui.core.quality import RULE_NAMES
@@ -48,6 +49,7 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     ("no flag", "flags:none"),
     ("not restyled", "restyled:no"),
     *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
+    ("unreadable", "flag:unreadable"),  # conversation files that cannot be read
 ]
 
 
@@ -86,10 +88,13 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     ]
 
     class Listed(Message):
-        def __init__(self, rows: list[ConversationSummary], trash: int) -> None:
+        def __init__(
+            self, rows: list[ConversationSummary], trash: int, unreadable: list[Problem] | None = None
+        ) -> None:
             super().__init__()
             self.rows = rows
             self.trash = trash
+            self.unreadable = unreadable or []
 
     class Loaded(Message):
         def __init__(
@@ -106,6 +111,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
         self.trash = 0
+        self.unreadable: dict[str, Problem] = {}  # conversation files that cannot be read, by id
         self.stale = True
         self.last_batch: str | None = None
         self.selected: set[str] = set()  # ids marked with space for a bulk delete
@@ -149,11 +155,13 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     @background("review-list", "listing conversations")
     def _list(self) -> None:
         store = self.session.store
-        self.post_message(self.Listed(store.list(), store.trash_count()))
+        listing = store.scan()
+        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable))
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
-        self.rows = message.rows
+        self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
+        self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
         self.filter()
@@ -222,7 +230,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             "✓" if row.id in self.selected else "",
             time.strftime(self.time_format, time.localtime(row.created_at)),
             row.tweet_id[-8:],
-            fit(display_safe(row.persona), widths["persona"]),
+            fit(self._persona_cell(row), widths["persona"]),
             str(row.turns),
             str(row.length),
             fit(self._marks(row), widths["flags"]),
@@ -231,11 +239,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             cells.append(fit(one_line(row.tweet), widths["tweet"]))
         return tuple(cells)
 
+    def _persona_cell(self, row: ConversationSummary) -> str:
+        return "(unreadable file)" if row.id in self.unreadable else display_safe(row.persona)
+
     def _status(self) -> None:
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
         selected = f" · {len(self.selected)} selected (d deletes them)" if self.selected else ""
+        bad = f" · {len(self.unreadable)} unreadable (flag: unreadable)" if self.unreadable else ""
         self.query_one("#rev-status", Static).update(
-            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected} · trash {self.trash}"
+            f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected}{bad} · trash {self.trash}"
         )
 
     def current(self) -> ConversationSummary | None:
@@ -280,7 +292,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         twin = self.query_one("#rev-restyled", StreamView)
         marks = self._marks(row)
         conv.border_title = display_safe(f"{row.persona} · {row.tweet_id}" + (f" · {marks}" if marks else ""))
-        if message.record is None:
+        problem = self.unreadable.get(message.conv_id)
+        if message.record is None and problem is not None:
+            conv.set_text("", f"unreadable: {problem}")
+        elif message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
             conv.set_text(f"User: {message.record.tweet}\n" + message.record.conv)
@@ -358,12 +373,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         )
 
     def action_undo(self) -> None:
+        """Restore the latest delete (the store orders batches by sequence); press again for older ones."""
         try:
             restored = self.session.store.undo()
         except ConvogenError as exc:
             self.notify(str(exc), severity="warning")
             return
-        self.notify(f"restored {len(restored)} conversation(s)")
+        left = len(self.session.store.trash_batches())
+        more = f" · {left} older delete(s) left: u again" if left else ""
+        self.notify(f"restored {len(restored)} conversation(s){more}")
         self._go_to = restored[0] if restored else None
         self.relist()
 
@@ -401,3 +419,25 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.post_message(
             RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
         )
+
+
+def _unreadable_row(problem: Problem) -> ConversationSummary:
+    """A conversation file that cannot be read, as a row: listed and counted, never hidden."""
+    path = Path(str(problem.file))
+    try:
+        created = path.stat().st_mtime
+    except OSError:
+        created = 0.0
+    return ConversationSummary(
+        id=path.stem,
+        tweet_id="?",
+        tweet=problem.message,
+        motivation="",
+        disposition="",
+        created_at=created,
+        turns=0,
+        length=0,
+        restyled=False,
+        mark="",
+        flags=["unreadable"],
+    )
