@@ -20,6 +20,16 @@ from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
 
 
+def parallel_count(text: str) -> int | None:
+    """argparse type for --parallel: ``auto`` (None: the backend decides) or a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give auto or a number of conversations") from None
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="model: default, a .gguf path, or OWNER/REPO:FILE.gguf (overrides llm)"
@@ -47,11 +57,12 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--parallel",
-        type=positive_int,
+        type=parallel_count,
         default=None,
-        metavar="N",
-        help="conversations decoded together on the model (default from the hardware: 16 with a GPU, "
-        "4 on a CPU); on CPU the text is the same for any N",
+        metavar="auto|N",
+        help="conversations decoded together on the model (default auto: the most that pays on this "
+        "hardware, 64 on a GPU and 16 on a CPU, that fits free memory); on CPU the text is the same "
+        "for any N",
     )
 
 
@@ -132,9 +143,10 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     return Pipeline(experiment, backend, sampling=sampling)
 
 
-def _parallel(args: argparse.Namespace, pipeline: Pipeline, n_jobs: int) -> int:
+def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
     """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
-    choice = choose_parallel(pipeline.backend, args.parallel, n_jobs)
+    tokens = pipeline.stream_tokens(jobs, restyle)
+    choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
     return choice.n
 
@@ -182,7 +194,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if not plan.jobs:
         print(f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)")
         return 0
-    parallel = _parallel(args, pipeline, len(plan.jobs))
+    parallel = _parallel(args, pipeline, plan.jobs, args.restyle)
     return _execute(pipeline, plan.jobs, args.restyle, plan.already_done, parallel)
 
 
@@ -193,4 +205,4 @@ def run_restyle(args: argparse.Namespace) -> int:
     if not jobs:
         print("nothing to do: every conversation has a restyled twin")
         return 0
-    return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, len(jobs)))
+    return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, jobs, True))

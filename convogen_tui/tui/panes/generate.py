@@ -208,7 +208,8 @@ class GeneratePane(Vertical):
     def _run(self, pipeline: Pipeline, jobs: list[Job], cancel: threading.Event) -> None:
         try:
             # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
-            parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
+            tokens = pipeline.stream_tokens(jobs)
+            parallel = choose_parallel(pipeline.backend, None, len(jobs), tokens).n
             for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel):
                 self.events.append(event)
         except Exception as exc:  # a model error must reach the user, not kill the app
