@@ -15,7 +15,7 @@ import pytest
 from convogen_tui.core.backend import Request, StreamDone, StreamEvent, StreamStarted
 from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.llm.embedded import embedded_model_path
-from convogen_tui.llm.llama_cpp import LlamaCppBackend
+from convogen_tui.llm.llama_cpp import LlamaCppBackend, load_llama
 from convogen_tui.llm.llama_engine import cells_for
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
@@ -29,15 +29,16 @@ def chat(user: str) -> str:
 
 
 @pytest.fixture
-def backend(embedded_backend):
-    """The session's model; settings put back after each test."""
-    engine = embedded_backend.engine
+def backend():
+    """The embedded model as the CLI loads it (the one process-wide copy); settings put back."""
+    loaded = load_llama(embedded_model_path(), n_ctx=4096)
+    engine = loaded.engine
     chunk = engine.chunk
-    embedded_backend.ignore_eos = False
-    yield embedded_backend
+    loaded.ignore_eos = False
+    yield loaded
     engine.chunk = chunk
     engine.compact = True
-    embedded_backend.ignore_eos = False
+    loaded.ignore_eos = False
 
 
 def run_all(backend, reqs: list[Request], parallel: int) -> list[StreamEvent]:
@@ -53,12 +54,13 @@ def alone(backend, reqs: list[Request]) -> dict[int, str]:
     return {r.key: backend.stream(r.prompt, r.sampling, r.seed).text() for r in reqs}
 
 
-def test_generate_prints_a_kv_cache_sized_by_prompt_and_max_tokens(cli, datasets: Path, backend) -> None:
+def test_generate_prints_a_kv_cache_sized_by_prompt_and_max_tokens(cli, datasets: Path) -> None:
     code, out, _ = cli(
         "generate", "sample", "--root", datasets, "--limit", "2", "--max-tokens", "6", "--seed", "3",
         "--parallel", "2", "--no-restyle",
     )  # fmt: skip
     assert code == 0 and "wrote 2 conversation(s)" in out
+    backend = load_llama(embedded_model_path(), n_ctx=4096)  # the model the command used
     kv_mib = float(re.search(r"KV cache ([\d,.]+) MiB", out).group(1).replace(",", ""))
     per_token = backend.kv_bytes_per_token()
     # two streams of prompt (~300 tokens) + 6, rounded up to 512 cells: not 2 x n_ctx (4096)
