@@ -106,18 +106,18 @@ def test_auto_takes_the_most_streams_that_fit_free_memory() -> None:
 
 def test_a_request_longer_than_the_streams_waits_then_they_grow(backend) -> None:
     short = Request(0, chat("Say hello."), 1, GREEDY)
-    long = Request(1, chat("Write a long story about a cat who learns to fly."), 2, SAMPLED.model_copy(
-        update={"max_tokens": 300}
-    ))  # fmt: skip
+    story = "The cat sat on the mat and watched the birds. " * 25
+    sixteen = SAMPLED.model_copy(update={"max_tokens": 16})
+    long = Request(1, chat(f"Go on with this story: {story}"), 2, sixteen)
+    assert backend.count_tokens(long.prompt) + 16 > 256
     expected = alone(backend, [short, long])
-    backend.reserve(2, 64)  # 256 cells: the long request (prompt + 300) does not fit
+    backend.reserve(2, 64)  # 256 cells: the long request (prompt + 16) does not fit
     assert backend.engine.cells == 256
     grows = backend.engine.counters.grows
     events = run_all(backend, [short, long], parallel=2)
     assert texts(events) == expected
-    assert backend.engine.counters.grows == grows + 1 and backend.engine.cells == cells_for(
-        backend.count_tokens(long.prompt) + 300, 4096
-    )
+    assert backend.engine.counters.grows == grows + 1
+    assert backend.engine.cells == cells_for(backend.count_tokens(long.prompt) + 16, 4096) == 512
     order = [(type(e).__name__, e.key) for e in events if isinstance(e, StreamStarted | StreamDone)]
     assert order.index(("StreamDone", 0)) < order.index(("StreamStarted", 1))  # it waited
 
