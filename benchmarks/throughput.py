@@ -283,6 +283,14 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical CPUs" + (f"; GPU {gpus}" if gpus else "")
 
 
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine moves every figure."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 class Report:
     """The figures so far, rewritten to --json after each measurement (a cut-short run keeps them)."""
 
@@ -324,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auto", action="store_true", help="also run --parallel auto (generate + restyle)")
     parser.add_argument("--json", type=Path, help="write the figures here as they are measured")
     parser.add_argument("--n-gpu-layers", type=int, default=None, help="layers to offload (default all)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default all; 1 keeps ratios steadier on a machine others are using)",
+    )
     args = parser.parse_args(argv)
     tokens = args.tokens or (128 if args.quick else 192)
     repeat = args.repeat or (3 if args.quick else 5)
@@ -333,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model_path = Path(args.model) if args.model else embedded_model_path()
     t_load = time.perf_counter()
-    backend = load_llama(model_path, n_ctx=4096, n_gpu_layers=args.n_gpu_layers)
+    if args.threads:
+        backend = LlamaCppBackend(model_path, 4096, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
+    else:
+        backend = load_llama(model_path, n_ctx=4096, n_gpu_layers=args.n_gpu_layers)
     t_load = time.perf_counter() - t_load
     sizes = args.sizes or (GPU_SIZES if backend.on_gpu else CPU_SIZES)
     work = Path(tempfile.mkdtemp(prefix="convogen-bench-"))
@@ -356,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [replace(base_jobs[i % len(base_jobs)], random_seed=1 + i) for i in range(count)]
         backend.ignore_eos = True  # every run generates exactly `tokens` tokens
 
-        print(f"machine: {machine()}")
+        print(f"machine: {machine()}; load average {load()}")
         print(
             f"model: {backend.info.name} ({model_path.name}, {backend.info.offload_summary}); "
             f"threads {backend.n_threads}; n_batch {backend.engine.n_batch}; loaded in {t_load:.1f} s"
@@ -369,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             "setup",
             {
                 "machine": machine(),
+                "load_before": load(),
                 "model": backend.info.name,
                 "file": model_path.name,
                 "offload": backend.info.offload_summary,
@@ -516,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             "batched runs use the experiment's sampling (temperature, top-k/p, repeat penalty), "
             "end-of-sequence ignored; raw/pipe decode = decode steps only; agg includes prompts and storing."
         )
+        print(f"load average at the end: {load()}")
+        report.put("load_after", load())
         print(
             f"pipeline/raw={ratio:.2f} batched16/single={agg[16] / agg[1]:.2f} "
             f"batched16-decode/raw16={dec[16] / raw_at[16]:.2f}"
