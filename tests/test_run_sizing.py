@@ -12,7 +12,7 @@ import pytest
 from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import JobFinished, JobStarted, Pipeline
+from convogen_tui.core.pipeline import RESTYLE_SLACK, JobFinished, JobStarted, Pipeline
 from tests.scripted import Script, ScriptedBackend
 
 
@@ -33,6 +33,18 @@ def test_stream_tokens_follow_the_prompts_and_max_tokens_not_n_ctx(sample: Path)
     with_restyle = pipeline.stream_tokens(jobs, restyle=True)
     assert with_restyle is not None and with_restyle >= empty_restyle + 2 * 50
     assert with_restyle < empty_restyle + 2 * 50 + 64  # a little slack, not the whole context
+
+
+def test_restyle_only_runs_are_sized_by_their_longest_conversation(sample: Path) -> None:
+    texts = [Script("SocBot: hi\nUser: no"), Script(" ".join(f"word{i}" for i in range(300)))]
+    backend = ScriptedBackend(texts, memory_per_stream=2**20)
+    pipeline = pipeline_with_max_tokens(sample, backend, 40)
+    jobs = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=2, seed=1).jobs
+    list(pipeline.run(jobs, restyle=False))
+    restyles = pipeline.restyle_jobs(seed=1)
+    longest = max(restyles, key=lambda j: len(j.conv or ""))
+    prompt = backend.count_tokens(pipeline.restyle_prompt(longest.seed.tweet, longest.conv or ""))
+    assert prompt > 300 and pipeline.stream_tokens(restyles) == prompt + RESTYLE_SLACK + 40
 
 
 def test_a_backend_without_a_kv_cache_is_not_sized(sample: Path) -> None:
