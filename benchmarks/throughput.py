@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads (default all; 1 keeps ratios steadier on a machine others are using)",
+        help="CPU threads (default as convogen's: half the CPUs, 1 to 8)",
     )
     args = parser.parse_args(argv)
     tokens = args.tokens or (128 if args.quick else 192)
@@ -347,10 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model_path = Path(args.model) if args.model else embedded_model_path()
     t_load = time.perf_counter()
-    if args.threads:
-        backend = LlamaCppBackend(model_path, 4096, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
-    else:
-        backend = load_llama(model_path, n_ctx=4096, n_gpu_layers=args.n_gpu_layers)
+    backend = load_llama(model_path, n_ctx=4096, n_gpu_layers=args.n_gpu_layers, n_threads=args.threads)
     t_load = time.perf_counter() - t_load
     sizes = args.sizes or (GPU_SIZES if backend.on_gpu else CPU_SIZES)
     work = Path(tempfile.mkdtemp(prefix="convogen-bench-"))

@@ -7,6 +7,7 @@ pipeline, store and app code; only the text comes from a script instead of a mod
     backend = ScriptedBackend([Script("SocBot: hi\\nUser: no"), Script(fail="server said no")])
     backend = ScriptedBackend(default=Script(echo=True))       # answer every prompt with itself
     gate = threading.Event(); Script("a b c d", hold_after=2, gate=gate)  # stops after "a b " until set
+    Script(prompt_steps=2, hold_after=0, gate=gate)  # reports reading its prompt, then waits
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from convogen_tui.core.backend import (
     StreamDone,
     StreamEvent,
     StreamFailed,
+    StreamPrompt,
     StreamStarted,
 )
 from convogen_tui.core.errors import ModelError, Problem
@@ -52,6 +54,7 @@ class Script:
     hold_after: int | None = None  # after this many chunks wait for ``gate`` (or a cancel)
     gate: threading.Event | None = None
     delay_s: float = 0.0  # pause before each chunk (for demos; tests should use gates)
+    prompt_steps: int = 0  # report reading the prompt in this many steps (StreamPrompt) first
 
     def pieces(self, prompt: str) -> list[str]:
         if self.chunks is not None:
@@ -156,6 +159,9 @@ class ScriptedBackend(Backend):
                 live = self._begin(request)
                 running.append(live)
                 yield StreamStarted(request.key, live.stats.prompt_tokens)
+                total = live.stats.prompt_tokens
+                for step in range(live.script.prompt_steps):
+                    yield StreamPrompt(request.key, total * step // live.script.prompt_steps, total)
             if not running:
                 return
             self.max_running = max(self.max_running, len(running))
@@ -218,3 +224,11 @@ class ScriptedBackend(Backend):
     def _end(self, live: _Live) -> None:
         live.stats.finish_reason = live.script.finish_reason
         live.stats.elapsed_s = time.perf_counter() - live.stats.started
+
+
+class ScriptedBatchBackend(ScriptedBackend):
+    """The scripted backend as a batched one: even a single stream goes through ``run_many``, so
+    ``prompt_steps`` and per-request cancel behave as with llama.cpp's engine."""
+
+    batched = True
+    always_run_many = True

@@ -57,10 +57,19 @@ def test_rerun_skips_done_jobs_and_again_redoes_them(cli, sample: Path, datasets
         "--no-restyle",
     )
     assert cli(*args)[0] == 0
-    code, out, _ = cli(*args)
+    code, out, _ = cli(*args)  # --limit 1 again: one new conversation, for the next seed
+    assert code == 0 and "skipped 1 already done" in out
+    first, second = conversations(sample)
+    assert first["tweet_id"] != second["tweet_id"]
+    two_seeds = datasets / "two.tsv"
+    two_seeds.write_text(
+        "tweet_id\ttweet\n" + "".join(f"{c['tweet_id']}\t{c['tweet']}\n" for c in (first, second)),
+        encoding="utf-8",
+    )
+    code, out, _ = cli(*args, "--seeds", two_seeds)
     assert code == 0 and "nothing to do" in out
-    assert cli(*args, "--again")[0] == 0
-    assert len(conversations(sample)) == 2
+    assert cli(*args, "--seeds", two_seeds, "--again")[0] == 0
+    assert len(conversations(sample)) == 3
 
 
 def test_same_seed_gives_the_same_text(cli, sample: Path, datasets: Path) -> None:
@@ -183,7 +192,8 @@ def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     keys = [c["tweet_id"] for c in conversations(sample)]
-    assert len(keys) == 4 and len(set(keys)) == 4
+    # the same command makes 4 new conversations, none for a seed already done
+    assert len(keys) == len(first_pass) + 4 and len(set(keys)) == len(keys)
 
 
 def test_check_passes_on_the_sample_and_fails_on_the_original_layout(cli, datasets: Path) -> None:

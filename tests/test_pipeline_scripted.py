@@ -12,21 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.backend import choose_parallel
+from convogen_tui.cli.progress import EtaEstimate
+from convogen_tui.core.backend import GenerationStats, choose_parallel
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import load_experiment
+from convogen_tui.core.experiment import Persona, load_experiment
 from convogen_tui.core.pipeline import (
+    Job,
     JobFailed,
     JobFinished,
+    JobSkipped,
     JobStarted,
     Pipeline,
+    PromptProgress,
     RunFinished,
     RunStarted,
+    Skips,
     TokenChunk,
 )
 from convogen_tui.core.records import SCHEMA_VERSION, read_conversation
-from tests.scripted import EIGHT_TURNS, Script, ScriptedBackend
+from convogen_tui.core.seeds import Seed
+from tests.scripted import EIGHT_TURNS, Script, ScriptedBackend, ScriptedBatchBackend
 
 
 def pipeline_on(sample: Path, backend: ScriptedBackend) -> Pipeline:
@@ -99,8 +105,9 @@ def test_a_rerun_skips_done_jobs_and_restyles_what_lacks_a_twin(sample: Path) ->
     pipeline = pipeline_on(sample, ScriptedBackend())
     seeds = seeds_for(pipeline.experiment).seeds
     list(pipeline.run(pipeline.plan(seeds, limit=2, seed=1).jobs, restyle=False))
-    again = pipeline.plan(seeds, limit=2, seed=1)
-    assert again.jobs == [] and again.already_done == 2
+    assert pipeline.plan(seeds[:2], seed=1).jobs == []  # both done
+    more = pipeline.plan(seeds, limit=2, seed=1)  # --limit 2 again: two new conversations
+    assert [j.seed for j in more.jobs] == seeds[2:4] and more.already_done == 2
     restyle = pipeline.restyle_jobs(seed=1)
     assert len(restyle) == 2
     events = list(pipeline.run(restyle))
@@ -119,3 +126,64 @@ def test_the_stream_count_is_decided_once_and_lowered_to_fit_memory() -> None:
     assert "KV cache 300 MiB" in big.describe()
     with pytest.raises(ConvogenError, match="at least 1"):
         choose_parallel(backend, 0, n_jobs=1)
+
+
+def test_skipping_one_stream_lets_the_others_finish(sample: Path) -> None:
+    """Skip the held job: its pass stops and writes nothing, its restyle never runs, others finish."""
+    gate = threading.Event()
+    backend = ScriptedBatchBackend(
+        [Script(hold_after=2, gate=gate), Script(), Script()], slots=2
+    )
+    pipeline = pipeline_on(sample, backend)
+    plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=2, seed=1)
+    skips = Skips()
+    events = []
+    for event in pipeline.run(plan.jobs, parallel=2, skips=skips):
+        events.append(event)
+        if isinstance(event, TokenChunk) and event.job == plan.jobs[0] and event.n_tokens == 2:
+            skips.skip(0)
+    skipped = [e for e in events if isinstance(e, JobSkipped)]
+    assert [(e.job, e.phase) for e in skipped] == [(plan.jobs[0], "generate")]
+    summary = events[-1]
+    assert isinstance(summary, RunFinished) and not summary.cancelled
+    assert (summary.conversations, summary.restyled, summary.skipped) == (1, 1, 1)
+    saved = [read_conversation(p) for p in (sample / "conversations").glob("*.json")]
+    assert [r.tweet_id for r in saved] == [plan.jobs[1].seed.tweet_id]
+
+
+def test_a_job_skipped_before_it_starts_never_reaches_the_backend(sample: Path) -> None:
+    backend = ScriptedBackend()
+    pipeline = pipeline_on(sample, backend)
+    plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=2, seed=1)
+    skips = Skips()
+    skips.skip(1)
+    events = list(pipeline.run(plan.jobs, restyle=False, skips=skips))
+    assert len(backend.prompts) == 1 and events[-1].skipped == 1 and events[-1].conversations == 1
+
+
+def test_prompt_reading_progress_is_passed_on(sample: Path) -> None:
+    backend = ScriptedBatchBackend(default=Script(prompt_steps=2))
+    pipeline = pipeline_on(sample, backend)
+    plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=1, seed=1)
+    events = list(pipeline.run(plan.jobs, restyle=False))
+    progress = [e for e in events if isinstance(e, PromptProgress)]
+    total = backend.count_tokens(backend.prompts[0])
+    assert [(p.done, p.total) for p in progress] == [(0, total), (total // 2, total)]
+    names = [type(e).__name__ for e in events]
+    assert names.index("JobStarted") < names.index("PromptProgress") < names.index("TokenChunk")
+
+
+def test_the_cli_eta_is_known_from_the_first_tokens() -> None:
+    """ETA from tok/s: before any job ends, the max_tokens budget bounds each pass."""
+    now = [100.0]
+    eta = EtaEstimate(passes=4, max_tokens=100, clock=lambda: now[0])
+    job = Job(Seed("1", "t"), Persona("m", "d", "mt", "dt"), 7)
+    assert eta.text() == "ETA -:--:--"
+    eta.handle(TokenChunk(job, "generate", "a", 1, 0.1))
+    now[0] = 110.0
+    eta.handle(TokenChunk(job, "generate", "b", 50, 10.0))
+    # 50 tokens in 10 s = 5 tok/s; left: 50 of this pass + 3 passes x 100 = 350 tokens = 70 s
+    assert eta.seconds_left() == pytest.approx(70.0) and eta.text() == "ETA 0:01:10"
+    eta.handle(JobFinished(job, "generate", "c", Path("c.json"), GenerationStats(completion_tokens=60)))
+    # passes now average 60 tokens: 3 x 60 = 180 tokens at 6 tok/s
+    assert eta.seconds_left() == pytest.approx(30.0)

@@ -52,7 +52,8 @@ def test_listing_summarises_turns_persona_and_flags(tmp_path: Path) -> None:
     short = store.save_conversation(record("2", conv="SocBot: hi\nUser: no"))
     rows = {r.id: r for r in store.list()}
     assert rows[full].turns == 8 and rows[full].persona == "distrust x cynical"
-    assert "short" in rows[short].flags and "no-restyle" in rows[short].flags
+    assert "short" in rows[short].flags and not rows[short].restyled
+    assert "no-restyle" not in rows[short].flags  # not restyled yet is a state, not a defect
     assert count_turns("**SocBot:** a\nUser: b") == (1, 1)
     assert count_turns("1. User: a\n2. SocBot (calmly): b\nUsers of the site: c\nSocBotany: no") == (1, 1)
 

@@ -10,10 +10,12 @@ from textual.widgets import DataTable, OptionList, Static, TextArea
 
 from convogen_tui.core.turns import split_turns
 from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.messages import ModelReady
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
+from tests.scripted import ScriptedBackend
 from tests.tui_helpers import copy_sample, fake_conversation, sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest
@@ -163,7 +165,7 @@ async def test_review_delete_then_undo(sample_root: Path) -> None:
         screen = await open_sample(pilot, app, model=False)
         await pilot.press("f6")
         table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
         first = screen.review.current()
         assert first is not None and first.id == "c2"  # newest first
         await wait_for(pilot, lambda: "point 0" in screen.query_one("#rev-conv", StreamView).text)
@@ -184,21 +186,27 @@ async def test_review_delete_then_undo(sample_root: Path) -> None:
         assert screen.review.current().id == "c1"  # type: ignore[union-attr]
 
 
-async def test_seeds_search_and_pick(sample_root: Path) -> None:
+async def test_seeds_search_pick_and_enter_runs_one_seed_keeping_the_picks(sample_root: Path) -> None:
     app = ConvogenApp(sample_root, "sample", load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_sample(pilot, app, model=False)
+        app.post_message(ModelReady(ScriptedBackend()))  # the model, loaded
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20)
-        await pilot.press("space", "space")
-        assert len(screen.session.picked) == 2
+        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
+        await pilot.press("down", "space", "space")  # seeds 2 and 3
+        picks = ["1700000000000000002", "1700000000000000003"]
+        assert [s.tweet_id for s in screen.session.picked] == picks
         await pilot.press("slash", *"fluoride", "enter")
         await wait_for(pilot, lambda: table.row_count == 1)
-        await pilot.press("enter")
-        assert [s.tweet_id for s in screen.session.picked] == ["1700000000000000001"]
+        await pilot.press("enter")  # run seed 1 now
         assert screen.active_pane() == "generate"
-        assert "1700000000000000001" in text_of(app, "#gen-plan")
+        convs = expt_dir(sample_root) / "conversations"
+        await wait_for(pilot, lambda: not screen.generate.running and any(convs.glob("*.json")))
+        (saved,) = [json.loads(p.read_text()) for p in convs.glob("*.json")]
+        assert saved["tweet_id"] == "1700000000000000001"
+        assert [s.tweet_id for s in screen.session.picked] == picks  # the picks are untouched
+        assert "Seeds: 2 picked" in text_of(app, "#gen-plan")
 
 
 async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) -> None:
@@ -209,6 +217,7 @@ async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) ->
         editor = screen.query_one("#setup-editor", TextArea)
         grid = screen.query_one("#persona-grid", DataTable)
         assert grid.row_count == 3
+        await wait_for(pilot, lambda: app.focused is editor)  # ctrl+s saves the focused pane's file
         editor.load_text(editor.text.replace('"max_tokens": 1444', '"max_tokens": -5'))
         line = 1 + next(i for i, text in enumerate(editor.text.splitlines()) if '"max_tokens"' in text)
         await pilot.press("ctrl+s")
@@ -223,10 +232,21 @@ async def test_help_lists_every_screen_key(sample_root: Path) -> None:
         await open_sample(pilot, app, model=False)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
-        text = "\n".join(f"{k} {d}" for _, keys in app.key_sections() for k, d in keys)
-        for key in ("ctrl+g", "ctrl+r", "escape", "ctrl+s", "ctrl+t", "space", "d", "u", "F5", "f9"):
-            assert key in text
+        keys = [k for _, section in app.key_sections() for k, _d in section]
+        for key in ("ctrl+g", "ctrl+r", "Esc", "ctrl+s", "ctrl+t", "space", "d", "u", "F9", "?/F1"):
+            assert any(key in k for k in keys), key
+        for key in ("[", "]", "/", "s", "o", "r", "ctrl+l"):
+            assert key in keys, key
+        raw = ("left_square_bracket", "right_square_bracket", "slash", "question_mark", "escape")
+        assert not [k for k in keys if any(name in k for name in raw)]
         await pilot.press("escape")
+        assert isinstance(app.screen, ExperimentScreen)
+        await pilot.press("question_mark")  # in the template editor, ? is just typed
+        assert isinstance(app.screen, ExperimentScreen)
+        await pilot.press("escape")  # leave the editor: now ? is help (F-keys get lost over SSH)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
         assert isinstance(app.screen, ExperimentScreen)
 
 

@@ -252,7 +252,7 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
         assert "▶ 2/2 generate     4 tok · 222" in listed and "  1/2 generate     5 tok · 111" in listed
         conv = pane.query_one("#gen-conv", StreamView)
         assert conv.text == "SocBot: from b"
-        assert "2 running, showing job 2/2" in text_of(app, "#gen-status")
+        assert "2 running · job 2/2 shown" in text_of(app, "#gen-status")
         await pilot.press("left_square_bracket")
         assert conv.text == "SocBot: from a more a" and pane.pinned
         pane.events.append(TokenChunk(b, "generate", " more b", 6, 0.3))

@@ -55,6 +55,7 @@ def fake_conversation(
     created: float,
     twin: bool = True,
     turns: int = 8,
+    tweet: str | None = None,
 ) -> None:
     """Write a conversation (and twin) in the stored format, with a fixed time for snapshots."""
     conv = "\n".join(f"SocBot: point {i}\nUser: reply {i}" for i in range(turns))
@@ -62,7 +63,7 @@ def fake_conversation(
         "tweet_id": tweet_id,
         "disposition": f"{persona[1]} text",
         "motivation": f"{persona[0]} text",
-        "tweet": f"seed tweet {tweet_id}",
+        "tweet": tweet if tweet is not None else f"seed tweet {tweet_id}",
         "conv": conv,
         "persona": {"motivation": persona[0], "disposition": persona[1]},
         "provenance": {"created_at": created, "finish_reason": "stop", "model": {"name": "test"}},

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
 from convogen_tui.core.experiment import find_experiments, load_experiment
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.quality import Verdict
+from convogen_tui.core.store import ConversationStore, ConversationSummary
+from convogen_tui.core.verdicts import judge
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_experiment_arg(show)
     show.add_argument("id", nargs="?", help="conversation id (a unique prefix is enough)")
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object per line (with ID: the whole pair)"
+    )
     show.set_defaults(func=run_show)
 
     delete = subparsers.add_parser(
@@ -50,16 +57,19 @@ def run_list(args: argparse.Namespace) -> int:
     if not experiments:
         print(f"no experiments under {root} (looked for */expt-setup.json and inst-templates/*/)")
         return 1
-    print(f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'trash':>6}")
+    print(
+        f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
+    )
     for path in experiments:
         experiment = load_experiment(path)
         store = ConversationStore(path)
         rows = store.list()
         flagged = sum(1 for r in rows if r.mark == "flagged")
+        with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {store.trash_count():>6}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}"
         )
     return 0
 
@@ -67,6 +77,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
     store = ConversationStore(experiment.dir)
+    if args.json:
+        return _show_json(store, args.id)
     if not args.id:
         rows = store.list()
         for row in rows:
@@ -82,10 +94,58 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"id: {conv_id}")
     print(f"tweet {record.tweet_id}: {record.tweet}")
     print(f"persona: {record.motivation_name} x {record.disposition_name}")
+    row = next((r for r in store.list() if r.id == conv_id), None)
+    verdicts = judge(record, twin, store.quality)
+    if row is not None and row.near_duplicate_of:
+        verdicts.append(Verdict("near-duplicate", f"nearly the same as {row.near_duplicate_of}"))
+    print("quality: " + ("no flags" if not verdicts else f"{len(verdicts)} flag(s)"))
+    for verdict in verdicts:
+        print(f"  {verdict}")
     print("\n--- conversation ---")
     print(record.conv)
     print("\n--- restyled ---")
     print(twin.restyled_conv if twin else "(not restyled yet: convogen restyle EXPT)")
+    return 0
+
+
+def summary_json(row: ConversationSummary) -> dict[str, Any]:
+    """What `show --json` prints per conversation."""
+    return {
+        "id": row.id,
+        "tweet_id": row.tweet_id,
+        "persona": row.persona,
+        "motivation": row.motivation,
+        "disposition": row.disposition,
+        "turns": row.turns,
+        "flags": row.flags,
+        "mark": row.mark,
+        "restyled": row.restyled,
+        "near_duplicate_of": row.near_duplicate_of or None,
+        "created_at": row.created_at,
+        "length": row.length,
+        "words": row.words,
+        "mtld": row.mtld,
+        "model": row.model,
+    }
+
+
+def _show_json(store: ConversationStore, prefix: str | None) -> int:
+    """Every conversation as a JSON line, newest first; with an id, that one with its texts."""
+    rows = store.list()
+    if prefix:
+        conv_id = store.find(prefix)
+        record, twin = store.load(conv_id)
+        row = next(r for r in rows if r.id == conv_id)
+        data = summary_json(row) | {
+            "tweet": record.tweet,
+            "conv": record.conv,
+            "restyled_conv": twin.restyled_conv if twin else None,
+            "verdicts": [{"rule": v.rule, "detail": v.detail} for v in judge(record, twin, store.quality)],
+        }
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    for row in rows:
+        print(json.dumps(summary_json(row), ensure_ascii=False))
     return 0
 
 

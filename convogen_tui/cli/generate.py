@@ -13,11 +13,15 @@ from convogen_tui.cli.common import (
     positive_int,
     temperature,
 )
-from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
+from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
 from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.check import seeds_for
+from convogen_tui.core.coverage import fill_plan
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import Experiment
 from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.seeds import Seed
+from convogen_tui.core.store import ConversationStore
 
 
 def parallel_count(text: str) -> int | None:
@@ -64,6 +68,13 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         "hardware, 64 on a GPU and 16 on a CPU, that fits free memory); on CPU the text is the same "
         "for any N",
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
+    )
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +103,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_experiment_arg(parser)
     parser.add_argument("--seeds", help="seed file (TSV/CSV/JSONL); default: the setup's 'seeds'")
-    parser.add_argument("--limit", type=positive_int, default=None, help="run only the first N jobs")
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="make N new conversations (jobs already done are skipped and do not count)",
+    )
     parser.add_argument(
         "--personas",
         choices=["random", "all"],
@@ -108,6 +125,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restyle each conversation as a thread (default on)",
     )
     parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
+    parser.add_argument(
+        "--fill",
+        action="store_true",
+        help="run only the seed x persona cells with no conversation yet (none in the trash either), "
+        "balanced across personas; --limit N fills N of them",
+    )
     _model_args(parser)
     _backend_args(parser)
     parser.set_defaults(func=run_generate)
@@ -137,7 +160,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
         api_model=args.api_model,
         concurrency=args.concurrency,
     )
-    backend = open_backend(experiment, args.model, args.n_gpu_layers, settings)
+    backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
     return Pipeline(experiment, backend, sampling=sampling)
@@ -152,7 +175,9 @@ def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], res
 
 
 def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:
-    reporter = RichReporter() if is_tty() else PlainReporter()
+    passes = sum(1 if job.conv_id else (2 if restyle else 1) for job in jobs)
+    eta = EtaEstimate(passes, pipeline.sampling.max_tokens)
+    reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
     cancel = threading.Event()
     result: RunFinished | None = None
     done = 0
@@ -181,6 +206,8 @@ def run_generate(args: argparse.Namespace) -> int:
     seeds = seeds_for(experiment, args.seeds)
     for problem in seeds.problems:
         err(f"convogen: {problem}")
+    if args.fill:
+        return _fill(args, experiment, seeds.seeds)
     pipeline = _pipeline(args, experiment)
     plan = pipeline.plan(
         seeds.seeds,
@@ -196,6 +223,31 @@ def run_generate(args: argparse.Namespace) -> int:
         return 0
     parallel = _parallel(args, pipeline, plan.jobs, args.restyle)
     return _execute(pipeline, plan.jobs, args.restyle, plan.already_done, parallel)
+
+
+def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
+    """--fill: the missing cells of the grid, the persona with the fewest conversations first."""
+    if args.again:
+        raise ConvogenError(Problem(None, "--fill runs only missing cells: it cannot go with --again"))
+    jobs, grid = fill_plan(
+        experiment,
+        ConversationStore(experiment.dir),
+        seeds,
+        args.limit,
+        args.seed,
+        args.motivation,
+        args.disposition,
+    )
+    counts = grid.counts()
+    if not jobs:
+        print(
+            f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
+            f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
+        )
+        return 0
+    print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
+    pipeline = _pipeline(args, experiment)
+    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
 
 
 def run_restyle(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError
 
 # Command modules under convogen_tui.cli, registered in this order.
-COMMAND_MODULES = ["tui", "check", "generate", "browse", "models", "seeds"]
+COMMAND_MODULES = ["tui", "check", "generate", "browse", "dataset", "models", "seeds"]
 
 
 def default_root() -> Path:

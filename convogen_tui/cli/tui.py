@@ -17,6 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="fixed random seed: the same text on CPU every run"
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
+    )
     parser.set_defaults(func=run)
 
 
@@ -29,4 +36,5 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         max_tokens=args.max_tokens,
         seed=args.seed,
+        threads=args.threads,
     )

@@ -173,6 +173,9 @@ class Backend(ABC):
         fit fails at once (ModelError) and the cache holds what the run needs. Default: nothing.
         """
 
+    def set_threads(self, n_threads: int) -> None:  # noqa: B027  (optional: remote backends ignore it)
+        """CPU threads for evaluating and decoding, for backends that compute in this process."""
+
     def describe(self) -> str:
         """One short line for status bars: the model, its context and where it runs."""
         info = self.info
@@ -260,6 +263,20 @@ class StreamStarted:
 
 
 @dataclass(frozen=True)
+class StreamPrompt:
+    """Reading a prompt before its first token: ``done`` of ``total`` prompt tokens evaluated.
+
+    A backend that evaluates prompts itself (llama.cpp) sends these while a long prompt is read, so
+    a user sees "reading prompt 812/1249" instead of a stream stuck at zero tokens. Optional:
+    callers must not wait for one.
+    """
+
+    key: int
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class StreamChunk:
     key: int
     text: str
@@ -280,7 +297,7 @@ class StreamFailed:
     message: str
 
 
-StreamEvent = StreamStarted | StreamChunk | StreamDone | StreamFailed
+StreamEvent = StreamStarted | StreamPrompt | StreamChunk | StreamDone | StreamFailed
 NextRequest = Callable[[], "Request | None"]
 
 

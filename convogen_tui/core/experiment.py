@@ -17,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.jsonpos import key_lines, key_path
+from convogen_tui.core.quality import QualitySettings
 
 SETUP_FILE = "expt-setup.json"
 CONV_TEMPLATE = "conv-gen.txt"
@@ -96,6 +97,8 @@ class ExperimentSetup(BaseModel):
     seeds: str | None = None
     n_ctx: int = Field(4096, ge=256)
     backend: BackendSettings = Field(default_factory=BackendSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)  # thresholds of the quality rules
+    threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
 
 
 def project_root_of(expt_dir: Path) -> Path:

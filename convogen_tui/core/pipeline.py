@@ -1,8 +1,9 @@
 """Jobs and runs: (seed, persona) jobs, resume, prompt preview, and the event stream of a run.
 
-``Pipeline.run`` is a generator of events (JobStarted, TokenChunk, JobFinished, JobFailed,
-RunFinished): the CLI turns them into a progress bar, the TUI into Textual messages, a notebook can
-simply iterate. Files are written only when a pass completes, so a cancelled job leaves no file.
+``Pipeline.run`` is a generator of events (JobStarted, PromptProgress, TokenChunk, JobFinished,
+JobSkipped, JobFailed, RunFinished): the CLI turns them into a progress bar, the TUI into Textual
+messages, a notebook can simply iterate. Files are written only when a pass completes, so a cancelled
+or skipped job leaves no file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from convogen_tui.core.backend import (
     StreamChunk,
     StreamDone,
     StreamFailed,
+    StreamPrompt,
     StreamStarted,
     run_sequential,
 )
@@ -111,6 +113,16 @@ class JobStarted:
 
 
 @dataclass(frozen=True)
+class PromptProgress:
+    """The backend is reading the prompt: ``done`` of ``total`` tokens (no text yet)."""
+
+    job: Job
+    phase: Phase
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class TokenChunk:
     job: Job
     phase: Phase
@@ -129,6 +141,14 @@ class JobFinished:
 
 
 @dataclass(frozen=True)
+class JobSkipped:
+    """The user skipped this pass (:meth:`Skips.skip`): no file, and a skipped generation is not restyled."""
+
+    job: Job
+    phase: Phase
+
+
+@dataclass(frozen=True)
 class JobFailed:
     job: Job
     phase: Phase
@@ -140,6 +160,7 @@ class RunFinished:
     conversations: int = 0
     restyled: int = 0
     failed: int = 0
+    skipped: int = 0
     cancelled: bool = False
     completion_tokens: int = 0
     elapsed_s: float = 0.0
@@ -150,7 +171,42 @@ class RunFinished:
         return self.completion_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-Event = RunStarted | JobStarted | TokenChunk | JobFinished | JobFailed | RunFinished
+Event = (
+    RunStarted | JobStarted | PromptProgress | TokenChunk | JobFinished | JobSkipped | JobFailed | RunFinished
+)
+
+
+class Skips:
+    """Skip jobs of a running run from another thread (the UI): that pass stops, the others go on.
+
+    Jobs are named by their index in the run (``JobStarted.index``). A running pass is stopped
+    through its request's own ``cancel``; a job not started yet is dropped when its turn comes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._asked: set[int] = set()
+        self._live: dict[int, threading.Event] = {}
+
+    def skip(self, index: int) -> None:
+        with self._lock:
+            self._asked.add(index)
+            live = self._live.get(index)
+        if live is not None:
+            live.set()
+
+    def asked(self, index: int) -> bool:
+        with self._lock:
+            return index in self._asked
+
+    def started(self, index: int) -> threading.Event:
+        """The cancel event of the pass of job ``index`` that starts now (set if already skipped)."""
+        event = threading.Event()
+        with self._lock:
+            if index in self._asked:
+                event.set()
+            self._live[index] = event
+        return event
 
 
 def job_random_seed(base: int | None, *parts: str) -> int:
@@ -252,7 +308,8 @@ class Pipeline:
     ) -> Plan:
         """The jobs of a run, in seed order; jobs already on disk are skipped unless ``again``.
 
-        ``limit`` counts jobs before skipping, so rerunning the same command finishes the same set.
+        ``limit`` counts new jobs: the first ``limit`` jobs that are not done yet, so each run with
+        ``--limit N`` makes N new conversations (while undone jobs are left).
         In random mode a seed counts as done when any conversation exists for it.
         """
         grid = filter_personas(self.experiment.personas(), motivations, dispositions)
@@ -267,8 +324,6 @@ class Pipeline:
                 candidates += [(s, p) for p in grid]
             else:
                 candidates.append((s, draw_persona(grid, s.tweet_id, draw)))
-        if limit is not None:
-            candidates = candidates[:limit]
         done_keys = set() if again else self.store.done_keys()
         done_seeds = {k[0] for k in done_keys}
         jobs, skipped = [], 0
@@ -281,6 +336,8 @@ class Pipeline:
             if finished:
                 skipped += 1
                 continue
+            if limit is not None and len(jobs) >= limit:
+                break
             rs = job_random_seed(seed, s.tweet_id, p.motivation, p.disposition)
             jobs.append(Job(s, p, rs))
         return Plan(jobs, skipped, len(grid))
@@ -344,6 +401,7 @@ class Pipeline:
         restyle: bool = True,
         cancel: threading.Event | None = None,
         parallel: int = 1,
+        skips: Skips | None = None,
     ) -> Iterator[Event]:
         """Run jobs, yielding events; stops cleanly when ``cancel`` is set.
 
@@ -352,6 +410,7 @@ class Pipeline:
         the last few restyles together, not one alone). With ``parallel`` > 1 a backend that
         offers ``run_many`` runs that many streams at once. The backend's KV cache is sized for
         the run first (:meth:`stream_tokens`); a run that cannot fit raises ModelError then.
+        ``skips`` lets the caller skip single jobs while the others go on.
         """
         cancel = cancel or threading.Event()
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
@@ -363,14 +422,18 @@ class Pipeline:
             (job, "restyle" if job.conv_id else "generate", i) for i, job in enumerate(jobs)
         )
         active: dict[int, tuple[Job, Phase, int]] = {}
+        own_cancel: dict[int, threading.Event] = {}
         lock = threading.Lock()
         keys = iter(range(1, 2**62))
-        failed_early: list[JobFailed] = []
+        failed_early: list[JobFailed | JobSkipped] = []
 
         def next_request() -> Request | None:
             with lock:
                 while queue and not cancel.is_set():
                     job, phase, index = queue.popleft()
+                    if skips is not None and skips.asked(index):
+                        failed_early.append(JobSkipped(job, phase))
+                        continue
                     try:
                         if phase == "generate":
                             parts = self.generation_parts(job.seed, job.persona)
@@ -384,7 +447,10 @@ class Pipeline:
                         continue
                     key = next(keys)
                     active[key] = (job, phase, index)
-                    return Request(key, prompt, seed, self.sampling, parts)
+                    own = skips.started(index) if skips is not None else None
+                    if own is not None:
+                        own_cancel[key] = own
+                    return Request(key, prompt, seed, self.sampling, parts, cancel=own)
                 return None
 
         yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
@@ -395,21 +461,27 @@ class Pipeline:
         try:
             for event in stream:
                 while failed_early:
-                    summary.failed += 1
-                    yield failed_early.pop(0)
+                    yield self._early(failed_early.pop(0), summary)
                 job, phase, index = active[event.key]
                 if isinstance(event, StreamStarted):
                     yield JobStarted(job, index, total, phase, event.prompt_tokens)
+                elif isinstance(event, StreamPrompt):
+                    yield PromptProgress(job, phase, event.done, event.total)
                 elif isinstance(event, StreamChunk):
                     yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
                 elif isinstance(event, StreamFailed):
                     del active[event.key]
+                    own_cancel.pop(event.key, None)
                     summary.failed += 1
                     yield JobFailed(job, phase, event.message)
                 elif isinstance(event, StreamDone):
                     del active[event.key]
+                    own = own_cancel.pop(event.key, None)
                     summary.completion_tokens += event.stats.completion_tokens
                     if event.stats.finish_reason == "cancelled":
+                        if own is not None and own.is_set() and not cancel.is_set():
+                            summary.skipped += 1
+                            yield JobSkipped(job, phase)
                         continue
                     finished = self._save(job, phase, event.text.strip(), event.stats, summary)
                     yield finished
@@ -426,11 +498,19 @@ class Pipeline:
             if isinstance(stream, Generator):
                 stream.close()
         while failed_early:
-            summary.failed += 1
-            yield failed_early.pop(0)
+            yield self._early(failed_early.pop(0), summary)
         summary.cancelled = cancel.is_set()
         summary.elapsed_s = time.perf_counter() - started
         yield summary
+
+    @staticmethod
+    def _early(event: JobFailed | JobSkipped, summary: RunFinished) -> JobFailed | JobSkipped:
+        """A job that ended before reaching the backend (a prompt error, or skipped while queued)."""
+        if isinstance(event, JobSkipped):
+            summary.skipped += 1
+        else:
+            summary.failed += 1
+        return event
 
     def _save(
         self, job: Job, phase: Phase, text: str, stats: GenerationStats, summary: RunFinished

@@ -18,9 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convogen_tui.core.dialog import Dialog, parse_dialog, words
+from convogen_tui.core.diversity import mtld
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
-from convogen_tui.core.files import atomic_write_json
+from convogen_tui.core.files import atomic_write_json, atomic_write_text
+from convogen_tui.core.neardup import Item, find_near_duplicates, signature_of
+from convogen_tui.core.quality import ResolvedQuality
 from convogen_tui.core.records import (
     ConversationRecord,
     RestyledRecord,
@@ -29,24 +33,9 @@ from convogen_tui.core.records import (
     read_restyled,
 )
 from convogen_tui.core.turns import count_turns
+from convogen_tui.core.verdicts import judge, quality_settings
 
-INDEX_VERSION = 3  # bump when summaries change, so old indexes are rebuilt
-MIN_TURNS = 8
-
-
-def quality_flags(record: ConversationRecord, has_twin: bool) -> list[str]:
-    """Automatic warnings a reviewer wants to see at a glance."""
-    socbot, user = count_turns(record.conv)
-    flags = []
-    if socbot == 0 or user == 0:
-        flags.append("no-dialog")
-    elif min(socbot, user) < MIN_TURNS:
-        flags.append("short")
-    if record.finish_reason == "length":
-        flags.append("truncated")
-    if not has_twin:
-        flags.append("no-restyle")
-    return flags
+INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 
 
 @dataclass
@@ -63,8 +52,21 @@ class ConversationSummary:
     length: int
     restyled: bool
     mark: str  # "", "flagged" or "kept"
-    flags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)  # quality rule names (convogen quality --rules)
     model: str = ""
+    near_duplicate_of: str = ""  # the earlier conversation this one nearly repeats
+    words: int = 0  # words in the messages (labels and notes left out)
+    mtld: float = 0.0
+    restyled_length: int = 0
+    completion_tokens: int = 0  # generation pass, from provenance
+    elapsed_s: float = 0.0
+    restyle_tokens: int = 0
+    restyle_elapsed_s: float = 0.0
+    restyled_at: float = 0.0
+    gpu: bool = False  # generated with layers offloaded to a GPU
+    fingerprint: str = ""
+    template_sha256: str = ""
+    restyle_template_sha256: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -82,13 +84,21 @@ def new_conversation_id() -> str:
 class ConversationStore:
     """The conversations of one experiment folder."""
 
-    def __init__(self, expt_dir: Path) -> None:
+    def __init__(self, expt_dir: Path, quality: ResolvedQuality | None = None) -> None:
         self.dir = Path(expt_dir)
+        self._quality = quality
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
         self.index_path = self.dir / ".convogen" / "index.json"
         self._index: dict[str, Any] | None = None
+
+    @property
+    def quality(self) -> ResolvedQuality:
+        """The quality thresholds (from expt-setup.json and the templates), read once."""
+        if self._quality is None:
+            self._quality = quality_settings(self.dir)
+        return self._quality
 
     # writing ------------------------------------------------------------------------------
     def conversation_path(self, conv_id: str) -> Path:
@@ -129,8 +139,15 @@ class ConversationStore:
         )
 
     def list(self) -> list[ConversationSummary]:
-        """Every conversation, newest first; reads only files changed since the last listing."""
+        """Every conversation, newest first; reads only files changed since the last listing.
+
+        Quality verdicts are part of each cached summary (recomputed for every file when the
+        thresholds change); near-duplicates are found again whenever a file came or went.
+        """
         index = self._load_index()
+        quality_key = self.quality.key()
+        if index.get("quality") != quality_key:
+            index["entries"], index["near"], index["quality"] = {}, {}, quality_key
         entries: dict[str, Any] = index["entries"]
         twins = _scan(self.restyled_dir)
         seen: dict[str, Any] = {}
@@ -146,16 +163,40 @@ class ConversationStore:
                 record = read_conversation(self.conv_dir / name)
             except ConvogenError:
                 continue
+            twin = None
+            if twin_key is not None:
+                with contextlib.suppress(ConvogenError):
+                    twin = read_restyled(self.restyled_dir / name)
+            dialog = parse_dialog(record.conv)
+            tokens = [w for m in dialog.messages for w in words(m.text)]
+            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality, dialog)
+            summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
             seen[conv_id] = {
                 "stat": stat_key,
                 "twin": twin_key,
-                "summary": asdict(_summarize(conv_id, record, twin_key is not None, stat_key)),
+                "summary": asdict(summary),
+                "sig": signature_of(tokens),
             }
             changed = True
-        if changed or len(seen) != len(entries):
+        if changed or len(seen) != len(entries) or "near" not in index:
             index["entries"] = seen
+            near = find_near_duplicates(
+                [Item(i, e["summary"]["created_at"], e.get("sig")) for i, e in seen.items()],
+                self.quality.near_duplicate_similarity,
+                {i for i, e in seen.items() if e["summary"]["mark"] == "kept" or not e["summary"]["flags"]},
+            )
+            index["near"] = {conv_id: other for conv_id, (other, _) in near.items()}
             self._save_index(index)
-        rows = [ConversationSummary(**entry["summary"]) for entry in seen.values()]
+        near_map: dict[str, str] = index["near"]
+        flag_near = self.quality.enabled("near-duplicate")
+        rows = []
+        for conv_id, entry in seen.items():
+            row = ConversationSummary(**entry["summary"])
+            if conv_id in near_map:
+                row.near_duplicate_of = near_map[conv_id]
+                if flag_near:
+                    row.flags = [*row.flags, "near-duplicate"]
+            rows.append(row)
         rows.sort(key=lambda r: r.created_at, reverse=True)
         return rows
 
@@ -251,7 +292,8 @@ class ConversationStore:
 
     def _save_index(self, index: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a read-only experiment still lists, uncached
-            atomic_write_json(self.index_path, index)
+            # compact: json's C encoder runs only without indent, and nobody reads this file by eye
+            atomic_write_text(self.index_path, json.dumps(index, ensure_ascii=False, separators=(",", ":")))
 
 
 def _scan(folder: Path) -> dict[str, list[int]]:
@@ -278,11 +320,18 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _summarize(
-    conv_id: str, record: ConversationRecord, has_twin: bool, stat_key: list[int]
+    conv_id: str,
+    record: ConversationRecord,
+    twin: RestyledRecord | None,
+    has_twin: bool,
+    stat_key: list[int],
+    quality: ResolvedQuality,
+    dialog: Dialog,
 ) -> ConversationSummary:
     provenance = record.provenance
     socbot, user = count_turns(record.conv)
     created = (provenance.created_at if provenance else None) or stat_key[0] / 1e9
+    twin_provenance = twin.provenance if twin is not None else None
     return ConversationSummary(
         id=conv_id,
         tweet_id=record.tweet_id,
@@ -294,6 +343,16 @@ def _summarize(
         length=len(record.conv),
         restyled=has_twin,
         mark=record.mark,
-        flags=quality_flags(record, has_twin),
+        flags=[verdict.rule for verdict in judge(record, twin, quality, dialog)],
         model=provenance.model.name if provenance else "",
+        restyled_length=len(twin.restyled_conv) if twin is not None else 0,
+        completion_tokens=provenance.completion_tokens if provenance else 0,
+        elapsed_s=provenance.elapsed_s if provenance else 0.0,
+        restyle_tokens=twin_provenance.completion_tokens if twin_provenance else 0,
+        restyle_elapsed_s=twin_provenance.elapsed_s if twin_provenance else 0.0,
+        restyled_at=(twin_provenance.created_at or 0.0) if twin_provenance else 0.0,
+        gpu=bool(provenance and provenance.model.gpu_layers),
+        fingerprint=provenance.model.fingerprint if provenance else "",
+        template_sha256=provenance.template.sha256 if provenance else "",
+        restyle_template_sha256=twin_provenance.template.sha256 if twin_provenance else "",
     )

@@ -53,6 +53,19 @@ def _backend_init() -> None:
             _initialized = True
 
 
+def default_threads() -> int:
+    """CPU threads when nobody says: half the CPUs this process may use, 1 to 8.
+
+    llama.cpp's threads spin while they wait, so taking every core starves the app's own UI and
+    anyone else on a shared machine; decode speed is bound by memory bandwidth well before 8.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    return max(1, min(usable // 2, 8))
+
+
 def gpu_offload_supported() -> bool:
     """True when this llama.cpp build can put layers on a GPU (CUDA, Metal, Vulkan...)."""
     import llama_cpp
@@ -76,6 +89,8 @@ class LlamaCppBackend(Backend):
     """
 
     batched = True
+    #: one stream goes through run_many too (the same engine loop), so its prompt progress is seen
+    always_run_many = True
 
     def __init__(
         self,
@@ -95,7 +110,7 @@ class LlamaCppBackend(Backend):
         supported = gpu_offload_supported()
         if n_gpu_layers is None:
             n_gpu_layers = -1 if supported else 0
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or default_threads()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         try:
@@ -167,6 +182,17 @@ class LlamaCppBackend(Backend):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
+
+    def set_threads(self, n_threads: int) -> None:
+        """CPU threads from now on (``--threads``, ``"threads"`` in the setup); no reload needed."""
+        self.n_threads = n_threads
+        self.engine.set_threads(n_threads)
+
+    def describe(self) -> str:
+        line = super().describe()
+        if self.info.offload_summary.startswith("CPU"):
+            line += f" · {self.n_threads} thread{'s' if self.n_threads != 1 else ''}"
+        return line
 
     def tokenize(self, text: str) -> list[int]:
         return self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -324,17 +350,24 @@ _cache_lock = threading.Lock()
 _loaded: dict[tuple[str, int, int | None], LlamaCppBackend] = {}
 
 
-def load_llama(path: Path, n_ctx: int = 4096, n_gpu_layers: int | None = None) -> LlamaCppBackend:
-    """Load a model once per process; asking for another model frees the one held (one fits a GPU)."""
+def load_llama(
+    path: Path, n_ctx: int = 4096, n_gpu_layers: int | None = None, n_threads: int | None = None
+) -> LlamaCppBackend:
+    """Load a model once per process; asking for another model frees the one held (one fits a GPU).
+
+    ``n_threads`` (default :func:`default_threads`) applies to a model already loaded too.
+    """
     key = (str(Path(path).resolve()), n_ctx, n_gpu_layers)
     with _cache_lock:
         backend = _loaded.get(key)
         if backend is not None:
+            if n_threads is not None and n_threads != backend.n_threads:
+                backend.set_threads(n_threads)
             return backend
         for old in _loaded.values():
             old.close()
         _loaded.clear()
-        backend = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+        backend = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
         _loaded[key] = backend
         return backend
 

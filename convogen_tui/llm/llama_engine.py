@@ -65,6 +65,7 @@ from convogen_tui.core.backend import (
     StreamDone,
     StreamEvent,
     StreamFailed,
+    StreamPrompt,
     StreamStarted,
 )
 from convogen_tui.core.errors import ModelError, Problem
@@ -75,6 +76,7 @@ MIN_COPY = 16  # copying another sequence's stream pays only when it saves this 
 EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
 CELL_ALIGN = 256  # llama.cpp pads every KV stream to a multiple of this many cells
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: sequences one context can hold
+PROMPT_REPORT_S = 0.25  # how often a long prompt's reading progress is reported
 
 
 def cells_for(tokens: int, n_ctx: int) -> int:
@@ -241,6 +243,14 @@ class LlamaEngine:
         self._held = [[] for _ in range(capacity)]
         self._chunked = [0] * capacity
 
+    def set_threads(self, n_threads: int) -> None:
+        """CPU threads for the next decode (the context keeps its KV cache)."""
+        import llama_cpp
+
+        self._threads = n_threads
+        if self._ctx is not None:
+            llama_cpp.llama_set_n_threads(self._ctx, n_threads, n_threads)
+
     def free(self) -> None:
         import llama_cpp
 
@@ -352,6 +362,7 @@ class LlamaEngine:
             work.stats.started = time.perf_counter()
             yield StreamStarted(work.request.key, len(work.tokens))
         t0 = time.perf_counter()
+        keys = {slot.seq: work.request.key for slot, work in new}
         plan: list[tuple[_Slot, Work, int]] = []
         failed: dict[int, str] = {}
         for i, (slot, work) in enumerate(new):
@@ -362,7 +373,7 @@ class LlamaEngine:
             share = max((common_prefix(tokens, w.tokens) for _, w in new[i + 1 :]), default=0)
             share = min(share, len(tokens) - 1) // self.chunk * self.chunk
             if self.share_prefix and share >= keep + MIN_COPY:
-                error = self._decode_prompts([(slot.seq, tokens[:share], keep)], {})
+                error = yield from self._decode_prompts([(slot.seq, tokens, keep, share)], keys, {})
                 if error:
                     failed[slot.seq] = error
                     continue
@@ -370,8 +381,9 @@ class LlamaEngine:
             slot.sampler = make_sampler(work.request.sampling, work.request.seed, self._vocab)
             plan.append((slot, work, keep))
         firsts: dict[int, int] = {}
-        error = self._decode_prompts(
-            [(slot.seq, work.tokens, keep) for slot, work, keep in plan],
+        error = yield from self._decode_prompts(
+            [(slot.seq, work.tokens, keep, len(work.tokens)) for slot, work, keep in plan],
+            keys,
             {slot.seq: slot.sampler for slot, _, _ in plan},
             firsts,
         )
@@ -518,30 +530,42 @@ class LlamaEngine:
 
     def _decode_prompts(
         self,
-        prompts: list[tuple[int, list[int], int]],
+        prompts: list[tuple[int, list[int], int, int]],
+        keys: dict[int, int],
         samplers: dict[int, Any],
         firsts: dict[int, int] | None = None,
-    ) -> str | None:
-        """Decode each (seq, tokens, start)'s tokens[start:]; sample a first token where asked.
+    ) -> Generator[StreamPrompt, None, str | None]:
+        """Decode each (seq, tokens, start, end)'s tokens[start:end]; sample a first token where asked.
 
         On a GPU (``chunk`` 1) the prompts are packed together, up to ``n_batch`` tokens per
         llama_decode. On CPU each llama_decode holds one ``chunk`` of one sequence at a fixed
         position, so a prompt's KV never depends on what else is evaluated (the header's note).
         A sequence's first token is sampled right after the llama_decode that holds its last prompt
-        token (the next one overwrites the logits).
+        token (the next one overwrites the logits). Yields how far each prompt got (StreamPrompt,
+        for the request ``keys`` names) first and then every PROMPT_REPORT_S; returns an error.
         """
         import llama_cpp
 
         batch = self._batch
         pieces: list[tuple[int, int, list[int], bool]] = []  # seq, first position, tokens, ends prompt
         step = self.chunk if self.chunk > 1 else self.n_batch
-        for seq, tokens, start in prompts:
+        done: dict[int, int] = {}
+        for seq, tokens, start, end in prompts:
             n = len(tokens)
-            for first in range(start, n, step):
-                chunk = tokens[first : first + step]
+            for first in range(start, end, step):
+                chunk = tokens[first : min(first + step, end)]
                 pieces.append((seq, first, chunk, first + len(chunk) == n))
+            done[seq] = start
+            yield StreamPrompt(keys.get(seq, 0), start, n)
+        totals = {seq: len(tokens) for seq, tokens, _, _ in prompts}
+        reported = time.perf_counter()
         i = 0
         while i < len(pieces):
+            if i and time.perf_counter() - reported >= PROMPT_REPORT_S:
+                reported = time.perf_counter()
+                for seq, total in totals.items():
+                    if done[seq] < total:
+                        yield StreamPrompt(keys.get(seq, 0), done[seq], total)
             if self.chunk > 1:
                 group = [pieces[i]]
             else:  # pack pieces of several sequences (split where one would overflow n_batch)
@@ -571,13 +595,14 @@ class LlamaEngine:
                 return f"llama_decode failed on the prompt ({rc})"
             for seq, _, chunk, _ in group:
                 self._held[seq].extend(chunk)
+                done[seq] += len(chunk)
                 self.counters.prompt_tokens_evaluated += len(chunk)
             for seq, index in ends:
                 assert firsts is not None
                 firsts[seq] = llama_cpp.llama_sampler_sample(samplers[seq], self._ctx, index)
-        for seq, tokens, _ in prompts:
+        for seq, _, _, end in prompts:
             # a last, partial chunk is not reusable
-            self._chunked[seq] = len(tokens) // self.chunk * self.chunk
+            self._chunked[seq] = end // self.chunk * self.chunk
         return None
 
     def _drop(self, seq: int) -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from convogen_tui.core.backend import Backend
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.experiment import BackendSettings, Experiment
-from convogen_tui.llm.llama_cpp import load_llama
+from convogen_tui.llm.llama_cpp import default_threads, load_llama
 from convogen_tui.llm.resolve import resolve_model
 
 
@@ -51,8 +51,13 @@ def open_backend(
     model: str | None = None,
     n_gpu_layers: int | None = None,
     backend: BackendSettings | None = None,
+    threads: int | None = None,
 ) -> Backend:
-    """Open the backend the settings choose; a local model is loaded once per process."""
+    """Open the backend the settings choose; a local model is loaded once per process.
+
+    CPU threads: ``threads`` (``--threads``), else the setup's ``"threads"``, else a default that
+    leaves room for others (``llm.llama_cpp.default_threads``).
+    """
     settings = backend or backend_settings(experiment)
     n_ctx = experiment.setup.n_ctx if experiment.setup else 4096
     if settings.kind == "openai":
@@ -67,4 +72,5 @@ def open_backend(
             n_ctx=n_ctx,
         )
     path = resolve_experiment_model(experiment, model)
-    return load_llama(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers)
+    threads = threads or (experiment.setup.threads if experiment.setup else None) or default_threads()
+    return load_llama(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=threads)

@@ -418,7 +418,7 @@ class OpenAIBackend(Backend):
                     raise self._status_error(ep, response, what=route)
                 out.put(("started", key, prompt_tokens))
                 for line in response.iter_lines():
-                    if cancel.is_set() or stop.is_set():
+                    if cancel.is_set() or stop.is_set() or _skipped(request):
                         break
                     if not line.startswith("data:"):
                         continue  # blank separators, ": ping" comments, event names
@@ -450,7 +450,7 @@ class OpenAIBackend(Backend):
                             out.put(("chunk", key, text, chunks, time.perf_counter() - stats.started))
                         finish = choice.get("finish_reason") or finish
             stats.elapsed_s = time.perf_counter() - stats.started
-            if cancel.is_set() or stop.is_set():
+            if cancel.is_set() or stop.is_set() or _skipped(request):
                 out.put(("done", key, "".join(parts), stats))
                 return
             if finish is None:
@@ -654,6 +654,11 @@ class OpenAIBackend(Backend):
         for ep in self.endpoints:
             with contextlib.suppress(Exception):
                 ep.client.close()
+
+
+def _skipped(request: Request) -> bool:
+    """This request alone was cancelled (the user skipped it); it ends as "cancelled"."""
+    return request.cancel is not None and request.cancel.is_set()
 
 
 def _finish_reason(raw: str) -> FinishReason | None:

@@ -1,7 +1,9 @@
 """The ConvoGen app: screens, the model loaded once in the background, help, palette, $EDITOR.
 
 Screens do the work; this file wires them and owns what lives longer than a screen: the root, the
-model (loaded in a thread worker, reported through messages) and the app-wide keys.
+model (loaded in a thread worker, reported through messages), the app-wide keys, the one place
+worker failures are reported (``report_worker_error``), and the question asked before quitting or
+closing an experiment with unsaved edits.
 """
 
 from __future__ import annotations
@@ -9,31 +11,39 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.tui.editing import KeepsEdits
+from convogen_tui.tui.keys import binding_keys
 from convogen_tui.tui.messages import ModelFailed, ModelReady
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.panes.review import ReviewPane
-from convogen_tui.tui.panes.seeds import SeedsPane
+from convogen_tui.tui.panes.seeds import SeedsPane, SeedTable
 from convogen_tui.tui.panes.setup import SetupPane
 from convogen_tui.tui.panes.templates import TemplatesPane
-from convogen_tui.tui.screens.dialogs import HelpScreen
-from convogen_tui.tui.screens.experiments import ExperimentsScreen
-from convogen_tui.tui.screens.models import ModelsScreen
+from convogen_tui.tui.screens.dialogs import ChoiceDialog, HelpScreen
+from convogen_tui.tui.screens.experiments import ExperimentsScreen, ExperimentTable
+from convogen_tui.tui.screens.models import ModelsScreen, ModelTable
+from convogen_tui.tui.screens.stats import StatsScreen
 from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background, describe_error
+
+WORKER_JOBS = {"model": "the model did not load"}
 
 
-class ConvogenApp(App[int]):
+class ConvogenApp(ReportsWorkerErrors, App[int]):
     """Browse experiments, edit, preview, generate and review, all from the keyboard."""
 
     #: the model line screens show as their sub-title; they watch it (``watch(app, "model_status")``)
@@ -43,7 +53,9 @@ class ConvogenApp(App[int]):
     TITLE = "ConvoGen"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),  # F-keys get lost over SSH and tmux
         Binding("f7", "models", "Models", priority=True),  # over TextArea's f7 (select all)
+        Binding("f8", "stats", "Stats", priority=True, show=False),  # in F1 help and the palette
         Binding("f9", "open_in_editor", "$EDITOR"),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
@@ -56,6 +68,7 @@ class ConvogenApp(App[int]):
         max_tokens: int | None = None,
         load_model: bool = True,
         seed: int | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -63,7 +76,9 @@ class ConvogenApp(App[int]):
         self.model = model
         self.max_tokens = max_tokens
         self.seed = seed
+        self.threads = threads
         self.load_model_enabled = load_model
+        self.model_loading = False  # a load is under way: runs asked for now wait for it
         self.session: Session | None = None
 
     def on_mount(self) -> None:
@@ -80,17 +95,12 @@ class ConvogenApp(App[int]):
     def open_experiment(self, path: Path) -> None:
         """Open an experiment in its own screen; the model loads in the background if needed."""
         previous = self.session
-        self.session = Session.open(path, self.model, self.max_tokens, self.seed)
+        self.session = Session.open(path, self.model, self.max_tokens, self.seed, self.threads)
         if previous is not None and previous.backend is not None:
             self.session.backend = previous.backend
         if isinstance(self.screen, ExperimentScreen):
             self.pop_screen()
-        self.push_screen(ExperimentScreen(self.session))
-        if self.session.experiment.errors:
-            self.notify(
-                f"{len(self.session.experiment.errors)} problem(s) in the setup: see Setup (F2)",
-                severity="warning",
-            )
+        self.push_screen(ExperimentScreen(self.session))  # it checks the experiment and says so
         self._start_model_load()
 
     def _start_model_load(self) -> None:
@@ -100,24 +110,22 @@ class ConvogenApp(App[int]):
             self.set_model_status("model: fix the setup first (F2)")
             return
         self.session.backend = None
+        self.model_loading = True
         self.set_model_status("loading model…")
         self._load_model(self.session)
 
-    @work(thread=True, exclusive=True, group="model")
+    @background("model", "loading the model")
     def _load_model(self, session: Session) -> None:
         """Blocking load (seconds to minutes): cached per process, so a second open is instant."""
         from convogen_tui.llm.loader import open_backend
 
         try:
-            backend = open_backend(session.experiment, session.model)
-        except ConvogenError as exc:
+            backend = open_backend(session.experiment, session.model, threads=session.threads)
+        except ConvogenError as exc:  # what the user can fix: the message says what and how
             problem = exc.problems[0] if exc.problems else None
             self.post_message(
                 ModelFailed(problem.message if problem else str(exc), problem.hint if problem else None)
             )
-            return
-        except Exception as exc:  # llama.cpp raises plain errors too; the app must live on
-            self.post_message(ModelFailed(f"{type(exc).__name__}: {exc}", None))
             return
         self.post_message(ModelReady(backend))
 
@@ -126,10 +134,18 @@ class ConvogenApp(App[int]):
         if self.session is not None:
             self.session.backend = message.backend
             self.session._pipeline = None
+        self.model_loading = False
         self.set_model_status(message.backend.describe())
+
+    @on(WorkerFailed)
+    def _app_worker_failed(self, message: WorkerFailed) -> None:
+        if message.group == "model":  # llama.cpp raises plain errors too: reported, status follows
+            self.model_loading = False
+            self.set_model_status("model: failed to load (see the notification)")
 
     @on(ModelFailed)
     def _model_failed(self, message: ModelFailed) -> None:
+        self.model_loading = False
         self.set_model_status("model: failed to load (see the notification)")
         hint = (
             message.hint or 'set "llm" in expt-setup.json to "default", a .gguf path or OWNER/REPO:FILE.gguf'
@@ -181,32 +197,105 @@ class ConvogenApp(App[int]):
         self._start_model_load()
         return True
 
+    def action_stats(self) -> None:
+        """The open experiment's statistics and plots (F8)."""
+        if self.session is None:
+            self.notify("open an experiment first: Stats shows one experiment", severity="warning")
+        elif not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.session))
+
     def action_experiments(self) -> None:
-        while isinstance(self.screen, ExperimentScreen):
-            self.pop_screen()
+        def leave() -> None:
+            while isinstance(self.screen, ExperimentScreen):
+                self.pop_screen()
+
+        if isinstance(self.screen, ExperimentScreen):
+            self.unless_unsaved("close this experiment", leave)
+
+    # unsaved edits ------------------------------------------------------------------------
+    def keepers(self) -> list[KeepsEdits]:
+        """Screens holding editors, topmost first (a persona dialog over its experiment)."""
+        return [s for s in reversed(self.screen_stack) if isinstance(s, KeepsEdits)]
+
+    def unless_unsaved(self, doing: str, then: Callable[[], Any]) -> None:
+        """Run ``then``, but first ask save / discard / cancel if any editor has unsaved edits."""
+        keepers = [k for k in self.keepers() if k.unsaved()]
+        if not keepers:
+            then()
+            return
+        if isinstance(self.screen, ChoiceDialog):
+            return  # already asking
+        names = ", ".join(name for k in keepers for name in k.unsaved())
+
+        def save_next(rest: list[KeepsEdits]) -> None:
+            if not rest:
+                then()
+                return
+            rest[0].save_unsaved(lambda: save_next(rest[1:]))
+
+        def answered(choice: str | None) -> None:
+            if choice == "save":
+                save_next(keepers)
+            elif choice == "discard":
+                then()
+
+        self.push_screen(
+            ChoiceDialog(
+                f"Unsaved edits in {names}.",
+                [
+                    ("s", "save", f"save them, then {doing}"),
+                    ("d", "discard", f"discard them and {doing}"),
+                ],
+                cancel="cancel: back to editing",
+            ),
+            answered,
+        )
+
+    async def action_quit(self) -> None:
+        self.unless_unsaved("quit", self.exit)
+
+    # worker failures ----------------------------------------------------------------------
+    def report_worker_error(self, worker: Worker[Any], node: DOMNode) -> None:
+        """The one place a failed worker is reported: a notification, then WorkerFailed to its widget."""
+        message, hint = describe_error(worker.error)
+        what = WORKER_JOBS.get(worker.group) or (f"{worker.description} failed" if worker.description else "")
+        self.notify(
+            message + (f"\nWhat to do: {hint}" if hint else ""),
+            title=what or "a background task failed",
+            severity="error",
+            timeout=20,
+        )
+        node.post_message(WorkerFailed(worker, message, hint))
 
     # help, palette, editor ----------------------------------------------------------------
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """Every key of every screen, from the Binding lists themselves."""
-
-        def keys(bindings: Iterable[Binding | tuple[str, ...]]) -> list[tuple[str, str]]:
-            out = []
-            for b in bindings:
-                if isinstance(b, Binding):
-                    out.append((b.key, b.description or b.action))
-            return out
-
-        tabs = [(key.upper(), label.split(" ", 1)[1]) for _pane, label, key in PANES]
+        """Every key of every screen, from the Binding lists themselves, with readable key names."""
+        everywhere = [("?/F1", "this help (? outside text fields; Esc closes)")]
+        everywhere += [k for k in binding_keys(self.BINDINGS) if k[1] != "Help"]
+        everywhere += [("ctrl+p", "command palette: every action")]
+        everywhere += [("Tab/shift+Tab", "next / previous part of the screen"), ("j/k", "down / up in lists")]
+        tabs = [
+            (f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES
+        ]
+        experiment = binding_keys(ExperimentScreen.BINDINGS[2 * len(PANES) :])
         return [
-            ("Everywhere", [*keys(self.BINDINGS), ("ctrl+p", "command palette"), ("tab", "next widget")]),
-            ("Experiments", keys(ExperimentsScreen.BINDINGS)),
-            ("Experiment (any tab)", tabs + keys(ExperimentScreen.BINDINGS[len(PANES) :])),
-            ("Setup (F2)", [*keys(SetupPane.BINDINGS), ("enter", "on a grid cell: persona texts")]),
-            ("Templates (F3)", keys(TemplatesPane.BINDINGS)),
-            ("Seeds (F4)", keys(SeedsPane.BINDINGS)),
-            ("Generate (F5)", keys(GeneratePane.BINDINGS)),
-            ("Review (F6)", keys(ReviewPane.BINDINGS)),
-            ("Models (F7)", keys(ModelsScreen.BINDINGS)),
+            ("Everywhere", everywhere),
+            ("Experiments", binding_keys([*ExperimentTable.BINDINGS, *ExperimentsScreen.BINDINGS])),
+            ("Experiment (any tab; digits outside text fields)", tabs + experiment),
+            (
+                "Editors (setup, templates, persona texts)",
+                [
+                    ("Esc", "leave the editor (then Tab / shift+Tab moves on)"),
+                    ("ctrl+z / ctrl+y", "undo / redo (a reload from disk too)"),
+                ],
+            ),
+            ("Setup (F2)", [*binding_keys(SetupPane.BINDINGS), ("Enter", "on a grid cell: persona texts")]),
+            ("Templates (F3)", binding_keys(TemplatesPane.BINDINGS)),
+            ("Seeds (F4)", binding_keys([*SeedTable.BINDINGS, *SeedsPane.BINDINGS])),
+            ("Generate (F5)", binding_keys(GeneratePane.BINDINGS)),
+            ("Review (F6)", binding_keys(ReviewPane.BINDINGS)),
+            ("Models (F7)", binding_keys([*ModelTable.BINDINGS, *ModelsScreen.BINDINGS])),
+            ("Stats (F8)", binding_keys(StatsScreen.BINDINGS)),
         ]
 
     def action_help(self) -> None:
@@ -215,7 +304,7 @@ class ConvogenApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: all keys", "F1", self.action_help)
+        yield SystemCommand("Help: all keys", "? or F1", self.action_help)
         yield SystemCommand(
             "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
         )
@@ -223,6 +312,10 @@ class ConvogenApp(App[int]):
             "Models: list, details, pick one for runs", "GGUF files, memory estimate, GPU fit (F7)",
             self.action_models,
         )
+        if self.session is not None:
+            yield SystemCommand(
+                "Stats: quality, diversity, coverage", "plots of the open experiment (F8)", self.action_stats
+            )
         yield SystemCommand(
             "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
         )
@@ -236,8 +329,11 @@ class ConvogenApp(App[int]):
                 )
             yield SystemCommand("Generate the picked seeds", "ctrl+g", screen.action_generate)
             yield SystemCommand("Rerun the last seed and persona", "ctrl+r", screen.action_rerun)
+            yield SystemCommand("Skip the live conversation", "s on Generate", screen.generate.action_skip)
             yield SystemCommand("Cancel the run", "Esc on Generate", screen.generate.action_cancel)
             yield SystemCommand("Save templates", "ctrl+s on Templates", screen.templates.action_save)
+            yield SystemCommand("Problems", "the first problem of the check (ctrl+l)", screen.action_problems)
+            yield SystemCommand("Refresh the conversations", "r on Review", screen.review.action_refresh)
             yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
             yield SystemCommand(
                 "Empty the trash", "delete trashed conversations for good (E on Review)",
@@ -257,7 +353,8 @@ class ConvogenApp(App[int]):
             self.notify("no file here to edit: use Setup, Templates or Review", severity="warning")
             return
         if isinstance(screen, ExperimentScreen) and path.suffix == ".txt" and screen.templates.dirty():
-            screen.templates.save()
+            screen.templates.save(self.action_open_in_editor)  # saved first (asking on a conflict)
+            return
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         try:
             with self.suspend():
@@ -275,7 +372,8 @@ def run_app(
     model: str | None = None,
     max_tokens: int | None = None,
     seed: int | None = None,
+    threads: int | None = None,
 ) -> int:
-    app = ConvogenApp(Path(root), experiment, model, max_tokens, seed=seed)
+    app = ConvogenApp(Path(root), experiment, model, max_tokens, seed=seed, threads=threads)
     app.run()
     return app.return_code or 0

@@ -5,11 +5,25 @@ from __future__ import annotations
 from textual.message import Message
 
 from convogen_tui.core.backend import Backend
+from convogen_tui.core.check import CheckReport
 from convogen_tui.core.pipeline import Job
 
 
 class SetupSaved(Message):
     """The setup or a persona text changed: panes re-read what they show."""
+
+
+class TemplatesSaved(Message):
+    """A template was saved or reloaded: the experiment is checked again."""
+
+
+class Checked(Message):
+    """The experiment's `convogen check` report, from a worker."""
+
+    def __init__(self, report: CheckReport, announce: bool) -> None:
+        super().__init__()
+        self.report = report
+        self.announce = announce  # say the result (after a save), not only list it
 
 
 class ModelReady(Message):
@@ -34,4 +48,12 @@ class RunJobs(Message):
 
 
 class ConversationsChanged(Message):
-    """A run saved files or a review changed some: the Review pane lists again when shown."""
+    """A run saved files, a review changed some, or another process did: Review lists again."""
+
+
+class SeedsChanged(Message):
+    """The seed file changed on disk: the Seeds pane reads it again (picks are kept by id)."""
+
+
+class PicksChanged(Message):
+    """The picked seeds changed (or were restored): Generate shows the new plan."""

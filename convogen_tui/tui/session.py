@@ -1,7 +1,8 @@
 """What the app knows about the open experiment: setup, store, seeds, picks and the loaded model.
 
-No Textual here: screens read and change this state; the blocking parts (model load, listing) are
-called from thread workers.
+No Textual here: screens read and change this state on the UI thread; thread workers compute (read
+seeds, check, list) and hand their results back in messages, and the UI thread stores them here.
+Picks and the persona choice are remembered per experiment (``core.picks``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convogen_tui.core.backend import Backend
-from convogen_tui.core.check import seeds_for
+from convogen_tui.core.check import CheckReport, seeds_for
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import Experiment, Persona, load_experiment
+from convogen_tui.core.personas import draw_persona
+from convogen_tui.core.picks import PickState, load_picks, save_picks
 from convogen_tui.core.pipeline import Job, Pipeline, job_random_seed
 from convogen_tui.core.seeds import Seed, SeedSet
 from convogen_tui.core.store import ConversationStore
@@ -33,14 +36,26 @@ class Session:
     picked: list[Seed] = field(default_factory=list)
     persona_choice: str = RANDOM
     last_job: Job | None = None
+    threads: int | None = None  # --threads for the app; None: the setup's, else the default
+    report: CheckReport | None = None  # the last `convogen check` of this experiment
     _seeds: SeedSet | None = None
     _pipeline: Pipeline | None = None
+    _picked_ids: list[str] = field(default_factory=list)  # remembered picks, until the seeds are read
 
     @classmethod
     def open(
-        cls, path: Path, model: str | None = None, max_tokens: int | None = None, seed: int | None = None
+        cls,
+        path: Path,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        threads: int | None = None,
     ) -> Session:
-        return cls(load_experiment(path), model, max_tokens, seed)
+        session = cls(load_experiment(path), model, max_tokens, seed, threads=threads)
+        state = load_picks(session.experiment.dir)
+        session._picked_ids = list(state.picked)
+        session.persona_choice = state.persona_choice
+        return session
 
     @property
     def store(self) -> ConversationStore:
@@ -59,13 +74,43 @@ class Session:
     def seeds(self) -> SeedSet:
         """The experiment's seed file, read once; raises ConvogenError when there is none."""
         if self._seeds is None:
-            self._seeds = seeds_for(self.experiment)
+            self.set_seeds(seeds_for(self.experiment))
+        assert self._seeds is not None
         return self._seeds
+
+    def set_seeds(self, seeds: SeedSet) -> None:
+        """Seeds read by a worker; the picks follow them by id (ids no longer there drop out)."""
+        self._seeds = seeds
+        by_id = {s.tweet_id: s for s in seeds.seeds}
+        ids = [s.tweet_id for s in self.picked] if self.picked else self._picked_ids
+        self.picked = [by_id[i] for i in ids if i in by_id]
+        self._picked_ids = []
+
+    def forget_seeds(self) -> None:
+        """The seed file changed: the next seeds() reads it again; picks are kept by id."""
+        if self.picked:
+            self._picked_ids = [s.tweet_id for s in self.picked]
+        self._seeds = None
+
+    def set_picked(self, seeds: list[Seed]) -> None:
+        self.picked = list(seeds)
+        self.remember()
+
+    def set_persona_choice(self, choice: str) -> None:
+        if choice != self.persona_choice:
+            self.persona_choice = choice
+            self.remember()
+
+    def remember(self) -> None:
+        """Write the picks and persona choice for the next time this experiment is opened."""
+        known = self.picked or self._seeds is not None  # before the seeds are read, keep what was stored
+        ids = [s.tweet_id for s in self.picked] if known else self._picked_ids
+        save_picks(self.experiment.dir, PickState(picked=ids, persona_choice=self.persona_choice))
 
     def pipeline(self, reload: bool = True) -> Pipeline:
         """The pipeline on the loaded model; templates are re-read (cheap) unless ``reload`` is off."""
         if self.backend is None:
-            raise ConvogenError("the model is still loading; try again in a moment")
+            raise ConvogenError("no model is loaded (the title bar says why); F7 picks one")
         if self._pipeline is None:
             sampling = self.experiment.sampling
             if self.max_tokens is not None:
@@ -77,16 +122,30 @@ class Session:
 
     def jobs_for_picks(self) -> list[Job]:
         """Picked seeds x the persona choice, always run again (the user asked for them)."""
-        pipeline = self.pipeline()
-        seeds = self.picked or self.seeds().seeds[:1]
+        seeds = self.seeds().seeds
+        return self.jobs_for(self.picked or seeds[:1])
+
+    def jobs_for(self, seeds: list[Seed]) -> list[Job]:
+        """These seeds x the persona choice, run again even if done (the user asked for them).
+
+        The same jobs ``Pipeline.plan(..., again=True)`` makes, without needing the model loaded, so
+        a run asked for while the model loads can wait for it.
+        """
+        grid = self.personas()
+        if not grid:
+            raise ConvogenError("no persona to run: check user_profiles on the Setup tab (F2)")
         if self.persona_choice == ALL:
-            return pipeline.plan(seeds, personas="all", again=True, seed=self.seed).jobs
-        if self.persona_choice == RANDOM:
+            pairs = [(s, p) for s in seeds for p in grid]
+        elif self.persona_choice == RANDOM:
             # a fresh draw each time, so repeated runs of one seed visit different personas
             draw = self.seed if self.seed is not None else _fresh()
-            return pipeline.plan(seeds, personas="random", again=True, seed=self.seed, draw_seed=draw).jobs
-        persona = self.persona(self.persona_choice)
-        return [Job(s, persona, job_random_seed(self.seed, s.tweet_id)) for s in seeds]
+            pairs = [(s, draw_persona(grid, s.tweet_id, draw)) for s in seeds]
+        else:
+            persona = self.persona(self.persona_choice)
+            return [Job(s, persona, job_random_seed(self.seed, s.tweet_id)) for s in seeds]
+        return [
+            Job(s, p, job_random_seed(self.seed, s.tweet_id, p.motivation, p.disposition)) for s, p in pairs
+        ]
 
     def persona(self, label: str) -> Persona:
         for persona in self.personas():

@@ -2,7 +2,10 @@
 
 The listing comes from the store's index (one worker call, re-reading only changed files); filtering
 works on the summaries in memory and draws at most MAX_ROWS rows, so a keystroke never re-reads
-files, even with 10 000 conversations.
+files, even with 10 000 conversations. The experiment screen asks for a new listing whenever the
+conversation folders change (this app, a `convogen mark` in another shell, a finished restyle), and
+``r`` lists again on demand. Columns are sized in terminal cells to the table's width, so nothing
+runs off the right edge.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -21,25 +24,30 @@ from textual.widgets import DataTable, Input, Select, Static
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import Persona
 from convogen_tui.core.pipeline import Job, job_random_seed
+from convogen_tui.core.quality import RULE_NAMES
 from convogen_tui.core.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationSummary
+from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
+from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 MAX_ROWS = 1000
+FIXED = [("✓", 1), ("time", 11), ("seed", 8)]  # then persona, turns, len, flags and (if room) tweet
+WIDE = 110  # from this many columns the table also shows the seed's text
 SHOW_FILTERS: list[tuple[str, str]] = [
     ("all", "all"),
     ("flagged", "mark:flagged"),
     ("kept", "mark:kept"),
     ("unmarked", "mark:"),
     ("any flag", "flags:any"),
-    ("short", "flag:short"),
-    ("truncated", "flag:truncated"),
-    ("no-dialog", "flag:no-dialog"),
-    ("no-restyle", "flag:no-restyle"),
+    ("no flag", "flags:none"),
+    ("not restyled", "restyled:no"),
+    *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
 ]
 
 
@@ -49,6 +57,10 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
         return False
     if show == "flags:any" and not row.flags:
         return False
+    if show == "flags:none" and row.flags:
+        return False
+    if show == "restyled:no" and row.restyled:
+        return False
     if show.startswith("flag:") and show[5:] not in row.flags:
         return False
     if not words:
@@ -57,19 +69,20 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
     return all(w in hay for w in words)
 
 
-class ReviewPane(Vertical):
-    """d deletes (to trash; all rows marked with space, if any), u undoes, f flags, k keeps,
-    g regenerates the same seed and persona, E empties the trash after asking."""
+class ReviewPane(ReportsWorkerErrors, Vertical):
+    """d deletes (to trash; all rows marked with space, if any), u undoes, f flags, o keeps,
+    g regenerates the same seed and persona, r lists again, E empties the trash after asking."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "select", "Select"),
-        Binding("d", "delete", "Delete"),
-        Binding("u", "undo", "Undo"),
-        Binding("f", "mark('flagged')", "Flag"),
-        Binding("k", "mark('kept')", "Keep"),
-        Binding("g", "regenerate", "Regenerate"),
-        Binding("slash", "search", "Filter"),
-        Binding("E", "empty_trash", "Empty trash"),
+        Binding("d", "delete", "Delete", tooltip="move to the trash (rows selected with space, or this one)"),
+        Binding("u", "undo", "Undo", tooltip="restore the last deleted batch"),
+        Binding("f", "mark('flagged')", "Flag", tooltip="flag (again: clear)"),
+        Binding("o", "mark('kept')", "Keep", tooltip="keep: mark as good (again: clear)"),
+        Binding("g", "regenerate", "Regen", tooltip="regenerate the same seed and persona"),
+        Binding("slash", "search", "Filter", tooltip="filter by words in persona, seed, text, flags"),
+        Binding("r", "refresh", "Refresh", tooltip="list again (it also follows the disk by itself)"),
+        Binding("E", "empty_trash", "Empty trash", tooltip="delete the trash for good, after asking"),
+        Binding("space", "select", "Select", show=False, tooltip="select or unselect the row for d"),
     ]
 
     class Listed(Message):
@@ -99,31 +112,41 @@ class ReviewPane(Vertical):
         self._debounce: Timer | None = None
         self._load_timer: Timer | None = None
         self.time_format = "%m-%d %H:%M"
+        self._layout: list[tuple[str, int]] = []
+        self._go_to: str | None = None  # after an undo: the cursor lands on what came back
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
             yield Input(placeholder="/ filter: words in persona, seed, text, flags", id="rev-filter")
             yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
-        yield DataTable(id="rev-table", cursor_type="row", zebra_stripes=True)
+        yield KeyTable(id="rev-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="rev-detail"):
-            conv = StreamView("", id="rev-conv")
+            conv = StreamView("", id="rev-conv", follow=False)
             conv.border_title = "Conversation"
             yield conv
-            twin = StreamView("", id="rev-restyled")
+            twin = StreamView("", id="rev-restyled", follow=False)
             twin.border_title = "Restyled twin"
             yield twin
         yield Static("", id="rev-status", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("✓", "time", "seed", "persona", "turns", "len", "flags")
         self.relist()
+
+    def on_resize(self) -> None:
+        if self.rows:
+            self.filter()
 
     def relist(self) -> None:
         self.stale = False
-        self.query_one("#rev-status", Static).update("listing…")
+        if not self.rows:
+            self.query_one("#rev-status", Static).update("listing…")
         self._list()
 
-    @work(thread=True, exclusive=True, group="review-list")
+    def action_refresh(self) -> None:
+        self.relist()
+        self.notify("listing the conversations again")
+
+    @background("review-list", "listing conversations")
     def _list(self) -> None:
         store = self.session.store
         self.post_message(self.Listed(store.list(), store.trash_count()))
@@ -150,27 +173,63 @@ class ReviewPane(Vertical):
         words = self.query_one("#rev-filter", Input).value.lower().split()
         show = self.query_one("#rev-show", Select).value
         show = show if isinstance(show, str) else "all"
-        self.shown = [r for r in self.rows if matches(r, words, show)]
         table = self.query_one(DataTable)
         current = self.current()
-        table.clear()
+        at = table.cursor_row
+        self.shown = [r for r in self.rows if matches(r, words, show)]
+        layout = self._columns()
+        if layout != self._layout:
+            self._layout = layout
+            table.clear(columns=True)
+            for label, cells in layout:
+                table.add_column(label, width=cells, key=label)
+        else:
+            table.clear()
         table.add_rows(self._cells(row) for row in self.shown[:MAX_ROWS])
-        if current is not None and current in self.shown[:MAX_ROWS]:
-            table.move_cursor(row=self.shown.index(current))
+        ids = [r.id for r in self.shown[:MAX_ROWS]]
+        if self._go_to in ids:
+            table.move_cursor(row=ids.index(self._go_to))
+            self._go_to = None
+        elif current is not None and current.id in ids:
+            table.move_cursor(row=ids.index(current.id))  # the same conversation, wherever it moved
+        elif ids:
+            table.move_cursor(row=min(max(at, 0), len(ids) - 1))
         self._status()
         self._schedule_load()
 
+    def _columns(self) -> list[tuple[str, int]]:
+        """Column widths in terminal cells for the table's width: persona first, then flags, tweet."""
+        width = self.query_one(DataTable).size.width or self.app.size.width
+        shown = self.shown[:MAX_ROWS]
+        columns = 8 if width >= WIDE else 7
+        room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
+        longest = max((len(r.persona) for r in shown), default=7)
+        persona = max(7, min(longest, 22, room - 10))
+        flags_longest = max((len(self._marks(r)) for r in shown), default=5)
+        flags = max(5, room - persona) if columns == 7 else max(5, min(flags_longest, 24))
+        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
+        if columns == 8:
+            layout.append(("tweet", max(10, room - persona - flags)))
+        return layout
+
+    @staticmethod
+    def _marks(row: ConversationSummary) -> str:
+        return " ".join(([row.mark] if row.mark else []) + row.flags)
+
     def _cells(self, row: ConversationSummary) -> tuple[str, ...]:
-        marks = ([row.mark] if row.mark else []) + row.flags
-        return (
+        widths = dict(self._layout)
+        cells = [
             "✓" if row.id in self.selected else "",
             time.strftime(self.time_format, time.localtime(row.created_at)),
             row.tweet_id[-8:],
-            row.persona,
+            fit(display_safe(row.persona), widths["persona"]),
             str(row.turns),
             str(row.length),
-            " ".join(marks),
-        )
+            fit(self._marks(row), widths["flags"]),
+        ]
+        if "tweet" in widths:
+            cells.append(fit(one_line(row.tweet), widths["tweet"]))
+        return tuple(cells)
 
     def _status(self) -> None:
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
@@ -204,7 +263,7 @@ class ReviewPane(Vertical):
             return
         self._load(row.id)
 
-    @work(thread=True, exclusive=True, group="review-load")
+    @background("review-load", "reading a conversation")
     def _load(self, conv_id: str) -> None:
         try:
             record, twin = self.session.store.load(conv_id)
@@ -219,7 +278,8 @@ class ReviewPane(Vertical):
             return
         conv = self.query_one("#rev-conv", StreamView)
         twin = self.query_one("#rev-restyled", StreamView)
-        conv.border_title = f"{row.persona} · {row.tweet_id}"
+        marks = self._marks(row)
+        conv.border_title = display_safe(f"{row.persona} · {row.tweet_id}" + (f" · {marks}" if marks else ""))
         if message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
@@ -304,6 +364,7 @@ class ReviewPane(Vertical):
             self.notify(str(exc), severity="warning")
             return
         self.notify(f"restored {len(restored)} conversation(s)")
+        self._go_to = restored[0] if restored else None
         self.relist()
 
     def action_mark(self, mark: str) -> None:
@@ -320,7 +381,7 @@ class ReviewPane(Vertical):
         table = self.query_one(DataTable)
         index = table.cursor_row
         row_key = table.coordinate_to_cell_key((index, 0)).row_key
-        table.update_cell(row_key, table.ordered_columns[-1].key, self._cells(row)[-1])
+        table.update_cell(row_key, "flags", self._cells(row)[6])
         self.notify(f"{row.id[:8]}: {new or 'mark cleared'}")
 
     def action_regenerate(self) -> None:

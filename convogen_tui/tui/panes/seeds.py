@@ -3,6 +3,9 @@
 Above the table: the file's size and hydration state. ``h`` hydrates tweet ids through the X API in
 a thread worker (core: ``integrations.x_api.hydrate``); its events come back as messages and drive a
 progress bar and a rate-limit countdown; Esc stops it between requests, nothing fetched is lost.
+
+Picks are the user's: Enter runs one seed without touching them, ``n`` adds N random seeds (or,
+asked, replaces the picks), and they are remembered per experiment (``Session.remember``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -20,8 +23,9 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
+from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.seeds import Seed, SeedFileInfo, seed_file_info
+from convogen_tui.core.seeds import Seed, SeedFileInfo, SeedSet, seed_file_info
 from convogen_tui.integrations.x_api import (
     BatchDone,
     HydrateEvent,
@@ -31,37 +35,49 @@ from convogen_tui.integrations.x_api import (
     Waiting,
 )
 from convogen_tui.llm.gguf_info import format_bytes
-from convogen_tui.tui.screens.dialogs import AskDialog, HydrateDialog
+from convogen_tui.tui.cells import fit, one_line
+from convogen_tui.tui.messages import PicksChanged, RunJobs
+from convogen_tui.tui.screens.dialogs import AskDialog, ChoiceDialog, HydrateDialog
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
 
 MAX_ROWS = 500  # rows drawn at once; the search narrows the rest
+FIXED_CELLS = 30  # the pick mark, the id column, cell padding and the scrollbar
 
 
-def one_line(text: str, width: int = 200) -> str:
-    flat = text.replace("\r", "").replace("\n", " ⏎ ")
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+class SeedTable(KeyTable):
+    BINDINGS: ClassVar[list[BindingType]] = [enter_binding("Run", "run this seed now (the picks stay)")]
 
 
-class SeedsPane(Vertical):
-    """Space picks or unpicks a seed; Enter runs just this one on the Generate screen."""
+class SeedsPane(ReportsWorkerErrors, Vertical):
+    """Space picks or unpicks a seed; Enter runs just this one now, leaving the picks as they are."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle_pick", "Pick"),
-        Binding("enter", "run_one", "Run this", show=False),
-        Binding("a", "pick_shown", "Pick shown"),
-        Binding("n", "pick_random", "N random"),
-        Binding("c", "clear", "Clear picks"),
-        Binding("slash", "search", "Search"),
-        Binding("h", "hydrate", "Hydrate ids"),
+        Binding("space", "toggle_pick", "Pick", tooltip="pick or unpick this seed"),
+        Binding("n", "pick_random", "Random", tooltip="add N random seeds to the picks (asks: or replace)"),
+        Binding("a", "pick_shown", "All shown", tooltip="pick every seed shown (the search narrows)"),
+        Binding("c", "clear", "Clear", tooltip="clear the picks"),
+        Binding("slash", "search", "Search", tooltip="search ids and texts"),
+        Binding("h", "hydrate", "Hydrate", tooltip="fetch tweet texts for ids through the X API"),
         Binding("escape", "cancel_hydrate", "Stop hydrate", show=False),
     ]
 
     class Loaded(Message):
-        def __init__(self, seeds: list[Seed], error: str | None, info: SeedFileInfo | None = None) -> None:
+        def __init__(
+            self, seeds: SeedSet | None, error: str | None, info: SeedFileInfo | None = None
+        ) -> None:
             super().__init__()
             self.seeds = seeds
             self.error = error
             self.info = info
+
+    class IdsRead(Message):
+        """The hydrate worker read the ids file: the info line can count the pending ones."""
+
+        def __init__(self, ids: list[str]) -> None:
+            super().__init__()
+            self.ids = ids
 
     class Hydrating(Message):
         """One event of the hydrate worker (started, batch done, waiting, finished)."""
@@ -69,12 +85,6 @@ class SeedsPane(Vertical):
         def __init__(self, event: HydrateEvent) -> None:
             super().__init__()
             self.event = event
-
-    class HydrateFailed(Message):
-        def __init__(self, message: str, hint: str | None) -> None:
-            super().__init__()
-            self.message = message
-            self.hint = hint
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -96,7 +106,7 @@ class SeedsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ search id or text (Enter: to the table)", id="seed-search")
         yield Static("", id="seed-info", markup=False)
-        yield DataTable(id="seed-table", cursor_type="row", zebra_stripes=True)
+        yield SeedTable(id="seed-table", cursor_type="row", zebra_stripes=True)
         with Vertical(id="hydrate-box"):
             yield Static("", id="hydrate-status", markup=False)
             yield ProgressBar(total=1, id="hydrate-progress", show_eta=False)
@@ -107,21 +117,24 @@ class SeedsPane(Vertical):
         self.query_one("#hydrate-box").display = False
         self.load()
 
-    @work(thread=True, exclusive=True, group="seeds")
     def load(self) -> None:
-        info = None
+        """Read the seed file again (in a worker); the table and picks follow."""
         path = self.session.experiment.seeds_path()
+        ids = self.hydrate_ids if self._same(self.hydrate_out, path) else None
+        self._load(self.session, path, ids)
+
+    @background("seeds", "reading the seed file")
+    def _load(self, session: Session, path: Path | None, ids: list[str] | None) -> None:
+        info = None
         if path is not None:
-            ids = self.hydrate_ids if self._same(self.hydrate_out, path) else None
             try:
                 info = seed_file_info(path, ids)
             except (ConvogenError, OSError):
                 info = None
         try:
-            seeds = self.session.seeds().seeds
-            self.post_message(self.Loaded(seeds, None, info))
+            self.post_message(self.Loaded(seeds_for(session.experiment), None, info))
         except ConvogenError as exc:
-            self.post_message(self.Loaded([], str(exc), info))
+            self.post_message(self.Loaded(None, str(exc), info))
 
     @staticmethod
     def _same(a: Path | None, b: Path | None) -> bool:
@@ -129,14 +142,17 @@ class SeedsPane(Vertical):
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
-        self.seeds = message.seeds
         self.info = message.info
         self.query_one("#seed-info", Static).update(self.describe_info(message.info))
-        if message.error:
-            self.query_one("#seed-status", Static).update(message.error)
+        if message.seeds is None:
+            self.seeds = []
+            self.query_one("#seed-status", Static).update(message.error or "no seeds")
             self.query_one(DataTable).clear()
             return
+        self.session.set_seeds(message.seeds)
+        self.seeds = message.seeds.seeds
         self.filter()
+        self.post_message(PicksChanged())
 
     @staticmethod
     def describe_info(info: SeedFileInfo | None) -> str:
@@ -172,20 +188,36 @@ class SeedsPane(Vertical):
         query = self.query_one("#seed-search", Input).value.strip().lower()
         self.shown = [s for s in self.seeds if not query or query in s.tweet_id or query in s.tweet.lower()]
         table = self.query_one(DataTable)
+        row = table.cursor_row
         table.clear()
         picked = {s.tweet_id for s in self.session.picked}
+        cells = self._tweet_cells()
         for seed in self.shown[:MAX_ROWS]:
             table.add_row(
-                "✓" if seed.tweet_id in picked else "", seed.tweet_id, one_line(seed.tweet), key=seed.tweet_id
+                "✓" if seed.tweet_id in picked else "",
+                seed.tweet_id,
+                fit(one_line(seed.tweet), cells),
+                key=seed.tweet_id,
             )
+        if self.shown and row > 0:
+            table.move_cursor(row=min(row, min(len(self.shown), MAX_ROWS) - 1))
         self._status()
+
+    def _tweet_cells(self) -> int:
+        """The tweet column's width in terminal cells: what the table leaves, so nothing scrolls."""
+        width = self.query_one(DataTable).size.width or self.app.size.width
+        return max(width - FIXED_CELLS, 20)
+
+    def on_resize(self) -> None:
+        if self.seeds:
+            self.filter()
 
     def _status(self) -> None:
         shown = len(self.shown)
-        more = f" (first {MAX_ROWS} drawn; search to narrow)" if shown > MAX_ROWS else ""
+        more = f" (first {MAX_ROWS} drawn; / narrows)" if shown > MAX_ROWS else ""
         self.query_one("#seed-status", Static).update(
             f"{len(self.session.picked)} picked · {shown} of {len(self.seeds)} shown{more} · "
-            "space pick · n random · Enter run this"
+            "Enter runs one now, picks stay"
         )
 
     def _current(self) -> Seed | None:
@@ -195,7 +227,8 @@ class SeedsPane(Vertical):
         return self.shown[table.cursor_row]
 
     def _set_picked(self, seeds: list[Seed]) -> None:
-        self.session.picked = seeds
+        self.session.set_picked(seeds)
+        self.post_message(PicksChanged())
         table = self.query_one(DataTable)
         picked = {s.tweet_id for s in seeds}
         column = table.ordered_columns[0].key
@@ -225,26 +258,57 @@ class SeedsPane(Vertical):
         self.query_one("#seed-search", Input).focus()
 
     def action_pick_random(self) -> None:
-        def picked(answer: str | None) -> None:
+        """Add N seeds drawn at random from those shown; with picks already, ask: add or replace."""
+
+        def counted(answer: str | None) -> None:
             if not answer:
                 return
             try:
                 n = int(answer)
             except ValueError:
-                self.notify(f"'{answer}' is not a number", severity="error")
+                self.notify(f"'{answer}' is not a whole number", severity="error")
                 return
-            pool = self.shown or self.seeds
-            self._set_picked(random.sample(pool, min(max(n, 0), len(pool))))
-            self.notify(f"picked {len(self.session.picked)} seed(s) at random")
+            if n < 1:
+                self.notify("pick at least 1", severity="error")
+                return
+            if not self.session.picked:
+                self.pick_random(n, replace=False)
+                return
+            have = len(self.session.picked)
+            self.app.push_screen(
+                ChoiceDialog(
+                    f"{have} seed(s) are picked already.",
+                    [
+                        ("a", "add", f"add {n} random seed(s) to them"),
+                        ("r", "replace", f"replace them with {n} random seed(s)"),
+                    ],
+                ),
+                lambda choice: self.pick_random(n, replace=choice == "replace") if choice else None,
+            )
 
-        self.app.push_screen(AskDialog("How many seeds to pick at random (from those shown)?", "5"), picked)
+        self.app.push_screen(AskDialog("How many seeds to pick at random (from those shown)?", "5"), counted)
+
+    def pick_random(self, n: int, replace: bool) -> None:
+        kept = [] if replace else list(self.session.picked)
+        have = {s.tweet_id for s in kept}
+        pool = [s for s in (self.shown or self.seeds) if s.tweet_id not in have]
+        drawn = random.sample(pool, min(n, len(pool)))
+        self._set_picked(kept + drawn)
+        short = f" (only {len(drawn)} left to draw)" if len(drawn) < n else ""
+        how = "picked" if replace or not kept else "added"
+        self.notify(f"{how} {len(drawn)} random seed(s){short}; {len(self.session.picked)} picked")
 
     def action_run_one(self) -> None:
+        """Run the seed under the cursor now, with the persona choice; the picks stay as they are."""
         seed = self._current()
         if seed is None:
             return
-        self._set_picked([seed])
-        self.screen.show_pane("generate")  # type: ignore[attr-defined]
+        try:
+            jobs = self.session.jobs_for([seed])
+        except ConvogenError as exc:
+            self.notify(str(exc), title="cannot run", severity="error", timeout=8)
+            return
+        self.post_message(RunJobs(jobs))
 
     @on(DataTable.RowSelected, "#seed-table")
     def _row_selected(self) -> None:
@@ -277,19 +341,25 @@ class SeedsPane(Vertical):
         self._hydrate_status(f"hydrating {ids_path.name} into {out.name}: reading the ids…")
         self._hydrate(ids_path, out, self.hydrate_cancel)
 
-    @work(thread=True, exclusive=True, group="hydrate")
+    @background("hydrate", "hydrating tweet ids")
     def _hydrate(self, ids_path: Path, out: Path, cancel: threading.Event) -> None:
+        """Fetch tweets; a failure is reported by the app (fetched rows are already on disk)."""
         from convogen_tui.integrations.x_api import hydrate, read_ids
 
-        try:
-            ids = read_ids(ids_path)
-            self.hydrate_ids = ids.ids
-            hydrate(ids, out, on_event=lambda e: self.post_message(self.Hydrating(e)), cancel=cancel)
-        except ConvogenError as exc:
-            problem = exc.problems[0] if exc.problems else None
-            self.post_message(self.HydrateFailed(str(exc), problem.hint if problem else None))
-        except Exception as exc:  # the app lives on; fetched rows are already on disk
-            self.post_message(self.HydrateFailed(f"{type(exc).__name__}: {exc}", None))
+        ids = read_ids(ids_path)
+        self.post_message(self.IdsRead(ids.ids))
+        hydrate(ids, out, on_event=lambda e: self.post_message(self.Hydrating(e)), cancel=cancel)
+
+    @on(IdsRead)
+    def _ids_read(self, message: IdsRead) -> None:
+        self.hydrate_ids = message.ids
+
+    @on(WorkerFailed)
+    def _worker_failed(self, message: WorkerFailed) -> None:
+        if message.group == "hydrate":
+            self.hydrate_cancel = None
+            self.query_one("#hydrate-box").display = False
+            self.load()
 
     @on(Hydrating)
     def _hydrating(self, message: Hydrating) -> None:
@@ -324,15 +394,7 @@ class SeedsPane(Vertical):
             timeout=12,
         )
         if self._same(report.out, self.session.experiment.seeds_path()):
-            self.session._seeds = None  # the experiment's own seed file: read it again
-        self.load()
-
-    @on(HydrateFailed)
-    def _hydrate_failed(self, message: HydrateFailed) -> None:
-        self.hydrate_cancel = None
-        self.query_one("#hydrate-box").display = False
-        hint = f"\nWhat to do: {message.hint}" if message.hint and message.hint not in message.message else ""
-        self.notify(message.message + hint, title="hydrate failed", severity="error", timeout=20)
+            self.session.forget_seeds()  # the experiment's own seed file: read it again
         self.load()
 
     def action_cancel_hydrate(self) -> None:

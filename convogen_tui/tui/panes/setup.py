@@ -1,4 +1,8 @@
-"""Setup pane: expt-setup.json with JSON highlighting, problems by key and line, the persona grid."""
+"""Setup pane: expt-setup.json with JSON highlighting, problems by key and line, the persona grid.
+
+The problems are those of ``convogen check`` exactly (``core.check.check_experiment`` with the
+model resolver, run by the experiment screen in a worker), so the app and the CLI never disagree.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
+from convogen_tui.core.check import CheckReport
 from convogen_tui.core.errors import Problem
-from convogen_tui.core.files import atomic_write_text
 from convogen_tui.core.personas import persona_grid
+from convogen_tui.tui.cells import display_safe
+from convogen_tui.tui.editing import EditedFile
 from convogen_tui.tui.messages import SetupSaved
 from convogen_tui.tui.screens.dialogs import PersonaDialog
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.widgets.lists import KeyList, KeyTable
+
+EDITOR_HINT = "ctrl+s save · Esc leaves the editor"
 
 
 def problem_line(problem: Problem) -> str:
@@ -31,30 +41,32 @@ def problem_line(problem: Problem) -> str:
         text = f"{problem.file.name}: {text}"
     if problem.hint:
         text += f" — {problem.hint}"
-    return ("⚠ " if problem.severity != "error" else "✗ ") + text
+    return ("⚠ " if problem.severity != "error" else "✗ ") + display_safe(text)
 
 
 class SetupPane(Vertical):
-    """Edit the setup; ctrl+s saves and re-validates; Enter on a grid cell opens the persona texts."""
+    """Edit the setup; ctrl+s saves and re-checks; Enter on a grid cell opens the persona texts."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+l", "focus_problems", "Problems", show=False),
+        Binding("ctrl+s", "save", "Save", tooltip="save and check, as convogen check does"),
     ]
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
+        self.file = EditedFile(session.experiment.setup_file)
+        self.problems: list[Problem] = []
 
     def compose(self) -> ComposeResult:
-        editor = TextArea.code_editor(self.session.experiment.setup_text, language="json", id="setup-editor")
-        editor.border_title = "expt-setup.json"
-        yield editor
+        editor = Editor.code_editor(self.file.read(), language="json", id="setup-editor")
+        editor.border_title = self.file.title()
+        editor.border_subtitle = EDITOR_HINT
+        yield self.file.bind(editor)
         with Horizontal(id="setup-bottom"):
             with Vertical(id="setup-grid-box"):
-                yield Static("Personas: motivation x disposition (Enter: texts)", classes="caption")
-                yield DataTable(id="persona-grid", cursor_type="cell")
-            yield OptionList(id="setup-problems")
+                yield Static("Personas (Enter: texts)", classes="caption")
+                yield KeyTable(id="persona-grid", cursor_type="cell")
+            yield KeyList(id="setup-problems")
 
     def on_mount(self) -> None:
         self.refresh_view()
@@ -63,17 +75,30 @@ class SetupPane(Vertical):
     def editor(self) -> TextArea:
         return self.query_one("#setup-editor", TextArea)
 
-    def refresh_view(self) -> None:
-        experiment = self.session.experiment
+    @on(TextArea.Changed, "#setup-editor")
+    def _edited(self) -> None:
+        self.editor.border_title = self.file.title()
+
+    def show_report(self, report: CheckReport | None) -> None:
+        """The problems of the last check (before one: the setup's own)."""
+        own = self.session.experiment.problems
+        self.problems = list(report.problems) if report is not None else list(own)
         problems = self.query_one("#setup-problems", OptionList)
+        highlighted = problems.highlighted
         problems.clear_options()
-        if experiment.problems:
-            problems.add_options(
-                [Option(problem_line(p), id=str(i)) for i, p in enumerate(experiment.problems)]
-            )
+        if self.problems:
+            problems.add_options([Option(problem_line(p), id=str(i)) for i, p in enumerate(self.problems)])
+            if highlighted is not None:
+                problems.highlighted = min(highlighted, len(self.problems) - 1)
+        elif report is None:
+            problems.add_option(Option("checking…", disabled=True))
         else:
-            problems.add_option(Option("✓ setup is valid", disabled=True))
-        problems.border_title = f"Problems ({len(experiment.problems)})"
+            problems.add_option(Option("✓ experiment is valid (as convogen check)", disabled=True))
+        errors = sum(1 for p in self.problems if p.severity == "error")
+        problems.border_title = f"Problems ({errors})" if report is not None else "Problems"
+
+    def refresh_view(self) -> None:
+        self.show_report(self.session.report)
         grid = self.query_one("#persona-grid", DataTable)
         grid.clear(columns=True)
         motivations, dispositions, present = persona_grid(self.session.personas())
@@ -81,32 +106,50 @@ class SetupPane(Vertical):
             return
         grid.add_column("", key="_")
         for disposition in dispositions:
-            grid.add_column(disposition, key=disposition)
+            grid.add_column(display_safe(disposition), key=disposition)
         for motivation in motivations:
             cells = ["●" if (motivation, d) in present else "·" for d in dispositions]
-            grid.add_row(motivation, *cells, key=motivation)
+            grid.add_row(display_safe(motivation), *cells, key=motivation)
 
-    def action_save(self) -> None:
-        """Write the file as typed (even if invalid, so no work is lost), then show its problems."""
-        atomic_write_text(self.session.experiment.setup_file, self.editor.text)
-        experiment = self.session.reload()
+    def setup_changed(self) -> None:
+        """The file was saved or reloaded: read the experiment again and tell the other panes."""
+        self.session.reload()
+        self.session.report = None
+        self.editor.border_title = self.file.title()
         self.refresh_view()
-        errors = len(experiment.errors)
-        if errors:
-            self.notify(f"saved with {errors} problem(s); see the list below", severity="warning")
-        else:
-            self.notify("saved; setup is valid")
         self.post_message(SetupSaved())
 
-    def action_focus_problems(self) -> None:
-        self.query_one("#setup-problems", OptionList).focus()
+    def action_save(self) -> None:
+        """Write the file as typed (even if invalid, so no work is lost), then check it."""
+        from convogen_tui.tui.editing import save_files
+
+        if not self.file.dirty:
+            self.notify("nothing to save in expt-setup.json")
+            return
+        save_files(self, [self.file], self.setup_changed)
+
+    def poll_disk(self) -> None:
+        said = self.file.poll()
+        if said:
+            self.notify(said, severity="warning" if "unsaved" in said else "information", timeout=8)
+            if "reloaded" in said:
+                self.setup_changed()
+
+    def focus_first_problem(self) -> None:
+        """ctrl+l: the problem list, its first problem highlighted."""
+        problems = self.query_one("#setup-problems", OptionList)
+        problems.focus()
+        if self.problems:
+            problems.highlighted = 0
+        else:
+            self.notify("no problems: the experiment is valid")
 
     @on(OptionList.OptionSelected, "#setup-problems")
     def _goto_problem(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is None:
             return
-        problem = self.session.experiment.problems[int(event.option.id)]
-        if problem.line:
+        problem = self.problems[int(event.option.id)]
+        if problem.line and (problem.file is None or problem.file == self.session.experiment.setup_file):
             self.editor.move_cursor((problem.line - 1, 0))
             self.editor.focus()
 

@@ -2,16 +2,18 @@
 
 The preview is what the model will get for the chosen seed and persona, wrapped in the model's chat
 format, with its token count against the context; both need the loaded model, so until then the
-filled instruction is shown with "loading model…".
+filled instruction is shown with "loading model…". The pipeline it uses is made here, on the UI
+thread; the worker only fills, wraps and counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -20,12 +22,17 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.files import atomic_write_text
-from convogen_tui.core.pipeline import PromptPreview
+from convogen_tui.core.experiment import Persona
+from convogen_tui.core.pipeline import Pipeline, PromptPreview
 from convogen_tui.core.seeds import Seed
 from convogen_tui.core.templates import Template, TemplateKind, check_template, parse_template
+from convogen_tui.tui.cells import display_safe
+from convogen_tui.tui.editing import EditedFile, save_files
+from convogen_tui.tui.messages import TemplatesSaved
 from convogen_tui.tui.panes.setup import problem_line
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 EXAMPLE_CONV = (
     "SocBot: (the generated conversation goes here)\n"
@@ -39,18 +46,19 @@ class _Request:
     kind: TemplateKind
     template: Template
     seed: Seed
-    persona_index: int
+    persona: Persona
     serial: int
+    pipeline: Pipeline | None  # None until the model is loaded: the filled instruction only
 
 
-class TemplatesPane(Horizontal):
+class TemplatesPane(ReportsWorkerErrors, Horizontal):
     """Edit conv-gen.txt and conv-restyle.txt; the preview follows every keystroke (debounced)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("ctrl+t", "switch", "Other template"),
-        Binding("ctrl+n", "next_seed", "Next seed"),
-        Binding("ctrl+b", "next_persona", "Next persona"),
+        Binding("ctrl+s", "save", "Save", tooltip="save the templates (asks if changed on disk)"),
+        Binding("ctrl+t", "switch", "Other", tooltip="the other template (conv-gen / conv-restyle)"),
+        Binding("ctrl+n", "next_seed", "Seed", tooltip="preview with the next seed (picked first)"),
+        Binding("ctrl+b", "next_persona", "Persona", tooltip="preview with the next persona"),
     ]
 
     class Previewed(Message):
@@ -66,7 +74,7 @@ class TemplatesPane(Horizontal):
         self.kind: TemplateKind = "conv-gen"
         self.seed_index = 0
         self.persona_index = 0
-        self._saved: dict[str, str] = {}
+        self.files = {kind: EditedFile(self.path_of(kind)) for kind in KINDS}
         self._serial = 0
         self._debounce: Timer | None = None
         self._request: _Request | None = None
@@ -79,13 +87,11 @@ class TemplatesPane(Horizontal):
         with Vertical(id="tpl-left"):
             with ContentSwitcher(initial="tpl-conv-gen", id="tpl-switcher"):
                 for kind in KINDS:
-                    path = self.path_of(kind)
-                    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-                    self._saved[kind] = text
-                    area = TextArea(text, soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
-                    area.border_title = path.name
-                    area.border_subtitle = "ctrl+t: other template"
-                    yield area
+                    edited = self.files[kind]
+                    area = Editor(edited.read(), soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
+                    area.border_title = edited.title()
+                    area.border_subtitle = "^t other · Esc leaves"
+                    yield edited.bind(area)
             yield Static("", id="tpl-problems", markup=False)
         with Vertical(id="tpl-right"):
             yield Static("", id="tpl-info", markup=False)
@@ -104,12 +110,17 @@ class TemplatesPane(Horizontal):
 
     def reload_from_disk(self) -> None:
         """After an external edit ($EDITOR): take the file's text into the editor."""
-        for kind in KINDS:
-            path = self.path_of(kind)
-            text = path.read_text(encoding="utf-8") if path.is_file() else ""
-            self._saved[kind] = text
-            self.editor(kind).load_text(text)
+        for edited in self.files.values():
+            edited.take_disk()
         self.schedule_preview(0)
+
+    def poll_disk(self) -> None:
+        """Follow the template files on disk (the experiment screen calls this every second)."""
+        for edited in self.files.values():
+            said = edited.poll()
+            if said:
+                self.notify(said, severity="warning" if "unsaved" in said else "information", timeout=8)
+                self.schedule_preview(0)
 
     # choices ------------------------------------------------------------------------------
     def _seeds(self) -> list[Seed]:
@@ -131,6 +142,7 @@ class TemplatesPane(Horizontal):
     def action_switch(self) -> None:
         self.kind = "conv-restyle" if self.kind == "conv-gen" else "conv-gen"
         self.query_one(ContentSwitcher).current = f"tpl-{self.kind}"
+        self.screen.refresh_bindings()
         self.editor().focus()
         self.schedule_preview(0)
 
@@ -138,6 +150,9 @@ class TemplatesPane(Horizontal):
     @on(TextArea.Changed)
     def _changed(self, event: TextArea.Changed) -> None:
         if event.text_area.id != "tpl-preview":
+            for edited in self.files.values():
+                if edited.area is event.text_area:
+                    event.text_area.border_title = edited.title()
             self.schedule_preview()
 
     def schedule_preview(self, delay: float = 0.15) -> None:
@@ -151,8 +166,7 @@ class TemplatesPane(Horizontal):
         text = self.editor(kind).text
         problems = self.query_one("#tpl-problems", Static)
         found = check_template(text, kind, self.path_of(kind))
-        dirty = text != self._saved.get(kind)
-        self.editor(kind).border_title = self.path_of(kind).name + (" ●" if dirty else "")
+        self.editor(kind).border_title = self.files[kind].title()
         problems.update("\n".join(problem_line(p) for p in found) if found else "✓ placeholders OK")
         problems.set_class(bool(found), "-error")
         if found:
@@ -166,20 +180,24 @@ class TemplatesPane(Horizontal):
             return
         seed = seeds[self.seed_index % len(seeds)]
         template = parse_template(text, kind, self.path_of(kind))
+        pipeline = None
+        if self.session.backend is not None:
+            try:
+                pipeline = self.session.pipeline(reload=False)  # the editor's text is what counts
+            except ConvogenError as exc:
+                self._info(f"cannot build the prompt: {exc}")
+                return
         self._serial += 1
-        request = _Request(kind, template, seed, self.persona_index % len(personas), self._serial)
+        persona = personas[self.persona_index % len(personas)]
+        request = _Request(kind, template, seed, persona, self._serial, pipeline)
         self._request = request
         self._describe(request, None)
         self._build_preview(request)
 
-    def _persona_label(self, request: _Request) -> str:
-        personas = self.session.personas()
-        return personas[request.persona_index].label if personas else "-"
-
     def _describe(self, request: _Request, preview: PromptPreview | None) -> None:
         seeds = self._seeds()
         position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)}"
-        persona = self._persona_label(request) if request.kind == "conv-gen" else "restyle pass"
+        persona = request.persona.label if request.kind == "conv-gen" else "restyle pass"
         if preview is None:
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
@@ -189,12 +207,13 @@ class TemplatesPane(Horizontal):
     def _info(self, text: str) -> None:
         self.query_one("#tpl-info", Static).update(text)
 
-    @work(thread=True, exclusive=True, group="preview")
+    @background("preview", "building the prompt preview")
     def _build_preview(self, request: _Request) -> None:
         """Fill and wrap the prompt and count its tokens (tokenizing is model work: off the UI)."""
-        persona = self.session.personas()[request.persona_index]
+        persona = request.persona
+        pipeline = request.pipeline
         try:
-            if self.session.backend is None:
+            if pipeline is None:
                 text = (
                     request.template.render(
                         disposition=persona.disposition_text,
@@ -206,7 +225,6 @@ class TemplatesPane(Horizontal):
                 )
                 self.post_message(self.Previewed(request.serial, None, text))
                 return
-            pipeline = self.session.pipeline(reload=False)  # the editor's text is what counts
             if request.kind == "conv-gen":
                 prompt = pipeline.generation_prompt(request.seed, persona, request.template)
             else:
@@ -222,38 +240,37 @@ class TemplatesPane(Horizontal):
             return  # an older keystroke's preview
         area = self.query_one("#tpl-preview", TextArea)
         if message.preview is not None:
-            area.load_text(message.preview.text)
+            area.load_text(display_safe(message.preview.text))
             over = message.preview.n_tokens >= message.preview.n_ctx
             area.border_subtitle = "over the context!" if over else ""
             if self._request is not None:
                 self._describe(self._request, message.preview)
         else:
-            area.load_text(message.error or "")
+            area.load_text(display_safe(message.error or ""))
 
     def on_model_loaded(self) -> None:
         self.schedule_preview(0)
 
     # saving -------------------------------------------------------------------------------
     def dirty(self) -> list[TemplateKind]:
-        return [k for k in KINDS if self.editor(k).text != self._saved.get(k)]
+        return [k for k in KINDS if self.files[k].dirty]
 
-    def save(self) -> list[str]:
-        """Write the edited templates; returns the file names written."""
-        written = []
-        for kind in self.dirty():
-            text = self.editor(kind).text
-            atomic_write_text(self.path_of(kind), text)
-            self._saved[kind] = text
-            written.append(self.path_of(kind).name)
-        self.schedule_preview(0)
-        return written
+    def edited_files(self) -> list[EditedFile]:
+        return list(self.files.values())
+
+    def save(self, then: Callable[[], None] | None = None) -> None:
+        """Write the edited templates (asking about any changed on disk), then ``then``."""
+
+        def saved() -> None:
+            self.schedule_preview(0)
+            self.post_message(TemplatesSaved())
+            if then is not None:
+                then()
+
+        save_files(self, [self.files[k] for k in self.dirty()], saved)
 
     def action_save(self) -> None:
-        written = self.save()
-        problems = [p for k in KINDS for p in check_template(self.editor(k).text, k)]
-        if not written:
-            self.notify("nothing to save")
-        elif problems:
-            self.notify(f"saved {', '.join(written)} with {len(problems)} problem(s)", severity="warning")
-        else:
-            self.notify(f"saved {', '.join(written)}")
+        if not self.dirty():
+            self.notify("nothing to save in the templates")
+            return
+        self.save()

@@ -1,4 +1,5 @@
-"""Small modal dialogs: ask for a name or a number, show and edit persona texts, F1 help."""
+"""Small modal dialogs: ask for a name or a number, choose among keyed answers, compare a file
+with the disk, edit persona texts, help."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, Static, TextArea
+from textual.widgets import Input, Static, TextArea
 
-from convogen_tui.core.files import atomic_write_text
+from convogen_tui.tui.editing import EditedFile, KeepsEdits
+from convogen_tui.tui.screens.choice import ChoiceDialog, DiffDialog
+from convogen_tui.tui.widgets.editor import Editor
+
+__all__ = ["AskDialog", "ChoiceDialog", "ConfirmDialog", "DiffDialog", "HelpScreen", "HydrateDialog"]
 
 
 class AskDialog(ModalScreen[str | None]):
@@ -28,7 +33,7 @@ class AskDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, markup=False)
+            yield Static(self.question, markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="answer")
             yield Static("Enter: OK   Esc: cancel", classes="dialog-hint")
 
@@ -86,51 +91,97 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, markup=False)
+            yield Static(self.question, markup=False)
             yield Static("y / Enter: yes   n / Esc: no", classes="dialog-hint")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
 
 
-class PersonaDialog(ModalScreen[bool]):
-    """The motivation and disposition texts of one persona, side by side; ctrl+s saves both files."""
+class PersonaDialog(KeepsEdits, ModalScreen[bool]):
+    """The motivation and disposition texts of one persona, side by side; ctrl+s saves both files.
+
+    Esc with unsaved edits asks first; the texts follow the disk like every other editor.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "close", "Close"),
+        Binding("escape", "close", "Close", priority=True),  # over the editors' own Esc (leave)
     ]
 
     def __init__(self, title: str, files: list[tuple[str, Path]]) -> None:
         super().__init__()
         self.title_text = title
-        self.files = files
+        self.files = [EditedFile(path, path.name) for _label, path in files]
+        self.labels = [label for label, _path in files]
+        self.changed = False
+
+    def edited_files(self) -> list[EditedFile]:
+        return self.files
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(self.title_text, markup=False)
+            yield Static(self.title_text, markup=False)
             with Horizontal(id="persona-texts"):
-                for i, (label, path) in enumerate(self.files):
-                    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-                    area = TextArea(text, soft_wrap=True, id=f"persona-text-{i}")
-                    area.border_title = f"{label} ({path.name})"
+                for i, edited in enumerate(self.files):
+                    area = edited.bind(Editor(edited.read(), soft_wrap=True, id=f"persona-text-{i}"))
+                    area.border_title = f"{self.labels[i]} ({edited.label})"
                     yield area
-            yield Static("ctrl+s: save both   Esc: close", classes="dialog-hint")
+            yield Static("ctrl+s: save both   Esc: close   Tab: the other text", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.poll_disk)
+
+    def poll_disk(self) -> None:
+        for edited in self.files:
+            said = edited.poll()
+            if said:
+                self.notify(said, severity="warning" if "unsaved" in said else "information")
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        for i, edited in enumerate(self.files):
+            if edited.area is event.text_area:
+                event.text_area.border_title = f"{self.labels[i]} ({edited.title()})"
+
+    def after_save(self, changed: list[EditedFile]) -> None:
+        self.changed = True
 
     def action_save(self) -> None:
-        for i, (_label, path) in enumerate(self.files):
-            atomic_write_text(path, self.query_one(f"#persona-text-{i}", TextArea).text)
-        self.notify("saved " + ", ".join(p.name for _, p in self.files))
-        self.dismiss(True)
+        if not self.unsaved():
+            self.dismiss(self.changed)
+            return
+        self.save_unsaved(lambda: self.dismiss(True))
 
     def action_close(self) -> None:
-        self.dismiss(False)
+        unsaved = self.unsaved()
+        if not unsaved:
+            self.dismiss(self.changed)
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "save":
+                self.save_unsaved(lambda: self.dismiss(True))
+            elif choice == "discard":
+                self.dismiss(self.changed)
+
+        self.app.push_screen(
+            ChoiceDialog(
+                f"Unsaved edits in {', '.join(unsaved)}.",
+                [("s", "save", "save, then close"), ("d", "discard", "discard the edits and close")],
+                cancel="cancel: back to editing",
+            ),
+            answered,
+        )
 
 
 class HelpScreen(ModalScreen[None]):
     """Every key of every screen, built from the bindings themselves so it cannot drift."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,f1,q", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f1,q,question_mark", "close", "Close"),
+        Binding("j", "scroll(1)", "Down", show=False),
+        Binding("k", "scroll(-1)", "Up", show=False),
+    ]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         super().__init__()
@@ -139,13 +190,19 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         lines: list[str] = []
         for title, keys in self.sections:
-            lines.append(f"[b]{title}[/b]")
+            lines.append(f"[b]{escape(title)}[/b]")
             lines += [f"  [$accent]{escape(key):<14}[/] {escape(description)}" for key, description in keys]
             lines.append("")
         with VerticalScroll(classes="dialog wide", id="help") as scroll:
             scroll.can_focus = True
             yield Static("\n".join(lines))
-        yield Static("↑ ↓ PgUp PgDn: scroll   Esc / F1: close", classes="dialog-hint")
+        yield Static("↑ ↓ j k PgUp PgDn: scroll   Esc / ? / F1: close", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#help").focus()
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

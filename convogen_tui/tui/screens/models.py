@@ -10,24 +10,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.llm.catalog import ModelDetails, ModelSummary
 from convogen_tui.llm.gguf_info import format_bytes
+from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
+
+
+def shown_path(summary: ModelSummary) -> str:
+    """Where the file is, as short as it can be said: the embedded model by its package."""
+    path = Path(summary.path)
+    if summary.source == "embedded":
+        return f"{path.name} (in the {path.parent.name} package)"
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def details_text(summary: ModelSummary, details: ModelDetails | None, error: str | None) -> str:
     """The details pane: header facts, the full-offload memory estimate and whether it fits."""
-    lines = [f"{summary.ref}  ({summary.source})", str(summary.path)]
+    lines = [f"{summary.ref}  ({summary.source})", shown_path(summary)]
     if error or details is None:
         lines.append(f"cannot read it: {error or summary.error}")
         return "\n".join(lines)
@@ -45,11 +61,14 @@ def details_text(summary: ModelSummary, details: ModelDetails | None, error: str
     return "\n".join(lines)
 
 
-class ModelsScreen(Screen[None]):
+class ModelTable(KeyTable):
+    BINDINGS: ClassVar[list[BindingType]] = [enter_binding("Use", "use this model for the runs")]
+
+
+class ModelsScreen(ReportsWorkerErrors, Screen[None]):
     """The model list; the highlighted model's details below; Enter uses it for this session's runs."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "use", "Use for runs"),
         Binding("r", "rescan", "Rescan"),
         Binding("escape", "close", "Back"),
     ]
@@ -76,11 +95,11 @@ class ModelsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield ModelTable(id="models-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="model-details-box"):
             yield Static("", id="model-details", markup=False)
         yield Static("looking for models…", id="models-status", markup=False)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = "ConvoGen · Models"
@@ -99,7 +118,7 @@ class ModelsScreen(Screen[None]):
         self.query_one("#models-status", Static).update("looking for models…")
         self._list()
 
-    @work(thread=True, exclusive=True, group="models-list")
+    @background("models-list", "looking for models")
     def _list(self) -> None:
         from convogen_tui.llm.catalog import list_models
 
@@ -178,7 +197,7 @@ class ModelsScreen(Screen[None]):
         view.update(details_text(summary, None, None).split("\n", 2)[0] + "\nreading the details…")
         self._details(summary.path)
 
-    @work(thread=True, exclusive=True, group="models-details")
+    @background("models-details", "reading a model's details")
     def _details(self, path: Path) -> None:
         from convogen_tui.llm.catalog import model_details
 
@@ -186,8 +205,14 @@ class ModelsScreen(Screen[None]):
             self.post_message(self.Detailed(path, model_details(path, self.n_ctx), None))
         except ConvogenError as exc:
             self.post_message(self.Detailed(path, None, str(exc)))
-        except Exception as exc:  # an odd file must not take the screen down
-            self.post_message(self.Detailed(path, None, f"{type(exc).__name__}: {exc}"))
+
+    @on(WorkerFailed)
+    def _worker_failed(self, message: WorkerFailed) -> None:
+        """An odd file made the details fail: say so in the pane too, not only in a notification."""
+        summary = self.current()
+        if message.group == "models-details" and summary is not None:
+            self.details[summary.path] = (None, message.message)
+            self.query_one("#model-details", Static).update(details_text(summary, None, message.message))
 
     @on(Detailed)
     def _detailed(self, message: Detailed) -> None:

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from convogen_tui.core.turns import split_turns
+from convogen_tui.tui.cells import display_safe
 
 
 class StreamView(VerticalScroll, can_focus=True):
@@ -25,9 +26,17 @@ class StreamView(VerticalScroll, can_focus=True):
     StreamView > .placeholder { color: $text-disabled; text-style: italic; }
     """
 
-    def __init__(self, placeholder: str = "", *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(
+        self,
+        placeholder: str = "",
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+        follow: bool = True,
+    ) -> None:
         super().__init__(id=id, classes=classes)
         self.placeholder = placeholder
+        self.follow = follow  # keep the end in view as text streams in (off: a finished text, from the top)
         self.text = ""
         self._last_start = 0  # offset in self.text where the last block begins
         self._blocks: list[Static] = []
@@ -54,7 +63,7 @@ class StreamView(VerticalScroll, can_focus=True):
         """Add streamed text; only the last block (and any new ones) are redrawn."""
         if not text:
             return
-        at_end = self.scroll_y >= self.max_scroll_y - 1
+        at_end = self.follow and self.scroll_y >= self.max_scroll_y - 1
         if not self._blocks:
             self.remove_children()
         self.text += text
@@ -64,9 +73,9 @@ class StreamView(VerticalScroll, can_focus=True):
             if i == 0 and self._blocks:
                 widget = self._blocks[-1]
                 widget.set_classes(f"turn {speaker}")
-                widget.update(body.rstrip("\n"))
+                widget.update(display_safe(body.rstrip("\n")))
             else:
-                widget = Static(body.rstrip("\n"), classes=f"turn {speaker}", markup=False)
+                widget = Static(display_safe(body.rstrip("\n")), classes=f"turn {speaker}", markup=False)
                 self._blocks.append(widget)
                 self.mount(widget)
             if i == len(blocks) - 1:

@@ -1,0 +1,195 @@
+"""`convogen quality`, `stats` and `export`: from a folder of files to a dataset people can use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from convogen_tui.cli.common import add_experiment_arg, open_experiment
+from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.export import FORMATS, ExportReport, Selection, export_file
+from convogen_tui.core.quality import RULE_NAMES, RULES, explain_rules
+from convogen_tui.core.stats import experiment_stats
+from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.verdicts import judge
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    quality = subparsers.add_parser(
+        "quality", help="quality rules: explain them (--rules), or list an experiment's flagged conversations"
+    )
+    quality.add_argument("experiment", nargs="?", metavar="EXPT", help="experiment folder or name")
+    quality.add_argument(
+        "--rules", action="store_true", help="explain every rule (with EXPT: the thresholds in force for it)"
+    )
+    quality.add_argument("--rule", action="append", choices=RULE_NAMES, metavar="RULE", help="only this rule")
+    quality.set_defaults(func=run_quality)
+
+    stats = subparsers.add_parser(
+        "stats", help="counts, flag rates, turns and lengths, distinct-1/2, MTLD, coverage, tok/s, GPU-hours"
+    )
+    add_experiment_arg(stats)
+    stats.add_argument("--json", action="store_true", help="one JSON object")
+    stats.set_defaults(func=run_stats)
+
+    export = subparsers.add_parser(
+        "export", help="write the conversations as jsonl, sharegpt, csv or a HF dataset"
+    )
+    add_experiment_arg(export)
+    export.add_argument("--format", required=True, choices=FORMATS)
+    export.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="PATH", help="file (a folder for hf)"
+    )
+    export.add_argument(
+        "--exclude-flagged",
+        action="store_true",
+        help="leave out conversations with a quality flag or the flagged mark (a kept mark overrides)",
+    )
+    export.add_argument("--only-kept", action="store_true", help="only conversations marked kept")
+    export.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        choices=RULE_NAMES,
+        metavar="RULE",
+        help="leave out this flag",
+    )
+    export.add_argument(
+        "--restyled-only", action="store_true", help="only conversations with a restyled twin"
+    )
+    export.add_argument("--no-near-duplicates", action="store_true", help="leave out near-duplicates")
+    export.add_argument(
+        "--dialog",
+        choices=["conv", "restyled"],
+        default="conv",
+        help="sharegpt: the turns of the conversation (default) or of its restyled thread",
+    )
+    export.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    export.set_defaults(func=run_export)
+
+
+def run_quality(args: argparse.Namespace) -> int:
+    if args.rules or not args.experiment:
+        settings = None
+        if args.experiment:
+            settings = ConversationStore(open_experiment(args, require_ok=False).dir).quality
+        for rule, tuned in explain_rules(settings):
+            print(f"{rule.name:22} [{rule.applies_to}] {rule.checks}")
+            if tuned:
+                print(f"{'':22} {tuned}")
+        print(
+            '\ntune them in expt-setup.json: "quality": {"turns": 8, "max_message_chars": 280, '
+            '"disabled": ["restyle-emoji"], ...}'
+        )
+        return 0
+    experiment = open_experiment(args, require_ok=False)
+    store = ConversationStore(experiment.dir)
+    rows = store.list()
+    wanted = set(args.rule or RULE_NAMES)
+    flagged = [row for row in rows if wanted & set(row.flags)]
+    for row in sorted(flagged, key=lambda r: r.created_at):
+        try:
+            record, twin = store.load(row.id)
+        except ConvogenError:
+            continue
+        details = {v.rule: v.detail for v in judge(record, twin, store.quality)}
+        if row.near_duplicate_of:
+            details["near-duplicate"] = f"nearly the same as {row.near_duplicate_of[:8]}"
+        print(f"{row.id[:8]}  {row.tweet_id}  {row.persona}")
+        for flag in row.flags:
+            if flag in wanted:
+                print(f"    {flag}: {details.get(flag, '')}")
+    counts = {rule.name: sum(rule.name in row.flags for row in rows) for rule in RULES}
+    summary = ", ".join(f"{name} {n}" for name, n in counts.items() if n and name in wanted) or "none"
+    print(f"{len(flagged)} of {len(rows)} conversation(s) flagged: {summary}")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    stats = experiment_stats(experiment)
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False))
+        return 0
+    print(render_stats(stats))
+    return 0
+
+
+def render_stats(stats: dict[str, Any]) -> str:
+    n = stats["conversations"]
+    lines = [
+        f"{stats['experiment']}: {n} conversation(s), {stats['restyled']} restyled, {stats['clean']} without "
+        f"flags, {stats['marks']['kept']} kept, {stats['marks']['flagged']} marked flagged, "
+        f"{stats['near_duplicates']} near-duplicate(s)",
+        f"diversity: distinct-1 {stats['distinct_1']:.3f}  distinct-2 {stats['distinct_2']:.3f}  "
+        f"MTLD {stats['mtld']:.1f}",
+    ]
+    coverage = stats["coverage"]
+    if coverage:
+        lines.append(
+            f"coverage: {coverage['cells']} cells "
+            f"({coverage['seeds']} seeds x {coverage['personas']} personas): "
+            f"{coverage['done']} done, {coverage['flagged']} flagged, {coverage['deleted']} deleted, "
+            f"{coverage['missing']} missing"
+            + (f", {coverage['outside']} outside the grid" if coverage["outside"] else "")
+        )
+        for persona, counts in coverage["by_persona"].items():
+            lines.append(f"  {persona:30} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    else:
+        lines.append("coverage: unknown (no seed file)")
+    turns = stats["turns"]
+    lines.append(
+        f"turns: mean {turns['mean']} (min {turns['min']}, max {turns['max']})  "
+        + " ".join(f"{k}:{v}" for k, v in turns["counts"].items())
+    )
+    chars = stats["length_chars"]
+    lines.append(f"length: mean {chars['mean']} chars (p10 {chars.get('p10', 0)}, p90 {chars.get('p90', 0)})")
+    rates = [(rule, f) for rule, f in stats["flags"].items() if f["count"]]
+    lines.append(
+        "flags: " + ("  ".join(f"{rule} {f['count']} ({f['rate']:.0%})" for rule, f in rates) or "none")
+    )
+    t = stats["throughput"]
+    lines.append(
+        f"tokens: {t['completion_tokens']} generated + {t['restyle_tokens']} restyled, "
+        f"{t['tokens_per_second']} tok/s over {t['wall_hours']:.3f} h, {t['gpu_hours']:.3f} GPU-hours"
+    )
+    return "\n".join(lines)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    experiment = open_experiment(args, require_ok=False)
+    selection = Selection(
+        exclude_flagged=args.exclude_flagged,
+        only_kept=args.only_kept,
+        exclude_rules=tuple(args.exclude),
+        restyled_only=args.restyled_only,
+        no_near_duplicates=args.no_near_duplicates,
+    )
+    output: Path = args.output
+    if not output.parent.exists():
+        raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
+    if args.format == "hf":
+        from convogen_tui.integrations.hf_dataset import export_hf
+
+        report = export_hf(experiment, output, selection, args.force)
+    else:
+        report = export_file(
+            ConversationStore(experiment.dir), args.format, output, selection, args.force, args.dialog
+        )
+    print(export_summary(report, selection))
+    return 0
+
+
+def export_summary(report: ExportReport, selection: Selection) -> str:
+    line = (
+        f"wrote {report.written} conversation(s) to {report.path} ({report.format}; {selection.describe()})"
+    )
+    if report.excluded:
+        line += f"; {report.excluded} of {report.total} left out by the selection"
+    if report.skipped_total:
+        reasons = ", ".join(f"{rule} {n}" for rule, n in sorted(report.skipped.items()))
+        verb = "kept without messages" if report.format == "hf" else "skipped"
+        line += f"; {report.skipped_total} {verb}: turns cannot be parsed ({reasons})"
+    return line

@@ -1,0 +1,185 @@
+"""Per-experiment statistics: counts, flag rates, turn and length distributions, diversity, coverage,
+and what the runs cost (tokens, tok/s, GPU-hours) from the files' provenance.
+
+Everything but diversity comes from the listing index (no file is read). Diversity needs the
+texts; :class:`DiversityCache` reads each conversation once and is reused while files only arrive
+(the Stats screen), and starts over when one goes away.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from convogen_tui.core.check import seeds_for
+from convogen_tui.core.coverage import Coverage, coverage_of, trashed_keys
+from convogen_tui.core.dialog import dialog_words
+from convogen_tui.core.diversity import Diversity
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.experiment import Experiment
+from convogen_tui.core.quality import RULE_NAMES
+from convogen_tui.core.records import read_conversation
+from convogen_tui.core.store import ConversationStore, ConversationSummary
+
+HISTOGRAM_BINS = 10
+
+
+@dataclass
+class DiversityCache:
+    """Corpus diversity kept up to date as conversations arrive, reading each file once."""
+
+    diversity: Diversity = field(default_factory=Diversity)
+    ids: set[str] = field(default_factory=set)
+
+    def update(self, store: ConversationStore, rows: Sequence[ConversationSummary]) -> Diversity:
+        current = {row.id for row in rows}
+        if not self.ids <= current:  # one went away: its n-grams cannot be taken out, so start over
+            self.diversity, self.ids = Diversity(), set()
+        for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
+            if row.id in self.ids:
+                continue
+            try:
+                record = read_conversation(store.conversation_path(row.id))
+            except ConvogenError:
+                continue
+            self.diversity.add(dialog_words(record.conv), row.mtld)
+            self.ids.add(row.id)
+        return self.diversity
+
+
+def experiment_coverage(
+    experiment: Experiment, store: ConversationStore, rows: Sequence[ConversationSummary]
+) -> Coverage:
+    """The seed x persona grid of an experiment; ConvogenError when it has no seed file."""
+    seeds = seeds_for(experiment).seeds
+    return coverage_of(seeds, experiment.personas(), rows, trashed_keys(store))
+
+
+def distribution(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """Mean, median, spread and an equal-width histogram (``[{"from", "to", "count"}]``)."""
+    if not values:
+        return {"count": 0, "mean": 0, "median": 0, "min": 0, "max": 0, "histogram": []}
+    low, high = min(values), max(values)
+    width = (high - low) / bins if high > low else 1
+    counts = [0] * (bins if high > low else 1)
+    for value in values:
+        counts[min(int((value - low) / width), len(counts) - 1)] += 1
+    histogram = [
+        {"from": round(low + i * width, 2), "to": round(low + (i + 1) * width, 2), "count": n}
+        for i, n in enumerate(counts)
+    ]
+    quantiles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+    return {
+        "count": len(values),
+        "mean": round(statistics.fmean(values), 2),
+        "median": statistics.median(values),
+        "min": low,
+        "max": high,
+        "p10": round(quantiles[0], 2),
+        "p90": round(quantiles[-1], 2),
+        "histogram": histogram,
+    }
+
+
+def _busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Wall time covered by (start, end) intervals: parallel streams overlap, so they are merged."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total
+
+
+def throughput(rows: Sequence[ConversationSummary]) -> dict[str, Any]:
+    """Tokens written, tok/s over the time spent generating, and (GPU-)hours from provenance."""
+    passes: list[tuple[float, float, bool]] = []
+    tokens = restyle_tokens = 0
+    for row in rows:
+        tokens += row.completion_tokens
+        restyle_tokens += row.restyle_tokens
+        if row.elapsed_s > 0:
+            passes.append((row.created_at - row.elapsed_s, row.created_at, row.gpu))
+        if row.restyle_elapsed_s > 0 and row.restyled_at > 0:
+            passes.append((row.restyled_at - row.restyle_elapsed_s, row.restyled_at, row.gpu))
+    busy = _busy_seconds([(a, b) for a, b, _ in passes])
+    gpu = _busy_seconds([(a, b) for a, b, on_gpu in passes if on_gpu])
+    streams = [r.completion_tokens / r.elapsed_s for r in rows if r.elapsed_s > 0 and r.completion_tokens]
+    return {
+        "completion_tokens": tokens,
+        "restyle_tokens": restyle_tokens,
+        "tokens_per_second": round((tokens + restyle_tokens) / busy, 2) if busy else 0.0,
+        "stream_tokens_per_second": round(statistics.fmean(streams), 2) if streams else 0.0,
+        "wall_hours": round(busy / 3600, 4),
+        "gpu_hours": round(gpu / 3600, 4),
+        "models": [
+            {"name": name, "fingerprint": fingerprint, "conversations": n}
+            for (name, fingerprint), n in Counter((r.model, r.fingerprint) for r in rows).most_common()
+        ],
+    }
+
+
+def experiment_stats(
+    experiment: Experiment,
+    store: ConversationStore | None = None,
+    rows: Sequence[ConversationSummary] | None = None,
+    diversity: Diversity | None = None,
+    coverage: Coverage | None = None,
+) -> dict[str, Any]:
+    """The whole picture as plain JSON-ready data (``convogen stats --json``, the dataset card).
+
+    ``rows`` defaults to every conversation; pass a subset (an export's selection) to describe it.
+    Coverage is None when the experiment has no seed file.
+    """
+    store = store or ConversationStore(experiment.dir)
+    rows = list(store.list() if rows is None else rows)
+    if diversity is None:
+        diversity = DiversityCache().update(store, rows)
+    if coverage is None:
+        try:
+            coverage = experiment_coverage(experiment, store, store.list())
+        except ConvogenError:
+            coverage = None
+    n = len(rows)
+    flag_counts = Counter(flag for row in rows for flag in row.flags)
+    flags = {
+        rule: {
+            "count": flag_counts.get(rule, 0),
+            "rate": round(flag_counts.get(rule, 0) / n, 4) if n else 0.0,
+        }
+        for rule in RULE_NAMES
+    }
+    templates: dict[str, list[str]] = {
+        "conv-gen": sorted({r.template_sha256 for r in rows if r.template_sha256}),
+        "conv-restyle": sorted({r.restyle_template_sha256 for r in rows if r.restyle_template_sha256}),
+    }
+    return {
+        "experiment": experiment.name,
+        "conversations": n,
+        "restyled": sum(1 for r in rows if r.restyled),
+        "with_flags": sum(1 for r in rows if r.flags),
+        "clean": sum(1 for r in rows if not r.flags),
+        "marks": {
+            "flagged": sum(r.mark == "flagged" for r in rows),
+            "kept": sum(r.mark == "kept" for r in rows),
+        },
+        "near_duplicates": sum(1 for r in rows if r.near_duplicate_of),
+        **diversity.as_dict(),
+        "coverage": coverage.as_dict() if coverage is not None else None,
+        "flags": flags,
+        "turns": {
+            **distribution([r.turns for r in rows]),
+            "counts": {str(k): v for k, v in sorted(Counter(r.turns for r in rows).items())},
+        },
+        "length_chars": distribution([r.length for r in rows]),
+        "length_words": distribution([r.words for r in rows]),
+        "restyled_length_chars": distribution([r.restyled_length for r in rows if r.restyled]),
+        "throughput": throughput(rows),
+        "sampling": experiment.sampling.model_dump(),
+        "templates": templates,
+        "quality": store.quality.__dict__ | {"disabled": list(store.quality.disabled)},
+    }

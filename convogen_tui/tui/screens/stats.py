@@ -1,0 +1,203 @@
+"""Stats (F8): an experiment at a glance, kept current while conversations arrive.
+
+A summary line (counts, distinct-1/2, MTLD, coverage, tok/s), then four plots: conversation length
+and turn histograms (plotext), the seed x persona coverage grid as a heat map, and the flag rates.
+A thread worker polls the store's listing (cheap: the index) and recomputes only when something
+changed; diversity reads each new conversation once (core.stats.DiversityCache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual_plotext import PlotextPlot
+
+from convogen_tui.core.check import seeds_for
+from convogen_tui.core.coverage import STATES, Coverage, coverage_of, trashed_keys
+from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.stats import DiversityCache, experiment_stats
+from convogen_tui.tui.session import Session
+from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.workers import ReportsWorkerErrors, background
+
+# how each cell state shows in the heat map, and a shade by the share of a column's seeds done
+CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing": "grey42"}
+SHADES = " ░▒▓█"
+
+
+class CoverageMap(Static):
+    """Personas down, seeds across: one character per seed, or per group of seeds when they do not fit."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.coverage: Coverage | None = None
+        self.border_title = "Coverage: personas x seeds"
+
+    def show(self, coverage: Coverage | None) -> None:
+        self.coverage = coverage
+        self.update(self._render_map())
+
+    def on_resize(self) -> None:
+        self.update(self._render_map())
+
+    def _render_map(self) -> Text:
+        coverage = self.coverage
+        if coverage is None:
+            return Text("no seed file: coverage unknown", style="dim")
+        if not coverage.seeds or not coverage.personas:
+            return Text("no seeds or no personas", style="dim")
+        label_width = min(max(len(p.label) for p in coverage.personas), 14)
+        width = max(self.content_size.width - label_width - 1, 4)
+        seeds = coverage.seeds
+        group = -(-len(seeds) // width)  # seeds per column
+        text = Text(no_wrap=True, overflow="crop")
+        for persona in coverage.personas:
+            text.append(persona.label[:label_width].ljust(label_width) + " ", style="bold")
+            for start in range(0, len(seeds), group):
+                states = [coverage.state(s, persona) for s in seeds[start : start + group]]
+                if group == 1:
+                    state = states[0]
+                    text.append("█" if state != "missing" else "·", style=CELL_STYLE[state])
+                else:
+                    done = states.count("done") / len(states)
+                    worst = next((s for s in ("flagged", "deleted") if s in states), "done")
+                    style = CELL_STYLE[worst] if done else CELL_STYLE["missing"]
+                    text.append(SHADES[round(done * (len(SHADES) - 1))] if done else "·", style=style)
+            text.append("\n")
+        counts = coverage.counts()
+        for state in STATES:
+            text.append("█" if state != "missing" else "·", style=CELL_STYLE[state])
+            text.append(f"{state} {counts[state]} ")
+        if group > 1:
+            text.append(f"\n{group} seeds a column, shaded by the share done", style="dim")
+        return text
+
+
+class StatsScreen(ReportsWorkerErrors, Screen[None]):
+    """Plots of the open experiment; Esc goes back, r recomputes now."""
+
+    POLL_S: ClassVar[float] = 1.0
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("r", "refresh_stats", "Refresh"),
+    ]
+
+    class Computed(Message):
+        def __init__(self, stats: dict[str, Any], coverage: Coverage | None, seen: object) -> None:
+            super().__init__()
+            self.stats = stats
+            self.coverage = coverage
+            self.seen = seen
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.stats: dict[str, Any] | None = None
+        self._diversity = DiversityCache()  # owned by the (exclusive) compute worker
+        self._seen: object = None  # what the last computation saw, to skip unchanged polls
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("computing…", id="stats-summary", markup=False)
+        with Grid(id="stats-grid"):
+            yield PlotextPlot(id="stats-lengths")
+            yield PlotextPlot(id="stats-turns")
+            yield CoverageMap(id="stats-coverage")
+            yield PlotextPlot(id="stats-flags")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
+        self.watch(convogen_app(self), "model_status", self._model_changed)
+        self.action_refresh_stats()
+        self.set_interval(self.POLL_S, lambda: self.compute(self._seen))
+
+    def _model_changed(self, status: str) -> None:
+        self.sub_title = status
+
+    def action_refresh_stats(self) -> None:
+        self._seen = None
+        self.compute(None)
+
+    @background("stats", "computing statistics")
+    def compute(self, last_seen: object) -> None:
+        """Blocking: list (from the index), then statistics only if the listing changed."""
+        store = self.session.store
+        rows = store.list()
+        seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
+        if seen == last_seen:
+            return
+        diversity = self._diversity.update(store, rows)
+        coverage = None
+        with contextlib.suppress(ConvogenError):
+            coverage = coverage_of(
+                seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
+            )
+        stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
+        self.post_message(self.Computed(stats, coverage, seen))
+
+    def on_stats_screen_computed(self, message: Computed) -> None:
+        self._seen = message.seen
+        self.stats = message.stats
+        self._summary(message.stats)
+        self._plots(message.stats)
+        self.query_one(CoverageMap).show(message.coverage)
+
+    def _summary(self, stats: dict[str, Any]) -> None:
+        coverage = stats["coverage"]
+        cells = (
+            f"cells {coverage['done']}/{coverage['cells']} done, {coverage['missing']} missing"
+            if coverage
+            else "coverage unknown (no seed file)"
+        )
+        throughput = stats["throughput"]
+        self.query_one("#stats-summary", Static).update(
+            f"{stats['conversations']} convs · {stats['restyled']} restyled · "
+            f"{stats['with_flags']} flagged · {stats['near_duplicates']} near-dup · {cells}\n"
+            f"distinct-1 {stats['distinct_1']:.3f} · distinct-2 {stats['distinct_2']:.3f} · "
+            f"MTLD {stats['mtld']:.1f} · {throughput['tokens_per_second']} tok/s · "
+            f"{throughput['gpu_hours']:.2f} GPU-h"
+        )
+
+    def _plots(self, stats: dict[str, Any]) -> None:
+        lengths = self.query_one("#stats-lengths", PlotextPlot)
+        plt = lengths.plt
+        plt.clear_data()
+        plt.clear_figure()
+        bins = stats["length_chars"]["histogram"]
+        if bins:
+            plt.bar(list(range(len(bins))), [b["count"] for b in bins])
+            ends = sorted({0, len(bins) // 2, len(bins) - 1})  # a few fixed ticks: plotext's own vary
+            plt.xticks(ends, [str(int(bins[i]["from"])) for i in ends])
+        plt.title("Length (characters)")
+        lengths.refresh()
+
+        turns = self.query_one("#stats-turns", PlotextPlot)
+        plt = turns.plt
+        plt.clear_data()
+        plt.clear_figure()
+        counts = stats["turns"]["counts"]
+        plt.bar(list(counts) or ["0"], list(counts.values()) or [0])
+        plt.title(f"Turns (target {stats['quality']['turns']})")
+        turns.refresh()
+
+        flags = self.query_one("#stats-flags", PlotextPlot)
+        plt = flags.plt
+        plt.clear_data()
+        plt.clear_figure()
+        rates = sorted(
+            ((rule, f["rate"] * 100) for rule, f in stats["flags"].items() if f["count"]),
+            key=lambda item: -item[1],
+        )[:6]
+        if rates:
+            plt.bar([rule for rule, _ in rates], [rate for _, rate in rates], orientation="horizontal")
+        plt.title("Flag rates (%)" if rates else "Flag rates: none")
+        flags.refresh()

@@ -1,0 +1,114 @@
+"""The Stats screen (F8 and the command palette): numbers and plots of the open experiment, updated
+as conversations arrive; Review's quality filter. Snapshot at 80x24.
+
+Update the snapshot after an intended change with: pytest tests/test_tui_stats.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from textual.command import CommandList
+from textual.widgets import DataTable, Select, Static
+
+from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
+from convogen_tui.tui.screens.workspace import ExperimentScreen
+from tests.test_quality import DATA, install
+from tests.tui_helpers import copy_sample, fake_conversation, wait_for
+
+CASES = ["clean-plain-fluoride", "clean-numbered-garlic", "user-first", "restyled-700-characters"]
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = copy_sample(tmp_path)
+    install(root / "inst-templates" / "sample", [DATA / "cases" / f"{name}.json" for name in CASES])
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    return root
+
+
+def summary(app: ConvogenApp) -> str:
+    return str(app.screen.query_one("#stats-summary", Static).render())
+
+
+async def test_stats_screen_shows_the_numbers_and_follows_new_files(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        assert isinstance(app.screen, StatsScreen)
+        text = summary(app)
+        assert text.startswith("4 convs · 3 restyled · 2 flagged · 1 near-dup")
+        assert "cells 2/120 done, 117 missing" in text and "MTLD" in text
+        stats = app.screen.stats
+        assert stats is not None and stats["flags"]["user-first"]["count"] == 1
+        coverage = app.screen.query_one(CoverageMap)
+        assert "done 2" in str(coverage.render()) and "missing 117" in str(coverage.render())
+
+        # a conversation written meanwhile (by a run, or another terminal) shows up by itself
+        expt = root / "inst-templates" / "sample"
+        fake_conversation(expt, "new-one", "1700000000000000020", ("attention", "earnest"), 1_800_000_000.0)
+        await wait_for(pilot, lambda: summary(app).startswith("5 convs"))
+        assert "cells 3/120 done" in summary(app)
+
+        await pilot.press("escape")
+        assert isinstance(app.screen, ExperimentScreen)
+
+
+def palette_offers(app: ConvogenApp, prompt: str) -> bool:
+    lists = app.screen.query(CommandList)
+    if not lists:
+        return False
+    options = lists.first()
+    return options.option_count > 0 and prompt in str(options.get_option_at_index(0).prompt)
+
+
+async def test_stats_from_the_command_palette(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Stats: quality")
+        await wait_for(pilot, lambda: palette_offers(app, "Stats: quality, diversity, coverage"))
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen))
+
+
+async def test_review_filters_by_a_quality_rule(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f6")
+        table = app.screen.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        app.screen.query_one("#rev-show", Select).value = "flag:user-first"
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert "user-first" in str(table.get_row_at(0)[-1])
+        app.screen.query_one("#rev-show", Select).value = "flags:none"
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert [table.get_row_at(i)[-1] for i in range(2)] == ["", ""]  # the two clean ones
+
+
+def test_stats_snapshot(snap_compare, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(root.parent)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        await pilot.pause(0.3)
+
+    app = ConvogenApp(Path("datasets"), "sample", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_cases_used_here_have_the_flags_the_summary_counts() -> None:
+    flagged = [name for name in CASES if json.loads((DATA / "cases" / f"{name}.json").read_text())["expect"]]
+    assert flagged == ["user-first", "restyled-700-characters"]
