@@ -122,6 +122,25 @@ def test_a_request_longer_than_the_streams_waits_then_they_grow(backend) -> None
     assert order.index(("StreamDone", 0)) < order.index(("StreamStarted", 1))  # it waited
 
 
+def test_a_waiting_request_skipped_ends_without_growing_the_streams(backend) -> None:
+    skip = threading.Event()
+    first = Request(0, chat("Say hello."), 1, GREEDY)
+    story = "The cat sat on the mat and watched the birds. " * 25
+    waiting = Request(1, chat(f"Go on with this story: {story}"), 2, GREEDY, cancel=skip)
+    backend.reserve(2, 64)
+    grows = backend.engine.counters.grows
+    pending = [waiting, first]
+    events = []
+    for event in backend.run_many(lambda: pending.pop() if pending else None, threading.Event(), 2):
+        events.append(event)
+        if isinstance(event, StreamStarted) and event.key == 0:
+            skip.set()  # the long one is waiting for longer streams: skip it
+    done = {e.key: e for e in events if isinstance(e, StreamDone)}
+    assert done[1].stats.finish_reason == "cancelled" and done[1].text == ""
+    assert done[0].stats.finish_reason in ("stop", "length") and done[0].text
+    assert backend.engine.counters.grows == grows and backend.engine.cells == 256
+
+
 def test_the_tail_is_compacted_without_changing_the_text(backend) -> None:
     """Three streams; the middle one ends first and nothing waits: the last moves into its stream."""
     reqs = [

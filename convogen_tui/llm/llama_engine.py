@@ -293,6 +293,9 @@ class LlamaEngine:
                     for slot in slots:
                         if slot.work is not None and _cancelled(slot.work.request):
                             yield from self._finish(slot, "cancelled")
+                    if self._blocked is not None and _cancelled(self._blocked.request):
+                        blocked, self._blocked = self._blocked, None  # skipped while it waited
+                        yield StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
                     if cancel.is_set():
                         break
                     idle = yield from self._admit(slots, pull, cancel)
