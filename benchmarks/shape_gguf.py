@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import string
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -29,6 +31,13 @@ import numpy as np
 Q4_0_BLOCK = 32  # values per block
 Q4_0_BYTES = 18  # f16 scale + 16 bytes of nibbles
 CHUNK = 16 * 2**20
+VOCAB_FILE = Path(__file__).with_name("shape_vocab.txt")
+SPACE = "\u2581"  # SentencePiece's word-initial space
+GREEDY_PIECE = SPACE + "the"  # token 0: what greedy picks when every logit is equal
+UNK_ID = 3
+QUOTES_DASHES = "\u2019\u2018\u201c\u201d\u2014\u2013\u2026"  # ’ ‘ “ ” — – …
+CHARS = SPACE + string.ascii_letters + string.digits + string.punctuation + QUOTES_DASHES
+LETTERS = re.compile(r"\u0120[A-Za-z]+|[A-Za-z]{2,}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class Shape:
 PRESETS = {
     "llama2-70b": Shape(80, 8192, 64, 8, 28672, 32000, 4096, name="shape-only Llama-2-70B"),
     "llama2-7b": Shape(32, 4096, 32, 32, 11008, 32000, 4096, name="shape-only Llama-2-7B"),
-    "tiny": Shape(2, 256, 4, 2, 512, 512, 512, name="shape-only tiny Llama"),
+    "tiny": Shape(2, 256, 4, 2, 512, 32000, 4096, name="shape-only tiny Llama"),
 }
 
 
@@ -130,19 +139,57 @@ def tensor_plan(shape: Shape) -> list[TensorPlan]:
     return plan
 
 
-def _vocab(n: int) -> tuple[list[str], list[float], list[int]]:
-    """A valid SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, then fillers."""
+def english_pieces(path: Path = VOCAB_FILE) -> list[str]:
+    """The English word and word-piece list (most frequent first) that shape vocabularies are cut from."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def pieces_from_gguf(path: Path) -> list[str]:
+    """Letters-only tokens of a GGUF's BPE vocabulary in merge order, with ``Ġ`` written as ``▁``.
+
+    How ``shape_vocab.txt`` was made (from the embedded SmolLM2-135M-Instruct, Apache-2.0): a BPE
+    vocabulary lists a token after the pieces it merges from, so any leading slice of this list
+    can build each of its words, and SentencePiece merging by score (-rank) follows the same path.
+    """
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path)).fields["tokenizer.ggml.tokens"]
+    tokens = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+    return [t.replace("Ġ", SPACE) for t in tokens if LETTERS.fullmatch(t)]
+
+
+def _vocab(n: int, pieces: list[str] | None = None) -> tuple[list[str], list[float], list[int]]:
+    """A SentencePiece vocabulary of English words and word pieces, so prompts tokenize as in Llama.
+
+    Layout: id 0 is an ordinary word (``▁the``): with zero weights every logit is equal and greedy
+    decoding picks id 0 every step, so it must decode to visible text. Then <s> </s> <unk>, the 256
+    byte tokens (byte fallback for anything else), single characters, then the English pieces,
+    most frequent first, scored -rank so llama.cpp merges the way the BPE that made them did. A
+    vocabulary longer than the list ends in fillers that no text produces.
+    """
     from gguf import TokenType
 
-    if n < 259 + 1:
-        raise ValueError("vocab must hold <unk>, <s>, </s>, the 256 byte tokens and at least one more")
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
-    singles = ["▁", *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'"]
-    fillers = singles + [f"▁w{i}" for i in range(n)]
-    tokens += fillers[: n - len(tokens)]
+    pieces = english_pieces() if pieces is None else pieces
+    head = [GREEDY_PIECE, "<s>", "</s>", "<unk>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [TokenType.NORMAL, TokenType.CONTROL, TokenType.CONTROL, TokenType.UNKNOWN]
+    types += [TokenType.BYTE] * 256
+    if n < len(head) + len(CHARS) + 1:
+        raise ValueError(
+            f"vocab must hold at least {len(head) + len(CHARS) + 1} tokens "
+            "(specials, 256 byte tokens, single characters and one more)"
+        )
+    rank = {p: i for i, p in enumerate(pieces)}
+    seen = set(head) | set(CHARS)
+    words = [p for p in pieces if p not in seen]
+    tokens = head + list(CHARS) + words[: n - len(head) - len(CHARS)]
+    tokens += [f"{SPACE}w{i}" for i in range(n - len(tokens))]  # no English text merges into these
     types += [TokenType.NORMAL] * (n - len(types))
-    scores = [0.0] * 259 + [-float(i) for i in range(n - 259)]
+    # merge priority: a piece's rank in the list (id 0's too); fillers after every real piece
+    scores = [
+        -1.0 - rank.get(t, len(rank) + i) if ty == TokenType.NORMAL else 0.0
+        for i, (t, ty) in enumerate(zip(tokens, types, strict=True))
+    ]
     return tokens, scores, [int(t) for t in types]
 
 
@@ -170,7 +217,7 @@ def _writer(path: Path, shape: Shape):
     w.add_token_types(types)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
+    w.add_unk_token_id(UNK_ID)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     for t in tensor_plan(shape):

@@ -94,6 +94,7 @@ class ScriptedBackend(Backend):
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
+        self.reserved: list[tuple[int, int | None]] = []  # every reserve(parallel, stream_tokens)
         self.info = ModelInfo(
             name=name,
             path=None,
@@ -109,14 +110,17 @@ class ScriptedBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 1
 
-    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
+    def auto_parallel(self, n_jobs: int, stream_tokens: int | None = None) -> tuple[int, str]:
         return self.slots, "scripted slots"
 
-    def memory_for(self, parallel: int) -> int | None:
+    def memory_for(self, parallel: int, stream_tokens: int | None = None) -> int | None:
         return None if self.memory_per_stream is None else self.memory_per_stream * parallel
 
     def memory_available(self) -> int | None:
         return self.memory_free
+
+    def reserve(self, parallel: int, stream_tokens: int | None = None) -> None:
+        self.reserved.append((parallel, stream_tokens))
 
     def stream(
         self,

@@ -8,18 +8,30 @@ computed (38 GB is not written on CPU test machines).
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.check import seeds_for
+from convogen_tui.core.experiment import SamplingSettings, load_experiment
+from convogen_tui.core.pipeline import Pipeline
+from convogen_tui.llm.embedded import embedded_model_path
 from convogen_tui.llm.gguf_info import read_gguf_info
 from convogen_tui.llm.llama_cpp import LlamaCppBackend
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "shape_gguf.py"
+THROUGHPUT = SCRIPT.with_name("throughput.py")
+# Llama-2's own tokenizer on the sample experiment's first seed with each of its 6 personas
+# (llama2 prompt format): 319 318 320 321 315 314 tokens. Measured 2026-11-26 with Llama-2's
+# 32,000-piece vocabulary (from belladoreai/llama-tokenizer-js) in a GGUF read by this llama.cpp.
+LLAMA2_SAMPLE_TOKENS = 319 + 318 + 320 + 321 + 315 + 314
+LAST_LINE = re.compile(r"pipeline/raw=\d+\.\d\d batched16/single=\d+\.\d\d batched16-decode/raw16=\d+\.\d\d")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,8 @@ def test_tiny_file_loads_and_decodes(shape_gguf, tmp_path: Path, dense: bool) ->
         assert backend.info.architecture == "llama" and backend.info.n_layers == shape.layers + 1
         greedy = SamplingSettings(temperature=0, max_tokens=4)
         generation = backend.stream("Hello, world", greedy, seed=0)
-        generation.text()  # zero weights: every logit is equal, so greedy repeats one token
+        # zero weights: every logit is equal, so greedy repeats token 0, a visible word
+        assert generation.text().split() == ["the"] * 4
         assert generation.stats.completion_tokens == 4 and generation.stats.finish_reason == "length"
     finally:
         backend.close()
@@ -82,3 +95,65 @@ def test_cli_dry_run_and_bad_shape(shape_gguf, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "x.gguf").exists()
     with pytest.raises(SystemExit):
         shape_gguf.main([str(tmp_path / "y.gguf"), "--preset", "tiny", "--embd", "100"])
+
+
+@pytest.fixture(scope="module")
+def tiny_file(shape_gguf, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("shape") / "tiny.gguf"
+    shape_gguf.write_shape_gguf(path, shape_gguf.PRESETS["tiny"])
+    return path
+
+
+def test_shape_vocabulary_tokenizes_the_sample_prompt_like_llama(tiny_file: Path, sample: Path) -> None:
+    """Word-sized pieces: the sample prompts are about as many tokens as for Llama-2 (not 4x)."""
+    backend = LlamaCppBackend(tiny_file, n_ctx=4096)
+    try:
+        pipeline = Pipeline(load_experiment(sample), backend)
+        jobs = pipeline.plan(seeds_for(pipeline.experiment).seeds, personas="all", seed=1).jobs[:6]
+        counts = [backend.count_tokens(pipeline.generation_prompt(j.seed, j.persona)) for j in jobs]
+        assert 0.7 * LLAMA2_SAMPLE_TOKENS <= sum(counts) <= 1.3 * LLAMA2_SAMPLE_TOKENS
+        text = "Disinformation spreads faster than corrections, the towers"
+        pieces = [backend.piece(t) for t in backend.tokenize(text)][1:]  # after <s>
+        assert pieces == [
+            b" Dis",
+            b"information",
+            b" spreads",
+            b" faster",
+            b" than",
+            b" corrections",
+            b",",
+            b" the",
+            b" towers",
+        ]
+        assert backend.piece(0) == b" the"  # what greedy picks when every logit is equal
+    finally:
+        backend.close()
+
+
+def test_the_word_list_is_the_embedded_tokenizers_letters_in_merge_order(shape_gguf) -> None:
+    listed = shape_gguf.english_pieces()
+    assert len(listed) == 32000
+    assert shape_gguf.pieces_from_gguf(embedded_model_path())[: len(listed)] == listed
+
+
+def test_a_vocabulary_too_small_for_its_fixed_tokens_is_refused(shape_gguf, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        shape_gguf.main([str(tmp_path / "z.gguf"), "--preset", "tiny", "--vocab", "300"])
+    assert not (tmp_path / "z.gguf").exists()
+
+
+def test_throughput_quick_runs_end_to_end_on_a_shape_file(tiny_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    command = [sys.executable, str(THROUGHPUT), "--quick", "--model", str(tiny_file)]
+    command += ["--tokens", "16", "--repeat", "1", "--auto", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert LAST_LINE.fullmatch(lines[-1]), lines[-1]
+    assert any(line.startswith("parallel: 16 conversation(s) at once (auto:") for line in lines)
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["setup"]["sizes"] == [1, 2, 4, 8, 16]
+    assert set(figures["batched"]) == {"1", "2", "4", "8", "16"}
+    assert figures["single"]["pipeline"]["prompt_tokens"] == figures["single"]["raw"]["prompt_tokens"] < 400
+    assert figures["auto"]["parallel"] == 16 and figures["auto"]["agg_tps"] > 0
+    assert f"batched16-decode/raw16={figures['ratios']['batched16-decode/raw16']:.2f}" in lines[-1]

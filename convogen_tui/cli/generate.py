@@ -27,6 +27,16 @@ from convogen_tui.core.seeds import Seed
 from convogen_tui.core.store import ConversationStore
 
 
+def parallel_count(text: str) -> int | None:
+    """argparse type for --parallel: ``auto`` (None: the backend decides) or a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give auto or a number of conversations") from None
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="model: default, a .gguf path, or OWNER/REPO:FILE.gguf (overrides llm)"
@@ -54,11 +64,12 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--parallel",
-        type=positive_int,
+        type=parallel_count,
         default=None,
-        metavar="N",
-        help="conversations decoded together on the model (default from the hardware: 16 with a GPU, "
-        "4 on a CPU); on CPU the text is the same for any N",
+        metavar="auto|N",
+        help="conversations decoded together on the model (default auto: the most that pays on this "
+        "hardware, 64 on a GPU and 16 on a CPU, that fits free memory); on CPU the text is the same "
+        "for any N",
     )
     parser.add_argument(
         "--threads",
@@ -176,9 +187,10 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     return Pipeline(experiment, backend, sampling=sampling)
 
 
-def _parallel(args: argparse.Namespace, pipeline: Pipeline, n_jobs: int) -> int:
+def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
     """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
-    choice = choose_parallel(pipeline.backend, args.parallel, n_jobs)
+    tokens = pipeline.stream_tokens(jobs, restyle)
+    choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
     return choice.n
 
@@ -265,7 +277,7 @@ def run_generate(args: argparse.Namespace) -> int:
             )
             return 0
         _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
-        parallel = _parallel(args, pipeline, len(jobs))
+        parallel = _parallel(args, pipeline, jobs, bool(args.restyle))
         return _execute(pipeline, jobs, args.restyle, plan.already_done, parallel)
 
 
@@ -291,7 +303,7 @@ def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -
         return 0
     print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
     pipeline = _pipeline(args, experiment)
-    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, len(jobs)))
+    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
 
 
 def run_restyle(args: argparse.Namespace) -> int:
@@ -303,7 +315,7 @@ def run_restyle(args: argparse.Namespace) -> int:
         if not jobs:
             print("nothing to do: every conversation has a restyled twin")
             return 0
-        return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, len(jobs)))
+        return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, jobs, True))
 
 
 def _restyle_jobs(pipeline: Pipeline, seed: int | None) -> list[Job]:

@@ -147,17 +147,31 @@ class Backend(ABC):
         """Things the user should know before a run (a server that will be retried, ...)."""
         return []
 
-    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
-        """Streams to run at once when the user does not say, and why (printed as given)."""
+    def auto_parallel(self, n_jobs: int, stream_tokens: int | None = None) -> tuple[int, str]:
+        """Streams to run at once when the user does not say, and why (printed as given).
+
+        ``stream_tokens`` is the most tokens one request of the run holds (prompt + new tokens,
+        :meth:`Pipeline.stream_tokens`); None means the model's whole context.
+        """
         return 1, "one stream at a time"
 
-    def memory_for(self, parallel: int) -> int | None:
-        """Bytes ``parallel`` streams need beyond the model (the KV cache); None when not ours to hold."""
+    def memory_for(self, parallel: int, stream_tokens: int | None = None) -> int | None:
+        """Bytes ``parallel`` streams of ``stream_tokens`` need beyond the model (the KV cache).
+
+        None when the backend holds no such memory (a remote server).
+        """
         return None
 
     def memory_available(self) -> int | None:
         """Bytes free for :meth:`memory_for` (VRAM or RAM); None when unknown."""
         return None
+
+    def reserve(self, parallel: int, stream_tokens: int | None = None) -> None:  # noqa: B027
+        """Get ready for a run of ``parallel`` streams of up to ``stream_tokens`` tokens each.
+
+        A backend with a KV cache sizes it here, before the first request, so a run that cannot
+        fit fails at once (ModelError) and the cache holds what the run needs. Default: nothing.
+        """
 
     def set_threads(self, n_threads: int) -> None:  # noqa: B027  (optional: remote backends ignore it)
         """CPU threads for evaluating and decoding, for backends that compute in this process."""
@@ -188,42 +202,45 @@ class ParallelChoice:
         return line
 
 
-def choose_parallel(backend: Backend, requested: int | None, n_jobs: int) -> ParallelChoice:
+def choose_parallel(
+    backend: Backend, requested: int | None, n_jobs: int, stream_tokens: int | None = None
+) -> ParallelChoice:
     """The one place a run's stream count is decided (CLI and app alike).
 
-    ``requested`` (``--parallel N``) wins over the backend's own choice, but never past what
-    memory allows: a request whose KV cache cannot fit in free memory is lowered, saying so,
-    before the backend is asked to allocate it.
+    ``requested`` (``--parallel N``; None for ``auto``) wins over the backend's own choice, but
+    never past what memory allows: a request whose KV cache cannot fit in free memory is lowered,
+    saying so, before the backend is asked to allocate it. ``stream_tokens`` sizes each stream's
+    KV cache (see :meth:`Backend.auto_parallel`).
     """
     if requested is not None and requested < 1:
         raise ConvogenError("--parallel must be at least 1")
     if requested is None:
-        n, reason = backend.auto_parallel(n_jobs)
+        n, reason = backend.auto_parallel(n_jobs, stream_tokens)
     else:
         n, reason = requested, "--parallel"
     n = max(1, n)
     if requested is not None:
         # checked on what was asked, before the job count caps it: the user learns what fits
-        n, reason = _fit_memory(backend, n, reason)
+        n, reason = _fit_memory(backend, n, reason, stream_tokens)
     if n_jobs < n:
         n, reason = max(1, n_jobs), f"{reason}; only {n_jobs} job(s)"
-    return ParallelChoice(n, reason, backend.memory_for(n))
+    return ParallelChoice(n, reason, backend.memory_for(n, stream_tokens))
 
 
-def _fit_memory(backend: Backend, n: int, reason: str) -> tuple[int, str]:
+def _fit_memory(backend: Backend, n: int, reason: str, stream_tokens: int | None) -> tuple[int, str]:
     """Lower ``n`` to the streams whose KV cache fits free memory, saying so; refuse if none fits."""
     available = backend.memory_available()
-    need = backend.memory_for(n)
+    need = backend.memory_for(n, stream_tokens)
     if available is None or need is None or need <= available:
         return n, reason
     low, high = 1, n  # memory grows with the stream count: the largest count that fits
     while low < high:
         mid = (low + high + 1) // 2
-        if (backend.memory_for(mid) or 0) <= available:
+        if (backend.memory_for(mid, stream_tokens) or 0) <= available:
             low = mid
         else:
             high = mid - 1
-    one = backend.memory_for(1) or 0
+    one = backend.memory_for(1, stream_tokens) or 0
     if one > available:
         raise ConvogenError(
             f"even one conversation's KV cache ({one / 2**20:,.0f} MiB) does not fit the "

@@ -56,6 +56,7 @@ from convogen_tui.core.store import ConversationStore
 from convogen_tui.core.templates import Template, load_template
 
 Phase = Literal["generate", "restyle"]
+RESTYLE_SLACK = 32  # tokens: a conversation tokenized again inside the restyle prompt may grow a little
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,43 @@ class Pipeline:
         return jobs, problems
 
     # running -----------------------------------------------------------------------------
+    def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True) -> int | None:
+        """The most tokens one request of a run over ``jobs`` holds: its prompt and max_tokens.
+
+        What a backend with a KV cache sizes each stream for (``Backend.reserve``), instead of the
+        whole n_ctx. Generation prompts are measured for the longest seed text of each persona;
+        a restyle prompt holds the conversation, so it is measured empty and counted with
+        max_tokens for the conversation (plus a little: text tokenized again can differ). None
+        when the backend holds no KV cache of its own (a server), so nothing is tokenized.
+        """
+        if not jobs or self.backend.memory_for(1) is None:
+            return None
+        max_tokens = self.sampling.max_tokens
+        count = self.backend.count_tokens
+        longest = 0
+        longest_tweet: dict[tuple[str, str], Job] = {}
+        longest_conv: Job | None = None
+        for job in jobs:
+            if job.conv_id is None:
+                key = (job.persona.motivation, job.persona.disposition)
+                if key not in longest_tweet or len(job.seed.tweet) > len(longest_tweet[key].seed.tweet):
+                    longest_tweet[key] = job
+            elif longest_conv is None or len(job.conv or "") > len(longest_conv.conv or ""):
+                longest_conv = job
+        try:
+            for job in longest_tweet.values():
+                longest = max(longest, count(self.generation_prompt(job.seed, job.persona)) + max_tokens)
+            if restyle and longest_tweet:
+                tweet = max((j.seed.tweet for j in longest_tweet.values()), key=len)
+                empty = count(self.restyle_prompt(tweet, ""))
+                longest = max(longest, empty + max_tokens + RESTYLE_SLACK + max_tokens)
+            if longest_conv is not None:
+                prompt = count(self.restyle_prompt(longest_conv.seed.tweet, longest_conv.conv or ""))
+                longest = max(longest, prompt + RESTYLE_SLACK + max_tokens)
+        except ConvogenError:
+            return None  # a template that does not render fails its jobs in the run itself
+        return longest or None
+
     def run(
         self,
         jobs: Sequence[Job],
@@ -377,11 +415,15 @@ class Pipeline:
     ) -> Iterator[Event]:
         """Run jobs, yielding events; stops cleanly when ``cancel`` is set.
 
-        Each job's restyle pass is queued ahead of new jobs as soon as its conversation is saved.
-        With ``parallel`` > 1 a backend that offers ``run_many`` runs that many streams at once.
+        Each job's restyle pass is queued ahead of new jobs as soon as its conversation is saved,
+        so it joins the running batch at once (generation and restyling overlap; a run's tail is
+        the last few restyles together, not one alone). With ``parallel`` > 1 a backend that
+        offers ``run_many`` runs that many streams at once. The backend's KV cache is sized for
+        the run first (:meth:`stream_tokens`); a run that cannot fit raises ModelError then.
         ``skips`` lets the caller skip single jobs while the others go on.
         """
         cancel = cancel or threading.Event()
+        self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
         info = self.backend.info

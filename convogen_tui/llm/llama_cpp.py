@@ -26,10 +26,18 @@ from convogen_tui.core.backend import (
 )
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.llm.llama_engine import EXACT_CHUNK, LlamaEngine, Work
+from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024
-CPU_DEFAULT_PARALLEL = 4
+# --parallel auto: the most streams that pay. A GPU decoding a big model is bound by reading the
+# weights, once per step for every stream: raw llama.cpp on an H200 (70B Q4_0) went 58, 158, 201,
+# 369, 583, 860 tok/s at 1, 4, 8, 16, 32, 64 sequences. A CPU is compute bound; batching still
+# paid 1.2x at 4, 1.5x at 8 and 1.6x at 16 on 2 cores (benchmarks/RESULTS.md).
+GPU_AUTO_PARALLEL = 64
+CPU_AUTO_PARALLEL = 16
+MEMORY_HEADROOM = 0.9  # of free memory for the KV cache; the rest for llama.cpp's compute buffers
+GPU_BATCH = 2048  # prompt tokens per llama_decode (and micro-batch) with GPU offload
+CPU_BATCH = 512
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -142,6 +150,7 @@ class LlamaCppBackend(Backend):
         self._pieces: dict[int, bytes] = {}
         self.n_threads = threads
         on_gpu = supported and n_gpu_layers != 0
+        self.on_gpu = on_gpu
         # on CPU: same text alone or batched, with or without a cached prefix (llama_engine's note)
         self.engine = LlamaEngine(
             model.model,
@@ -149,6 +158,7 @@ class LlamaCppBackend(Backend):
             n_ctx,
             threads,
             self.piece,
+            n_batch=GPU_BATCH if on_gpu else CPU_BATCH,
             flash_attn=None if on_gpu else False,
             chunk=1 if on_gpu else EXACT_CHUNK,
         )
@@ -216,26 +226,41 @@ class LlamaCppBackend(Backend):
         head_dim = int(meta.get(f"{arch}.attention.key_length", 0) or 0) or (embd // heads if heads else 0)
         return 2 * layers * kv_heads * head_dim * 2
 
-    def memory_for(self, parallel: int) -> int:
-        """The KV cache that ``parallel`` sequences of n_ctx tokens need: its upper bound and size."""
-        return self.kv_bytes_per_token() * self.info.n_ctx * parallel
+    def stream_cells(self, stream_tokens: int | None = None) -> int:
+        """KV cells one stream gets for requests of up to ``stream_tokens`` (None: n_ctx) tokens."""
+        return cells_for(stream_tokens or self.info.n_ctx, self.info.n_ctx)
+
+    def memory_for(self, parallel: int, stream_tokens: int | None = None) -> int:
+        """The KV cache of ``parallel`` streams sized for ``stream_tokens``: what reserve allocates."""
+        return self.kv_bytes_per_token() * self.stream_cells(stream_tokens) * parallel
 
     def memory_available(self) -> int | None:
         """Free VRAM when layers are offloaded (nvidia-smi), else available RAM."""
         from convogen_tui.llm.gpu import free_memory_bytes
 
-        return free_memory_bytes(on_gpu=self.info.gpu_offload_supported and self.n_gpu_layers != 0)
+        return free_memory_bytes(on_gpu=self.on_gpu)
 
-    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
-        """Sequences to decode together when the user does not say: many on a GPU, few on a CPU.
+    def auto_parallel(self, n_jobs: int, stream_tokens: int | None = None) -> tuple[int, str]:
+        """The most streams that pay on this hardware (64 on a GPU, 16 on a CPU) and fit memory."""
+        cap, where = (GPU_AUTO_PARALLEL, "a GPU") if self.on_gpu else (CPU_AUTO_PARALLEL, "a CPU")
+        cells = self.stream_cells(stream_tokens)
+        per_stream = self.memory_for(1, stream_tokens)
+        available = self.memory_available()
+        if available is None:
+            return cap, f"auto: the most that pays on {where}; free memory unknown"
+        budget = available * MEMORY_HEADROOM
+        fits = min(MAX_SEQUENCES, int(budget // per_stream)) if per_stream else MAX_SEQUENCES
+        gib = available / 2**30
+        if fits >= cap:
+            return cap, f"auto: the most that pays on {where}; {cells:,} KV cells each, {gib:,.1f} GiB free"
+        return max(1, fits), (
+            f"auto: the most whose KV cache fits ({cells:,} cells, {per_stream / 2**20:,.0f} MiB each; "
+            f"{gib:,.1f} GiB free); {cap} would pay on {where}"
+        )
 
-        A GPU decoding a big model is bound by memory bandwidth, so 16 sequences cost about one. On
-        a CPU the matrix products are compute bound; batching still pays a little (see
-        benchmarks/RESULTS.md), most of it with the first few sequences.
-        """
-        if self.info.gpu_offload_supported and self.n_gpu_layers != 0:
-            return 16, "default for this hardware; --parallel N to change"
-        return CPU_DEFAULT_PARALLEL, "default for this hardware; --parallel N to change"
+    def reserve(self, parallel: int, stream_tokens: int | None = None) -> None:
+        """Allocate the KV cache now: ``parallel`` streams of :meth:`stream_cells` cells."""
+        self.engine.reserve(max(1, parallel), stream_tokens or self.info.n_ctx)
 
     # generation --------------------------------------------------------------------------
     def _work(self, request: Request) -> Work:

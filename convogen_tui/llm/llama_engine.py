@@ -4,25 +4,43 @@ Why not ``Llama.generate``: it decodes one sequence per context, and its per-tok
 about a third of raw decode speed on a small CPU model. Here a step is one ``llama_decode`` holding
 one token per running sequence, then one C sampler call per sequence; that is all the Python there is.
 
-KV memory, bounded: the context has one KV stream per sequence (``kv_unified`` off), each of
-``n_ctx`` cells, so the cache takes ``n_ctx x N x kv_bytes_per_token`` and never more; a sequence
-can always run to its budget and never evicts another. Each sequence attends only to its own stream,
-so on CPU its logits do not depend on what else is in the batch: same seed, same text, alone or not.
+KV memory, sized to the run: the context has one KV stream per sequence (``kv_unified`` off), each
+of ``cells`` cells, where ``cells`` is what the run's longest request needs (prompt + new tokens,
+rounded up to llama.cpp's 256), not the experiment's ``n_ctx``. ``reserve(parallel, tokens)`` sizes
+it before a run; a request that still does not fit waits until the running ones finish, then the
+streams grow (once). A sequence can always run to its budget and never evicts another.
+
+Why separate streams and not one unified cache shared by all sequences, on CPU and GPU alike:
+- throughput: with a unified cache every token attends over every sequence's cells (masked), so
+  attention costs N times more at N sequences; separate streams attend over their own cells only
+  (llama.cpp's "high-throughput" mode). With 64 sequences of 1,000 tokens on a 70B model that is
+  ~10 TFLOP per step unified against ~0.2 split: about as long as reading its 38 GB of weights.
+- the CPU promise (same seed, same text, alone or batched): a unified cache interleaves the
+  sequences' cells, which changes the order attention sums a sequence's own keys in, hence the
+  rounding. Measured on the embedded model (6 conversations of 40 tokens, 4 at once): unified, 0
+  of 6 came out as alone (the first differed after 4 characters); separate streams, 6 of 6. So the
+  CPU keeps separate streams, and the GPU too, for the throughput above.
+llama.cpp puts a decode step in one micro-batch only when its sequence ids are consecutive, so a
+sequence is moved down into a freed lower stream when nothing waits (``_compact``): a run's tail
+stays one micro-batch per step instead of one per gap (each re-reading every weight).
 
 Prefix sharing: every sequence id remembers the tokens its stream holds (kept after a request ends).
 A new request starts from the longest token prefix found in any stream: its own (truncate, free) or
-another's (``llama_memory_seq_cp`` of that stream, then truncate). The system message and template
-text before the first placeholder are therefore evaluated once per run, not once per conversation;
-matching on tokens rather than text means a BPE merge across the boundary can never share wrong KV.
+another's (``llama_memory_seq_cp`` of that stream, then truncate). Requests admitted together (a
+run's first N) evaluate the prefix they share once, in the first one's stream, and copy it; their
+remaining prompt tokens then go through llama_decode together (on a GPU: packed up to ``n_batch``
+tokens, which is 2048 there). Matching on tokens rather than text means a BPE merge across the
+boundary can never share wrong KV.
 
 Same text with or without a cached prefix, alone or batched (CPU). Two things in llama.cpp make a
 sequence's numbers depend on its neighbours, both measured on the embedded model:
 - a prompt token's KV depends on which tokens share its micro-batch (splitting a 98-token prompt at
-  token 10 moved the last logits by up to 0.85). So prompts are evaluated in pieces of ``chunk``
-  tokens at fixed positions (0, 16, 32, ...), and a cached prefix is reused only in whole chunks
-  that were computed that way: a prompt's KV is then bit-identical whether it was computed now,
-  copied from another sequence, or left over from the last job. (On a GPU, where text is not
-  promised identical anyway, ``chunk`` is 1: any cached prefix is reused, prompts go in 512s.)
+  token 10 moved the last logits by up to 0.85). So on CPU prompts are evaluated one sequence at a
+  time in pieces of ``chunk`` tokens at fixed positions (0, 16, 32, ...), and a cached prefix is
+  reused only in whole chunks that were computed that way: a prompt's KV is then bit-identical
+  whether it was computed now, copied from another sequence, or left over from the last job. (On a
+  GPU, where text is not promised identical anyway, ``chunk`` is 1: any cached prefix is reused and
+  the prompts of new requests are packed together.)
 - the CPU flash-attention kernel gives a sequence different logits when a shorter sequence shares
   the decode batch (0.58). Without flash attention the logits were bit-identical, so it is off when
   nothing is offloaded to a GPU (at these context lengths it barely changes CPU speed). On a GPU it
@@ -56,7 +74,15 @@ from convogen_tui.core.experiment import SamplingSettings
 PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
 MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens
 EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
+CELL_ALIGN = 256  # llama.cpp pads every KV stream to a multiple of this many cells
+MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: sequences one context can hold
 PROMPT_REPORT_S = 0.25  # how often a long prompt's reading progress is reported
+
+
+def cells_for(tokens: int, n_ctx: int) -> int:
+    """KV cells per stream for requests of up to ``tokens`` tokens: rounded up, at most n_ctx's."""
+    cap = -(-n_ctx // CELL_ALIGN) * CELL_ALIGN
+    return min(cap, max(CELL_ALIGN, -(-tokens // CELL_ALIGN) * CELL_ALIGN))
 
 
 @dataclass
@@ -67,6 +93,11 @@ class Work:
     tokens: list[int]
     budget: int
     stats: GenerationStats = field(default_factory=GenerationStats)
+
+    @property
+    def need(self) -> int:
+        """KV cells this request fills at most: its prompt and every token it may generate."""
+        return len(self.tokens) + self.budget
 
 
 Pull = Callable[[], "Work | StreamFailed | None"]
@@ -80,6 +111,19 @@ class _Slot:
     pending: int = -1
     parts: list[str] = field(default_factory=list)
     decoder: Any = None
+
+
+@dataclass
+class EngineCounters:
+    """What the benchmark reads: where a run's time went (prompts vs decode steps)."""
+
+    prompt_tokens_evaluated: int = 0  # prompt tokens actually decoded (after prefix reuse)
+    prompt_s: float = 0.0  # time in prompt llama_decode calls and first-token sampling
+    step_tokens: int = 0  # tokens generated by decode steps (not counting each first token)
+    steps: int = 0  # decode steps (one llama_decode each)
+    step_sequences: int = 0  # sequences summed over steps: / steps = mean batch
+    compactions: int = 0  # sequences moved down into a freed stream
+    grows: int = 0  # times the streams grew for a request longer than planned
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -96,8 +140,8 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 class LlamaEngine:
     """Owns the llama.cpp context; runs one request (``stream``) or many (``run_many``) through it.
 
-    The context is sized for the largest parallelism asked so far and kept, with its KV streams,
-    so a rerun starts from the cached prefix. Only one run uses it at a time (a lock).
+    The context is sized by ``reserve`` (streams x cells) and kept, with its KV streams, so a rerun
+    starts from the cached prefix. Only one run uses it at a time (a lock).
     """
 
     def __init__(
@@ -113,36 +157,69 @@ class LlamaEngine:
     ) -> None:
         self._model = model
         self._vocab = vocab
-        self.n_ctx = n_ctx
+        self.n_ctx = n_ctx  # the most a request may use (the experiment's n_ctx)
         self._threads = n_threads
         self._piece = piece
-        self._n_batch = n_batch
+        self.n_batch = n_batch
         self.flash_attn = flash_attn  # None: llama.cpp decides
         self.chunk = chunk
         self._ctx: Any = None
         self._mem: Any = None
         self._batch: Any = None
         self.capacity = 0
+        self.cells = 0  # KV cells per stream in the current context
         self._held: list[list[int]] = []  # per sequence id: the tokens its KV stream holds
         self._chunked: list[int] = []  # per sequence id: leading held tokens evaluated in whole chunks
+        self._blocked: Work | None = None  # a request waiting for longer streams
         self.lock = threading.Lock()
         self.share_prefix = True
+        self.compact = True
         self.ignore_eos = False  # for benchmarks: run every request to its full budget
-        self.prompt_tokens_evaluated = 0  # prompt tokens actually decoded (after prefix reuse)
+        self.counters = EngineCounters()
+
+    @property
+    def prompt_tokens_evaluated(self) -> int:
+        return self.counters.prompt_tokens_evaluated
 
     # context -----------------------------------------------------------------------------
-    def ensure_context(self, capacity: int) -> None:
-        """Make sure the context holds ``capacity`` sequences of ``n_ctx`` tokens each."""
+    def reserve(self, capacity: int, tokens: int) -> None:
+        """Size the context for ``capacity`` sequences of up to ``tokens`` tokens each, now.
+
+        A context that already holds that and is not much bigger is kept (with its cached
+        prefixes); otherwise it is made again at exactly this size, so the KV cache is what the
+        run needs. Raises ModelError when llama.cpp cannot allocate it.
+        """
+        cells = cells_for(tokens, self.n_ctx)
+        with self.lock:
+            fits = self._ctx is not None and self.capacity >= capacity and self.cells >= cells
+            if fits and self.capacity * self.cells <= 1.25 * capacity * cells:
+                return
+            self._build(capacity, cells)
+
+    def ensure_context(self, capacity: int, tokens: int | None = None) -> None:
+        """Make sure the context holds ``capacity`` sequences of ``tokens`` (default: as now) each."""
+        cells = cells_for(tokens, self.n_ctx) if tokens else self.cells or cells_for(self.n_ctx, self.n_ctx)
+        if self._ctx is not None and self.capacity >= capacity and self.cells >= cells:
+            return
+        self._build(max(capacity, self.capacity), max(cells, self.cells))
+
+    def _build(self, capacity: int, cells: int) -> None:
         import llama_cpp
 
-        if self._ctx is not None and self.capacity >= capacity:
-            return
+        if capacity > MAX_SEQUENCES:
+            raise ModelError(
+                Problem(
+                    None,
+                    f"llama.cpp decodes at most {MAX_SEQUENCES} sequences in one context, not {capacity}",
+                    hint="lower --parallel",
+                )
+            )
         self.free()
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_ctx * capacity
+        params.n_ctx = cells * capacity
         params.n_seq_max = capacity
-        params.n_batch = self._n_batch
-        params.n_ubatch = self._n_batch  # a decode step (one token per sequence) is one micro-batch
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch  # a decode step (one token per sequence) is one micro-batch
         params.n_threads = self._threads
         params.n_threads_batch = self._threads
         params.kv_unified = False
@@ -154,14 +231,15 @@ class LlamaEngine:
             raise ModelError(
                 Problem(
                     None,
-                    f"llama.cpp could not make room for {capacity} sequence(s) x {self.n_ctx} tokens",
-                    hint='the KV cache grows with both: lower --parallel or "n_ctx" in expt-setup.json',
+                    f"llama.cpp could not make room for {capacity} sequence(s) x {cells} tokens",
+                    hint='the KV cache grows with both: lower --parallel, --max-tokens or "n_ctx"',
                 )
             )
         self._ctx = ctx
         self._mem = llama_cpp.llama_get_memory(ctx)
-        self._batch = llama_cpp.llama_batch_init(max(self._n_batch, capacity), 0, 1)
+        self._batch = llama_cpp.llama_batch_init(max(self.n_batch, capacity), 0, 1)
         self.capacity = capacity
+        self.cells = cells
         self._held = [[] for _ in range(capacity)]
         self._chunked = [0] * capacity
 
@@ -183,6 +261,7 @@ class LlamaEngine:
             llama_cpp.llama_free(self._ctx)
             self._ctx = self._mem = None
         self.capacity = 0
+        self.cells = 0
         self._held = []
         self._chunked = []
 
@@ -208,20 +287,32 @@ class LlamaEngine:
         with self.lock:
             self.ensure_context(parallel)
             slots = [_Slot(seq) for seq in range(parallel)]
+            self._blocked = None
             try:
                 while True:
                     for slot in slots:
                         if slot.work is not None and _cancelled(slot.work.request):
                             yield from self._finish(slot, "cancelled")
+                    if self._blocked is not None and _cancelled(self._blocked.request):
+                        blocked, self._blocked = self._blocked, None  # skipped while it waited
+                        yield StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
                     if cancel.is_set():
                         break
                     idle = yield from self._admit(slots, pull, cancel)
                     active = [s for s in slots if s.work is not None]
                     if not active:
+                        if self._blocked is not None and not cancel.is_set():
+                            self._grow(self._blocked.need)  # nothing runs: make the streams longer
+                            continue
                         if idle or cancel.is_set():
                             break
                         continue  # every new request ended at its first token: pull again
+                    if self.compact and (idle or self._blocked is not None):
+                        active = self._compact(slots)
                     yield from self._step(active, llama_cpp)
+                if self._blocked is not None:  # cancelled while waiting: it still gets its end
+                    blocked, self._blocked = self._blocked, None
+                    yield StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
                 for slot in slots:
                     if slot.work is not None:
                         yield from self._finish(slot, "cancelled")
@@ -232,42 +323,85 @@ class LlamaEngine:
     def _admit(
         self, slots: list[_Slot], pull: Pull, cancel: threading.Event
     ) -> Generator[StreamEvent, None, bool]:
-        """Fill free slots from ``pull``; returns True when it said nothing is waiting."""
+        """Fill free slots from ``pull`` and start them together; True when nothing waits now."""
+        new: list[tuple[_Slot, Work]] = []
+        idle = False
         for slot in slots:
             if slot.work is not None:
                 continue
             if cancel.is_set():
-                return False
-            item = pull()
-            while isinstance(item, StreamFailed):
-                yield item
-                item = pull()
-            if item is None:
-                return True  # nothing waits now; a finishing job may queue more (its restyle)
-            yield from self._start(slot, item)
-        return False
+                break
+            if self._blocked is not None:  # first in line: nothing overtakes it
+                if self._blocked.need > self.cells:
+                    break
+                item, self._blocked = self._blocked, None
+            else:
+                pulled = pull()
+                while isinstance(pulled, StreamFailed):
+                    yield pulled
+                    pulled = pull()
+                if pulled is None:
+                    idle = True  # nothing waits now; a finishing job may queue more (its restyle)
+                    break
+                if pulled.need > self.cells:
+                    self._blocked = pulled  # runs once the streams are longer (the others finish)
+                    break
+                item = pulled
+            new.append((slot, item))
+        if new:
+            yield from self._start(new)
+        return idle
 
-    def _start(self, slot: _Slot, work: Work) -> Iterator[StreamEvent]:
-        """Prefill one request into its slot's stream (reusing a cached prefix), sample token one."""
+    def _grow(self, tokens: int) -> None:
+        """Make every stream long enough for ``tokens`` (nothing is running; cached prefixes go)."""
+        self.counters.grows += 1
+        self._build(self.capacity, cells_for(tokens, self.n_ctx))
+
+    def _start(self, new: list[tuple[_Slot, Work]]) -> Iterator[StreamEvent]:
+        """Prefill new requests (reusing cached prefixes, a shared prefix once), sample token one."""
         import llama_cpp
 
-        stats = work.stats
-        stats.started = time.perf_counter()
-        key = work.request.key
-        yield StreamStarted(key, len(work.tokens))
-        tokens = work.tokens
-        keep = self._reuse_prefix(slot.seq, tokens)
-        error = yield from self._decode_prompt(slot.seq, tokens, keep, key)
-        if error:
-            self._drop(slot.seq)
-            yield StreamFailed(key, error)
-            return
-        slot.work = work
-        slot.sampler = make_sampler(work.request.sampling, work.request.seed, self._vocab)
-        slot.parts = []
-        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, -1)
-        yield from self._accept(slot, token, llama_cpp)
+        for _, work in new:
+            work.stats.started = time.perf_counter()
+            yield StreamStarted(work.request.key, len(work.tokens))
+        t0 = time.perf_counter()
+        keys = {slot.seq: work.request.key for slot, work in new}
+        plan: list[tuple[_Slot, Work, int]] = []
+        failed: dict[int, str] = {}
+        for i, (slot, work) in enumerate(new):
+            tokens = work.tokens
+            keep = self._reuse_prefix(slot.seq, tokens)
+            # the part of this prompt that later new requests share: evaluate it now, alone, so
+            # they copy it instead of evaluating it again
+            share = max((common_prefix(tokens, w.tokens) for _, w in new[i + 1 :]), default=0)
+            share = min(share, len(tokens) - 1) // self.chunk * self.chunk
+            if self.share_prefix and share >= keep + MIN_COPY:
+                error = yield from self._decode_prompts([(slot.seq, tokens, keep, share)], keys, {})
+                if error:
+                    failed[slot.seq] = error
+                    continue
+                keep = share
+            slot.sampler = make_sampler(work.request.sampling, work.request.seed, self._vocab)
+            plan.append((slot, work, keep))
+        firsts: dict[int, int] = {}
+        error = yield from self._decode_prompts(
+            [(slot.seq, work.tokens, keep, len(work.tokens)) for slot, work, keep in plan],
+            keys,
+            {slot.seq: slot.sampler for slot, _, _ in plan},
+            firsts,
+        )
+        self.counters.prompt_s += time.perf_counter() - t0
+        for slot, work in new:
+            message = failed.get(slot.seq) or (error if slot.seq not in firsts else None)
+            if message:
+                self._drop(slot.seq)
+                self._release(slot)
+                yield StreamFailed(work.request.key, message)
+                continue
+            slot.work = work
+            slot.parts = []
+            slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            yield from self._accept(slot, firsts[slot.seq], llama_cpp)
 
     def _step(self, active: list[_Slot], llama_cpp: Any) -> Iterator[StreamEvent]:
         """One llama_decode with the pending token of every running sequence, then sample each."""
@@ -289,6 +423,10 @@ class LlamaEngine:
                 self._release(slot)
                 yield StreamFailed(key, f"llama_decode failed ({rc})")
             return
+        counters = self.counters
+        counters.steps += 1
+        counters.step_sequences += len(active)
+        counters.step_tokens += len(active)
         sample = llama_cpp.llama_sampler_sample
         ctx = self._ctx
         for i, slot in enumerate(active):
@@ -337,6 +475,30 @@ class LlamaEngine:
             slot.sampler = None
         slot.work = None
 
+    def _compact(self, slots: list[_Slot]) -> list[_Slot]:
+        """Move running sequences down into free lower streams, so their ids are consecutive.
+
+        llama.cpp splits a decode step into one micro-batch per run of consecutive sequence ids,
+        and each micro-batch reads every weight. The moved stream is copied whole (bit for bit, so
+        the text does not change) and the old one stays cached as a prefix source.
+        """
+        import llama_cpp
+
+        free = [s for s in slots if s.work is None]
+        busy = [s for s in slots if s.work is not None]
+        while free and busy and free[0].seq < busy[-1].seq:
+            dst, src = free.pop(0), busy.pop()
+            llama_cpp.llama_memory_seq_rm(self._mem, dst.seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._mem, src.seq, dst.seq, -1, -1)
+            self._held[dst.seq] = list(self._held[src.seq])
+            self._chunked[dst.seq] = self._chunked[src.seq]
+            dst.work, dst.sampler, dst.pending = src.work, src.sampler, src.pending
+            dst.parts, dst.decoder = src.parts, src.decoder
+            src.work, src.sampler = None, None
+            busy.insert(0, dst)
+            self.counters.compactions += 1
+        return [s for s in slots if s.work is not None]
+
     # KV bookkeeping ----------------------------------------------------------------------
     def _reuse_prefix(self, seq: int, tokens: list[int]) -> int:
         """Keep the longest cached prefix of ``tokens`` in ``seq``'s stream, in whole chunks.
@@ -356,7 +518,7 @@ class LlamaEngine:
             for other in range(self.capacity):
                 if other != seq and self._chunked[other] >= best + max(self.chunk, MIN_COPY):
                     n = usable(other)
-                    if n > best:
+                    if n >= best + MIN_COPY:
                         source, best = other, n
         if source != seq:
             # streams are separate buffers: copy the whole stream, then cut it to the prefix
@@ -369,39 +531,81 @@ class LlamaEngine:
         self._chunked[seq] = best
         return best
 
-    def _decode_prompt(
-        self, seq: int, tokens: list[int], start: int, key: int = 0
+    def _decode_prompts(
+        self,
+        prompts: list[tuple[int, list[int], int, int]],
+        keys: dict[int, int],
+        samplers: dict[int, Any],
+        firsts: dict[int, int] | None = None,
     ) -> Generator[StreamPrompt, None, str | None]:
-        """Decode tokens[start:] into ``seq``, one llama_decode per chunk; logits for the last only.
+        """Decode each (seq, tokens, start, end)'s tokens[start:end]; sample a first token where asked.
 
-        Yields how far it got (StreamPrompt) first and then every PROMPT_REPORT_S; returns an error.
+        On a GPU (``chunk`` 1) the prompts are packed together, up to ``n_batch`` tokens per
+        llama_decode. On CPU each llama_decode holds one ``chunk`` of one sequence at a fixed
+        position, so a prompt's KV never depends on what else is evaluated (the header's note).
+        A sequence's first token is sampled right after the llama_decode that holds its last prompt
+        token (the next one overwrites the logits). Yields how far each prompt got (StreamPrompt,
+        for the request ``keys`` names) first and then every PROMPT_REPORT_S; returns an error.
         """
         import llama_cpp
 
         batch = self._batch
-        n = len(tokens)
-        step = self.chunk if self.chunk > 1 else self._n_batch
-        yield StreamPrompt(key, start, n)
+        pieces: list[tuple[int, int, list[int], bool]] = []  # seq, first position, tokens, ends prompt
+        step = self.chunk if self.chunk > 1 else self.n_batch
+        done: dict[int, int] = {}
+        for seq, tokens, start, end in prompts:
+            n = len(tokens)
+            for first in range(start, end, step):
+                chunk = tokens[first : min(first + step, end)]
+                pieces.append((seq, first, chunk, first + len(chunk) == n))
+            done[seq] = start
+            yield StreamPrompt(keys.get(seq, 0), start, n)
+        totals = {seq: len(tokens) for seq, tokens, _, _ in prompts}
         reported = time.perf_counter()
-        for first in range(start, n, step):
-            if first > start and time.perf_counter() - reported >= PROMPT_REPORT_S:
+        i = 0
+        while i < len(pieces):
+            if i and time.perf_counter() - reported >= PROMPT_REPORT_S:
                 reported = time.perf_counter()
-                yield StreamPrompt(key, first, n)
-            chunk = tokens[first : first + step]
-            for i, token in enumerate(chunk):
-                batch.token[i] = token
-                batch.pos[i] = first + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = seq
-                batch.logits[i] = 0
-            batch.logits[len(chunk) - 1] = int(first + len(chunk) == n)
-            batch.n_tokens = len(chunk)
+                for seq, total in totals.items():
+                    if done[seq] < total:
+                        yield StreamPrompt(keys.get(seq, 0), done[seq], total)
+            if self.chunk > 1:
+                group = [pieces[i]]
+            else:  # pack pieces of several sequences (split where one would overflow n_batch)
+                group, room = [], self.n_batch
+                while i + len(group) < len(pieces) and len(pieces[i + len(group)][2]) <= room:
+                    room -= len(pieces[i + len(group)][2])
+                    group.append(pieces[i + len(group)])
+                if not group:  # a piece longer than n_batch cannot happen (step <= n_batch)
+                    group = [pieces[i]]
+            i += len(group)
+            n_tokens, ends = 0, []
+            for seq, first, chunk, last in group:
+                for j, token in enumerate(chunk):
+                    k = n_tokens + j
+                    batch.token[k] = token
+                    batch.pos[k] = first + j
+                    batch.n_seq_id[k] = 1
+                    batch.seq_id[k][0] = seq
+                    batch.logits[k] = 0
+                n_tokens += len(chunk)
+                if last and seq in samplers:
+                    batch.logits[n_tokens - 1] = 1
+                    ends.append((seq, n_tokens - 1))
+            batch.n_tokens = n_tokens
             rc = llama_cpp.llama_decode(self._ctx, batch)
             if rc != 0:
                 return f"llama_decode failed on the prompt ({rc})"
-            self._held[seq].extend(chunk)
-            self.prompt_tokens_evaluated += len(chunk)
-        self._chunked[seq] = n // self.chunk * self.chunk  # a last, partial chunk is not reusable
+            for seq, _, chunk, _ in group:
+                self._held[seq].extend(chunk)
+                done[seq] += len(chunk)
+                self.counters.prompt_tokens_evaluated += len(chunk)
+            for seq, index in ends:
+                assert firsts is not None
+                firsts[seq] = llama_cpp.llama_sampler_sample(samplers[seq], self._ctx, index)
+        for seq, _, _, end in prompts:
+            # a last, partial chunk is not reusable
+            self._chunked[seq] = end // self.chunk * self.chunk
         return None
 
     def _drop(self, seq: int) -> None:
@@ -410,6 +614,13 @@ class LlamaEngine:
         llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
         self._held[seq] = []
         self._chunked[seq] = 0
+
+
+def _cancelled_stats(work: Work) -> GenerationStats:
+    stats = work.stats
+    stats.finish_reason = "cancelled"
+    stats.elapsed_s = 0.0
+    return stats
 
 
 def _cancelled(request: Request) -> bool:

@@ -237,7 +237,7 @@ class OpenAIBackend(Backend):
     def warnings(self) -> list[str]:
         return self._warnings
 
-    def auto_parallel(self, n_jobs: int) -> tuple[int, str]:
+    def auto_parallel(self, n_jobs: int, stream_tokens: int | None = None) -> tuple[int, str]:
         """As many requests as the servers take at once."""
         return self.slots, f"{len(self.endpoints)} server(s) x concurrency; --concurrency to change"
 

@@ -282,7 +282,8 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         with RunLock(pipeline.experiment.dir).acquire(busy_hint=BUSY_HINT):
             pipeline.store.prepare_run()  # writable, space left, crash leftovers removed
             # decided here, off the UI thread (it may ask nvidia-smi); RunStarted carries it back
-            parallel = choose_parallel(pipeline.backend, None, len(jobs)).n
+            tokens = pipeline.stream_tokens(jobs)
+            parallel = choose_parallel(pipeline.backend, None, len(jobs), tokens).n
             for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel, skips=skips):
                 self.events.append(event)
 
