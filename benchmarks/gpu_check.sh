@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU throughput check (issue 14), run ON THE GPU MACHINE from the project's root, after
-# `bash ../shared/gpu/prepare.sh` filled .device/ here (see ../shared/gpu/README.md):
+# `EXTRA_WHEELS="jinja2 markupsafe filelock" bash ../shared/gpu/prepare.sh` filled .device/ here (see ../shared/gpu/README.md):
 #
 #     LOG_DIR=$OUT bash .device/run.sh 'bash benchmarks/gpu_check.sh'
 #

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 GPU_MACHINE_PACKAGES = [
     "numpy", "numpy.libs", "yaml", "_yaml",  # the machine's own Python
     "pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions",
-    "diskcache", "gguf", "jinja2", "markupsafe",  # .device/whl (prepare.sh)
+    "diskcache", "gguf", "jinja2", "markupsafe", "filelock",  # .device/whl (prepare.sh, EXTRA_WHEELS)
     "llama_cpp",  # .device/lsrc (bindings; the library is built there)
 ]  # fmt: skip
 

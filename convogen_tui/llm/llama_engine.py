@@ -624,8 +624,7 @@ def _cancelled_stats(work: Work) -> GenerationStats:
 
 
 def _cancelled(request: Request) -> bool:
-    cancel = getattr(request, "cancel", None)
-    return cancel is not None and cancel.is_set()
+    return request.cancel is not None and request.cancel.is_set()
 
 
 def make_sampler(sampling: SamplingSettings, seed: int, vocab: Any) -> Any:

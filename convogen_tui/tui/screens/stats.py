@@ -9,6 +9,7 @@ changed; diversity reads each new conversation once (core.stats.DiversityCache).
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -101,7 +102,10 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         super().__init__()
         self.session = session
         self.stats: dict[str, Any] | None = None
-        self._diversity = DiversityCache()  # owned by the (exclusive) compute worker
+        self._diversity = DiversityCache()  # used under _computing only
+        # one computation at a time: an exclusive worker group cancels a running thread but cannot
+        # stop it, and two threads updating the cache at once counted every conversation twice
+        self._computing = threading.Lock()
         self._seen: object = None  # what the last computation saw, to skip unchanged polls
 
     def compose(self) -> ComposeResult:
@@ -130,6 +134,10 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     @background("stats", "computing statistics")
     def compute(self, last_seen: object) -> None:
         """Blocking: list (from the index), then statistics only if the listing changed."""
+        with self._computing:
+            self._compute(last_seen)
+
+    def _compute(self, last_seen: object) -> None:
         store = self.session.store
         rows = store.list()
         seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
