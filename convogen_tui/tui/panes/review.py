@@ -89,10 +89,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
 
     class Listed(Message):
         def __init__(
-            self, rows: list[ConversationSummary], trash: int, unreadable: list[Problem] | None = None
+            self,
+            rows: list[ConversationSummary],
+            trash: int,
+            unreadable: list[Problem] | None = None,
+            generation: int = 0,
         ) -> None:
             super().__init__()
             self.rows = rows
+            self.generation = generation
             self.trash = trash
             self.unreadable = unreadable or []
 
@@ -120,6 +125,9 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.time_format = "%m-%d %H:%M"
         self._layout: list[tuple[str, int]] = []
         self._go_to: str | None = None  # after an undo: the cursor lands on what came back
+        # bumped by every change made here (delete, undo, mark, empty trash): a listing read
+        # before it is stale and would bring a deleted row back, so it is dropped and read again
+        self._generation = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
@@ -146,20 +154,23 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.stale = False
         if not self.rows:
             self.query_one("#rev-status", Static).update("listing…")
-        self._list()
+        self._list(self._generation)
 
     def action_refresh(self) -> None:
         self.relist()
         self.notify("listing the conversations again")
 
     @background("review-list", "listing conversations")
-    def _list(self) -> None:
+    def _list(self, generation: int) -> None:
         store = self.session.store
         listing = store.scan()
-        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable))
+        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable, generation))
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
+        if message.generation != self._generation:
+            self.relist()  # read before a change made here: read again rather than undo it on screen
+            return
         self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
         self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
         self.trash = message.trash
@@ -327,6 +338,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         table = self.query_one(DataTable)
         index = table.cursor_row
+        self._generation += 1
         try:
             self.last_batch = self.session.store.delete([r.id for r in doomed])
         except ConvogenError as exc:
@@ -361,6 +373,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             if not yes:
                 self.notify("trash kept")
                 return
+            self._generation += 1
             removed = store.empty_trash()
             self.trash = 0
             self.last_batch = None
@@ -374,6 +387,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
 
     def action_undo(self) -> None:
         """Restore the latest delete (the store orders batches by sequence); press again for older ones."""
+        self._generation += 1
         try:
             restored = self.session.store.undo()
         except ConvogenError as exc:
@@ -390,6 +404,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         if row is None:
             return
         new = "" if row.mark == mark else mark
+        self._generation += 1
         try:
             self.session.store.set_mark(row.id, new)
         except ConvogenError as exc:
