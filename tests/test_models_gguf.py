@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,9 +37,7 @@ def test_embedded_model_header() -> None:
     import gguf
 
     path = embedded_model_path()
-    started = time.perf_counter()
     info = read_gguf_info(path)
-    elapsed = time.perf_counter() - started
     assert info.architecture == "llama"
     assert info.quantization == "Q4_1"
     assert (info.context_length, info.n_layers, info.n_heads, info.n_kv_heads) == (8192, 30, 9, 3)
@@ -51,7 +48,6 @@ def test_embedded_model_header() -> None:
     reference = sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors)
     assert info.parameter_count == reference
     assert 130e6 < info.parameter_count < 140e6
-    assert elapsed < 1.0
 
 
 def test_info_cli_prints_architecture_and_parameters(tmp_path: Path) -> None:

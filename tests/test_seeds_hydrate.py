@@ -7,7 +7,6 @@ pointed at it through CONVOGEN_X_API_URL.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,15 +95,13 @@ def test_a_429_is_waited_out_with_a_countdown(tmp_path: Path, api: FakeXApi) -> 
     ids_path, _ = make_ids(tmp_path, api, count=150)
     api.script = ["ok", "429"]  # the second request is rate limited, reset 1 s ahead
     events: list[HydrateEvent] = []
-    started = time.monotonic()
 
     report = hydrate(read_ids(ids_path), tmp_path / "out.tsv", on_event=events.append)
 
-    assert time.monotonic() - started < 5
     assert report.rate_limit_waits == 1
     waits = [e for e in events if isinstance(e, Waiting)]
     assert waits and all(w.reason == "rate limit" for w in waits)
-    assert waits[0].seconds_left >= 1
+    assert 1 <= waits[0].seconds_left <= 2  # until the announced reset (1 s ahead), not a fixed window
     assert api.hits == 3 and [len(r) for r in api.requests] == [100, 50]
     assert report.progress.hydrated + report.progress.failed == 150
     assert len(read_seeds(tmp_path / "out.tsv")) == len(api.tweets)

@@ -36,10 +36,8 @@ def wait_until(condition, timeout: float = LIMIT_S) -> None:  # type: ignore[no-
 def test_a_server_that_ignores_max_tokens_is_cut_off_at_max_tokens(cli, sample: Path, datasets: Path) -> None:
     server = FakeOpenAI(respond=lambda seen: Reply(endless=True, honour_max_tokens=False))
     with running(server):
-        started = time.monotonic()
-        code, out, err = cli(*remote(datasets, server.url, "--max-tokens", "8"))
+        code, out, err = cli(*remote(datasets, server.url, "--max-tokens", "8"))  # returns at all: cut
         assert code == 0, err
-        assert time.monotonic() - started < 30
         wait_until(lambda: server.hung_up == 2)  # we closed both streams (conversation, restyle)
     assert [s.max_tokens for s in server.completions()] == [8, 8]
     [conv] = [json.loads(p.read_text()) for p in (sample / "conversations").glob("*.json")]
@@ -54,13 +52,10 @@ def test_a_server_that_ignores_max_tokens_is_cut_off_at_max_tokens(cli, sample: 
 def test_keep_alives_only_fail_the_request_after_the_stall_timeout(cli, sample: Path, datasets: Path) -> None:
     server = FakeOpenAI(respond=lambda seen: Reply(keepalive_only=True, interval_s=0.05))
     with running(server):
-        started = time.monotonic()
         code, out, err = cli(*remote(datasets, server.url, "--stall-timeout", "0.5"))
-        elapsed = time.monotonic() - started
         wait_until(lambda: server.hung_up == 3)
         defaults = OpenAIBackend([server.url])
     assert code == 1, err
-    assert elapsed < 30
     failed = [line for line in out.splitlines() if "failed" in line and "sent no token" in line]
     assert len(failed) == 1, out
     assert f"{server.url} sent no token for 0.5 s" in failed[0] and "gave up after 3 attempt(s)" in failed[0]
@@ -79,12 +74,10 @@ def test_a_server_that_never_answers_is_cut_and_reported(cli, sample: Path, data
     server = FakeOpenAI(respond=lambda seen: Reply(hold=never))
     with running(server):
         try:
-            started = time.monotonic()
             code, out, _ = cli(*remote(datasets, server.url, "--stall-timeout", "0.3", "--no-restyle"))
-            elapsed = time.monotonic() - started
         finally:
             never.set()
-    assert code == 1 and elapsed < 30
+    assert code == 1
     assert "sent no token for 0.3 s" in out and "gave up after 3 attempt(s)" in out
     assert not list(sample.rglob("conversations/*.json"))
 

@@ -256,13 +256,11 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
         await pilot.press("left_square_bracket")
         assert conv.text == "SocBot: from a more a" and pane.pinned
         pane.events.append(TokenChunk(b, "generate", " more b", 6, 0.3))
-        await pilot.pause(0.15)
+        await wait_for(pilot, lambda: "6 tok · 222" in str(jobs.render()))
         assert conv.text == "SocBot: from a more a"  # pinned: b keeps going in the list only
-        assert "6 tok · 222" in str(jobs.render())
         stats = GenerationStats()
         pane.events.append(JobFinished(a, "generate", "c-a", sample_root / "c-a.json", stats))
-        await pilot.pause(0.15)
+        await wait_for(pilot, lambda: not jobs.display)  # one job left: no list
         assert conv.text == "SocBot: from b more b"  # the live one ended: follow the one running
-        assert not jobs.display
         pane.events.append(RunFinished())
         await wait_for(pilot, lambda: not pane.running)

@@ -22,7 +22,7 @@ from convogen_tui.core.seeds import Seed
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
-from tests.tui_helpers import copy_sample, fake_conversation, wait_for
+from tests.tui_helpers import copy_sample, fake_conversation, settle, wait_for
 
 WIDE_ID = "1700000000000000099"
 WIDE_TWEET = "Family 👨‍👩‍👧 says ❤️ it's 👍🏽 fake: 新しいワクチン is a chip"
@@ -61,7 +61,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ConvogenApp:
 
 async def still(pilot) -> None:  # type: ignore[no-untyped-def]
     """Let workers finish and stop cursors blinking."""
-    await pilot.pause(0.4)
+    await pilot.pause(0.4)  # debounce timers (the review's conversation load) come due
+    await settle(pilot)
     for area in pilot.app.screen.query(TextArea):
         area.cursor_blink = False
         area.notify_style_update()  # drop lines cached in either blink phase: the cursor shows if focused
@@ -113,7 +114,8 @@ def test_help_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen))
         await pilot.press("f1")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: not isinstance(pilot.app.screen, ExperimentScreen))
+        await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
@@ -177,6 +179,8 @@ def test_conflict_dialog_snapshot(snap_compare, app: ConvogenApp) -> None:  # ty
         path.write_text("Theirs.\n" + path.read_text())
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.templates.files["conv-gen"].tracked.disk_text is not None)
+        # the "changed on disk" toast is a message of its own: cleared once it is there, not before
+        await wait_for(pilot, lambda: any("changed on disk" in n.message for n in pilot.app._notifications))
         pilot.app.clear_notifications()
         await pilot.press("ctrl+s")
         await still(pilot)

@@ -18,7 +18,7 @@ from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.test_quality import DATA, install
-from tests.tui_helpers import copy_sample, fake_conversation, wait_for
+from tests.tui_helpers import copy_sample, fake_conversation, settle, wait_for
 
 CASES = ["clean-plain-fluoride", "clean-numbered-garlic", "user-first", "restyled-700-characters"]
 
@@ -103,7 +103,7 @@ def test_stats_snapshot(snap_compare, root: Path, monkeypatch: pytest.MonkeyPatc
         await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         await pilot.press("f8")
         await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     app = ConvogenApp(Path("datasets"), "sample", load_model=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -47,6 +47,14 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) 
         await asyncio.sleep(0)
 
 
+async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Let the workers running now finish and the messages they post be handled: no fixed sleep
+    to outlast a busy machine (a snapshot taken while a worker still runs shows half a screen)."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
 def fake_conversation(
     expt: Path,
     conv_id: str,
