@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives the Textual app (async Pilot tests, snapshots) is marked ``app``:
+    a second or more each, so the quick set (README) leaves them out."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if inspect.iscoroutinefunction(function) or "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.app)
 
 
 @pytest.fixture

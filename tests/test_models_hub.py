@@ -19,6 +19,8 @@ from convogen_tui.llm.resolve import resolve_model
 from tests.fakehub import FakeHub, Repo, start
 from tests.ggufs import write_gguf
 
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
+
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "acme/tiny-GGUF"
 

@@ -25,6 +25,8 @@ from convogen_tui.integrations.x_api import (
 )
 from tests.fake_x_api import FakeXApi, protected, serve_fake_x_api, suspended
 
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
+
 TOKEN = "AAAAtest-bearer-Zx9Qq7secretvalue%3D"
 
 WEIRD_TEXTS = [

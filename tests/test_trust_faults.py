@@ -28,6 +28,8 @@ from tests.fake_openai import FakeOpenAI, Reply, running
 from tests.scripted import Script, ScriptedBackend
 from tests.test_trust_runs import Proc, wait_until
 
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
+
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 LIMIT_S = 60.0
 

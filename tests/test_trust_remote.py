@@ -12,9 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from convogen_tui.core.experiment import BackendSettings
 from convogen_tui.llm.openai_compat import OpenAIBackend
 from tests.fake_openai import FakeOpenAI, Reply, running
+
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
 
 LIMIT_S = 60.0
 

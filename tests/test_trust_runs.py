@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from convogen_tui.core.files import host_tag
 from convogen_tui.core.lock import RunLock
 from convogen_tui.core.store import ConversationStore
@@ -26,6 +28,8 @@ from tests.conftest import REPO
 from tests.fake_openai import FakeOpenAI, Reply, running
 from tests.scripted import ScriptedBackend
 from tests.tui_helpers import copy_sample, wait_for
+
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 LIMIT_S = 60.0  # failure guard only: every wait below ends on a condition

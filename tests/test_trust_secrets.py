@@ -15,6 +15,8 @@ import pytest
 from convogen_tui.core.redact import RedactingFilter, redact, register_secret
 from tests.fake_openai import FakeOpenAI, Reply, running
 
+pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
+
 KEY = "sk-live-4f9c1b2e7a8d/secret+key="
 
 
