@@ -13,7 +13,15 @@ import pytest
 
 from convogen_tui.core.check import seeds_for
 from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import JobSkipped, Pipeline, PromptProgress, RunFinished, Skips, TokenChunk
+from convogen_tui.core.pipeline import (
+    JobSkipped,
+    JobStarted,
+    Pipeline,
+    PromptProgress,
+    RunFinished,
+    Skips,
+    TokenChunk,
+)
 from convogen_tui.llm.llama_cpp import default_threads
 from convogen_tui.llm.loader import open_backend
 
@@ -52,6 +60,33 @@ def test_skipping_one_stream_on_the_engine_leaves_no_file_and_the_other_finishes
     assert (summary.conversations, summary.skipped) == (1, 1)
     saved = [json.loads(p.read_text()) for p in (sample / "conversations").glob("*.json")]
     assert [r["tweet_id"] for r in saved] == [plan.jobs[1].seed.tweet_id]
+
+
+def test_a_skip_while_the_prompt_is_read_stops_reading_it(sample: Path) -> None:
+    """Skipped at its first prompt report, a job's prompt is read no further: the next job's
+    prompt is all the engine evaluates (on a 70B model a long prompt is seconds of GPU)."""
+    experiment = load_experiment(sample)
+    backend = open_backend(experiment)
+    engine = backend.engine  # type: ignore[attr-defined]
+    engine.forget()  # no cached prefix from earlier tests
+    sampling = experiment.sampling.model_copy(update={"max_tokens": 4})
+    pipeline = Pipeline(experiment, backend, sampling=sampling)
+    plan = pipeline.plan(seeds_for(experiment).seeds, limit=2, seed=5)
+    first, second = plan.jobs
+    skips = Skips()
+    before = engine.prompt_tokens_evaluated
+    events = []
+    for event in pipeline.run(plan.jobs, restyle=False, parallel=1, skips=skips):
+        events.append(event)
+        if isinstance(event, PromptProgress) and event.job == first:
+            [started] = [e for e in events if isinstance(e, JobStarted) and e.job == first]
+            skips.skip(started.index)
+    summary = events[-1]
+    assert isinstance(summary, RunFinished) and (summary.conversations, summary.skipped) == (1, 1)
+    assert [e.job for e in events if isinstance(e, JobSkipped)] == [first]
+    assert not [e for e in events if isinstance(e, TokenChunk) and e.job == first]
+    second_prompt = backend.count_tokens(pipeline.generation_prompt(second.seed, second.persona))
+    assert engine.prompt_tokens_evaluated - before == second_prompt  # none of the skipped prompt
 
 
 def test_threads_from_the_setup_and_the_command_line(cli, sample: Path, datasets: Path) -> None:  # type: ignore[no-untyped-def]

@@ -349,7 +349,7 @@ class LlamaEngine:
                 item = pulled
             new.append((slot, item))
         if new:
-            yield from self._start(new)
+            yield from self._start(new, cancel)
         return idle
 
     def _grow(self, tokens: int) -> None:
@@ -357,8 +357,12 @@ class LlamaEngine:
         self.counters.grows += 1
         self._build(self.capacity, cells_for(tokens, self.n_ctx))
 
-    def _start(self, new: list[tuple[_Slot, Work]]) -> Iterator[StreamEvent]:
-        """Prefill new requests (reusing cached prefixes, a shared prefix once), sample token one."""
+    def _start(self, new: list[tuple[_Slot, Work]], cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Prefill new requests (reusing cached prefixes, a shared prefix once), sample token one.
+
+        A request skipped (or a run cancelled) while its prompt is read stops there, at the next
+        llama_decode, instead of after the whole prompt: on a 70B model that is seconds.
+        """
         import llama_cpp
 
         for _, work in new:
@@ -366,6 +370,10 @@ class LlamaEngine:
             yield StreamStarted(work.request.key, len(work.tokens))
         t0 = time.perf_counter()
         keys = {slot.seq: work.request.key for slot, work in new}
+        requests = {slot.seq: work.request for slot, work in new}
+
+        def skipped(seq: int) -> bool:
+            return cancel.is_set() or _cancelled(requests[seq])
         plan: list[tuple[_Slot, Work, int]] = []
         failed: dict[int, str] = {}
         for i, (slot, work) in enumerate(new):
@@ -389,9 +397,15 @@ class LlamaEngine:
             keys,
             {slot.seq: slot.sampler for slot, _, _ in plan},
             firsts,
+            skipped,
         )
         self.counters.prompt_s += time.perf_counter() - t0
         for slot, work in new:
+            if slot.seq not in firsts and slot.seq not in failed and skipped(slot.seq):
+                self._drop(slot.seq)  # a part of a prompt is no prefix to reuse
+                self._release(slot)
+                yield StreamDone(work.request.key, "", _cancelled_stats(work))
+                continue
             message = failed.get(slot.seq) or (error if slot.seq not in firsts else None)
             if message:
                 self._drop(slot.seq)
@@ -537,6 +551,7 @@ class LlamaEngine:
         keys: dict[int, int],
         samplers: dict[int, Any],
         firsts: dict[int, int] | None = None,
+        skipped: Callable[[int], bool] | None = None,
     ) -> Generator[StreamPrompt, None, str | None]:
         """Decode each (seq, tokens, start, end)'s tokens[start:end]; sample a first token where asked.
 
@@ -546,6 +561,7 @@ class LlamaEngine:
         A sequence's first token is sampled right after the llama_decode that holds its last prompt
         token (the next one overwrites the logits). Yields how far each prompt got (StreamPrompt,
         for the request ``keys`` names) first and then every PROMPT_REPORT_S; returns an error.
+        A sequence for which ``skipped`` turns true is read no further and gets no first token.
         """
         import llama_cpp
 
@@ -564,6 +580,14 @@ class LlamaEngine:
         reported = time.perf_counter()
         i = 0
         while i < len(pieces):
+            if skipped is not None:
+                gone = {seq for seq in totals if done[seq] < totals[seq] and skipped(seq)}
+                if gone:
+                    pieces = pieces[:i] + [p for p in pieces[i:] if p[0] not in gone]
+                    for seq in gone:
+                        totals[seq] = done[seq]  # no more progress to report for it
+                    if i >= len(pieces):
+                        break
             if i and time.perf_counter() - reported >= PROMPT_REPORT_S:
                 reported = time.perf_counter()
                 for seq, total in totals.items():
