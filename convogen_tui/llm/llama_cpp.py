@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from convogen_tui.core.backend import (
     Backend,
@@ -130,21 +131,14 @@ class LlamaCppBackend(Backend):
         self.metadata = meta
         arch = meta.get("general.architecture", "unknown")
         n_layers = int(meta.get(f"{arch}.block_count", 0) or 0)
-        self.info = ModelInfo(
-            name=meta.get("general.name") or path.stem,
-            path=path.resolve(),
-            architecture=arch,
-            chat_template=meta.get("tokenizer.chat_template"),
-            bos_token=_token_text(model, model.token_bos()),
-            eos_token=_token_text(model, model.token_eos()),
-            n_ctx=n_ctx,
-            n_ctx_train=model.n_ctx_train(),
-            size_bytes=path.stat().st_size,
+        self.info = model_info(
+            model,
+            path,
+            n_ctx,
             fingerprint=file_fingerprint(path),
             gpu_layers=(n_layers + 1 if n_gpu_layers < 0 else n_gpu_layers) if supported else 0,
             n_layers=n_layers + 1 if n_layers else 0,
             gpu_offload_supported=supported,
-            adds_bos=bool(model.add_bos_token()),
         )
         self._vocab = model.vocab
         self._pieces: dict[int, bytes] = {}
@@ -322,6 +316,24 @@ class LlamaCppBackend(Backend):
             self.engine.free()
         with contextlib.suppress(Exception):
             self.model.close()
+
+
+def model_info(model: Any, path: Path, n_ctx: int, **more: Any) -> ModelInfo:
+    """What a loaded llama.cpp model (weights or vocabulary only) says about itself."""
+    meta = model.metadata()
+    return ModelInfo(
+        name=meta.get("general.name") or path.stem,
+        path=path.resolve(),
+        architecture=meta.get("general.architecture", "unknown"),
+        chat_template=meta.get("tokenizer.chat_template"),
+        bos_token=_token_text(model, model.token_bos()),
+        eos_token=_token_text(model, model.token_eos()),
+        n_ctx=n_ctx,
+        n_ctx_train=model.n_ctx_train(),
+        size_bytes=path.stat().st_size,
+        adds_bos=bool(model.add_bos_token()),
+        **more,
+    )
 
 
 def _token_text(model: object, token: int) -> str:

@@ -11,11 +11,11 @@ import contextlib
 import threading
 from pathlib import Path
 
-from convogen_tui.core.backend import Backend, Generation, ModelInfo
+from convogen_tui.core.backend import Backend, Generation
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.experiment import SamplingSettings
 from convogen_tui.llm.gguf_info import read_gguf_info
-from convogen_tui.llm.llama_cpp import _backend_init, _check_gguf, _token_text
+from convogen_tui.llm.llama_cpp import _backend_init, _check_gguf, model_info
 
 
 class VocabBackend(Backend):
@@ -41,20 +41,7 @@ class VocabBackend(Backend):
                 Problem(path, f"llama.cpp could not read the model ({exc})", hint="pull or convert it again")
             ) from None
         self.model = model
-        meta = model.metadata()
-        arch = meta.get("general.architecture", "unknown")
-        self.info = ModelInfo(
-            name=meta.get("general.name") or path.stem,
-            path=path.resolve(),
-            architecture=arch,
-            chat_template=meta.get("tokenizer.chat_template"),
-            bos_token=_token_text(model, model.token_bos()),
-            eos_token=_token_text(model, model.token_eos()),
-            n_ctx=n_ctx,
-            n_ctx_train=model.n_ctx_train(),
-            size_bytes=path.stat().st_size,
-            adds_bos=bool(model.add_bos_token()),
-        )
+        self.info = model_info(model, path, n_ctx)
 
     def count_tokens(self, text: str) -> int:
         """The same count as the loaded model's (the same tokenizer call)."""
