@@ -8,13 +8,14 @@ llama.cpp in this process, OpenAI-compatible servers) and tests script their own
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.experiment import SamplingSettings
@@ -173,6 +174,15 @@ class Backend(ABC):
         fit fails at once (ModelError) and the cache holds what the run needs. Default: nothing.
         """
 
+    def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
+        """How this backend enforces a request's :class:`Constraint`.
+
+        ``"grammar"``: every constraint, as a GBNF grammar while sampling (llama.cpp, llama-server);
+        ``"json_schema"``: JSON constraints only, through structured outputs; ``""``: none, so the
+        caller validates the text (and retries). Default: none.
+        """
+        return ""
+
     def set_threads(self, n_threads: int) -> None:  # noqa: B027  (optional: remote backends ignore it)
         """CPU threads for evaluating and decoding, for backends that compute in this process."""
 
@@ -252,6 +262,26 @@ def _fit_memory(backend: Backend, n: int, reason: str, stream_tokens: int | None
     )
 
 
+# constrained output -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Constraint:
+    """What a pass's output must look like, for backends that can enforce it while sampling.
+
+    ``gbnf`` is a llama.cpp grammar (root rule ``root``): the local engine samples each sequence
+    through it, llama-server takes it as ``grammar``. ``json_schema`` is set when the output is a
+    JSON object: servers with structured outputs take the schema instead. ``name`` says what it
+    constrains (``dialog``, ``restyle``, ``judge``) in status lines and provenance.
+    """
+
+    name: str
+    gbnf: str
+    json_schema: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.gbnf.encode()).hexdigest()
+
+
 # many streams at once ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Request:
@@ -259,6 +289,7 @@ class Request:
 
     ``parts`` (instruction, system, cue) let a remote backend send chat messages when the server
     only offers chat or applies its own template; backends that take text ignore them.
+    ``constraint`` (a grammar) shapes the output where the backend supports it.
     ``cancel`` stops this request alone (the others keep running); it ends with StreamDone and
     finish_reason "cancelled". The run's own cancel still stops everything.
     """
@@ -269,6 +300,7 @@ class Request:
     sampling: SamplingSettings
     parts: PromptParts | None = None
     cancel: threading.Event | None = field(default=None, compare=False)
+    constraint: Constraint | None = None  # None: the model writes freely
 
 
 @dataclass(frozen=True)
