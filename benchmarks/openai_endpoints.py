@@ -19,9 +19,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import Job, Pipeline, RunFinished
-from convogen_tui.core.seeds import Seed
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import Job, Pipeline, RunFinished
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.llm.openai_compat import OpenAIBackend
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.keeping.store import ConversationStore
 
 CONV = "\n".join(f"SocBot: a considered reply number {i}.\nUser: a reply {i}" for i in range(8))
 
@@ -31,9 +31,15 @@ def main() -> None:
         (expt / "restyled-conversations").mkdir()
         for i in range(args.n):
             name = f"{uuid.uuid4()}.json"
-            record = {"tweet_id": str(i), "disposition": "d", "motivation": "m", "tweet": "t" * 120,
-                      "conv": CONV, "persona": {"motivation": "distrust", "disposition": "cynical"},
-                      "provenance": {"created_at": 1.7e9 + i}}
+            record = {
+                "tweet_id": str(i),
+                "disposition": "d",
+                "motivation": "m",
+                "tweet": "t" * 120,
+                "conv": CONV,
+                "persona": {"motivation": "distrust", "disposition": "cynical"},
+                "provenance": {"created_at": 1.7e9 + i},
+            }
             (expt / "conversations" / name).write_text(json.dumps(record))
             if i % 2:
                 (expt / "restyled-conversations" / name).write_text('{"restyled_conv": "x"}')

@@ -45,10 +45,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from convogen_tui.core.backend import choose_parallel  # noqa: E402
-from convogen_tui.core.check import seeds_for  # noqa: E402
-from convogen_tui.core.experiment import SamplingSettings, load_experiment  # noqa: E402
-from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished, TokenChunk  # noqa: E402
+from convogen_tui.core.making.backend import choose_parallel  # noqa: E402
+from convogen_tui.core.making.check import seeds_for  # noqa: E402
+from convogen_tui.core.making.experiment import SamplingSettings, load_experiment  # noqa: E402
+from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished, TokenChunk  # noqa: E402
 from convogen_tui.llm.embedded import embedded_model_path  # noqa: E402
 from convogen_tui.llm.llama_cpp import LlamaCppBackend, load_llama  # noqa: E402
 from convogen_tui.llm.llama_engine import cells_for, make_sampler  # noqa: E402

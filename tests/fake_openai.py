@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from convogen_tui.core.prompts import RESTYLE_CUE
+from convogen_tui.core.making.prompts import RESTYLE_CUE
 from tests.scripted import EIGHT_TURNS
 
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
-from convogen_tui.core.backend import (
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.making.backend import (
     Backend,
     FinishReason,
     Generation,
@@ -35,8 +36,7 @@ from convogen_tui.core.backend import (
     StreamPrompt,
     StreamStarted,
 )
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.making.experiment import SamplingSettings
 
 EIGHT_TURNS = "\n".join(f"SocBot: point {i}, with reasons.\nUser: reply {i}, unconvinced." for i in range(8))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.backend import (
+from convogen_tui.core.making.backend import (
     Request,
     StreamChunk,
     StreamDone,
@@ -21,9 +21,9 @@ from convogen_tui.core.backend import (
     StreamStarted,
     run_sequential,
 )
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import SamplingSettings, load_experiment
-from convogen_tui.core.pipeline import Pipeline, RunFinished, TokenChunk
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import SamplingSettings, load_experiment
+from convogen_tui.core.making.pipeline import Pipeline, RunFinished, TokenChunk
 from convogen_tui.llm.loader import open_backend
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp

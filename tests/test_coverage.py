@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.coverage import fill_plan
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import JobFinished, Pipeline
-from convogen_tui.core.stats import experiment_coverage
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.judging.coverage import fill_plan
+from convogen_tui.core.judging.stats import experiment_coverage
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import JobFinished, Pipeline
 from tests.scripted import Script, ScriptedBackend
 
 _TEXT = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import load_experiment
+from convogen_tui.core.making.experiment import load_experiment
 
 
 def original_setup(expt: str, motivations: dict[str, list[str]], elsewhere: str | None = None) -> dict:

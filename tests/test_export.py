@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.keeping.store import ConversationStore
 from tests.test_quality import DATA, install
 
 CASES = [

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.backend import Request, StreamDone, StreamEvent, StreamStarted
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.making.backend import Request, StreamDone, StreamEvent, StreamStarted
+from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.embedded import embedded_model_path
 from convogen_tui.llm.llama_cpp import LlamaCppBackend, load_llama
 from convogen_tui.llm.llama_engine import cells_for
@@ -164,8 +164,10 @@ def test_packed_prompts_of_new_requests_start_each_answer_from_its_own_prompt(ba
     backend.engine.chunk = 1
     greedy = GREEDY.model_copy(update={"max_tokens": 3})
     prompts = [
-        "The capital of France is", "1, 2, 3, 4, 5, 6, 7,",
-        "Monday, Tuesday, Wednesday,", "A, B, C, D, E,",
+        "The capital of France is",
+        "1, 2, 3, 4, 5, 6, 7,",
+        "Monday, Tuesday, Wednesday,",
+        "A, B, C, D, E,",
     ]
     reqs = [Request(i, p, 1, greedy) for i, p in enumerate(prompts)]
     backend.engine.forget()

@@ -47,8 +47,8 @@ def _layer(module: str) -> str | None:
 def test_importing_core_loads_no_layer_above_and_no_heavy_library() -> None:
     code = (
         "import json, sys, convogen_tui.core, pkgutil, importlib\n"
-        "for m in pkgutil.iter_modules(convogen_tui.core.__path__):\n"
-        "    importlib.import_module('convogen_tui.core.' + m.name)\n"
+        "for m in pkgutil.walk_packages(convogen_tui.core.__path__, 'convogen_tui.core.'):\n"
+        "    importlib.import_module(m.name)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -109,9 +109,7 @@ def test_unknown_architecture_warns_but_shows_the_rest(tmp_path: Path) -> None:
     assert "frobnicator" in result.stdout and "warning: unknown architecture" in result.stderr
 
 
-def test_list_finds_models_dirs_and_hf_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_list_finds_models_dirs_and_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "proj"
     (project / "datasets").mkdir(parents=True)
     models = project / "models"
@@ -205,7 +203,5 @@ def test_model_details_for_the_app() -> None:
 
 
 def test_missing_pulled_model_says_how_to_pull(tmp_path: Path) -> None:
-    with pytest.raises(
-        ModelError, match=re.escape("convogen models pull acme/x-GGUF:x.Q4_K_M.gguf")
-    ):
+    with pytest.raises(ModelError, match=re.escape("convogen models pull acme/x-GGUF:x.Q4_K_M.gguf")):
         resolve_model("acme/x-GGUF:x.Q4_K_M.gguf", project_root=tmp_path)

@@ -22,11 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import Job, JobFailed, JobFinished, Pipeline, RunFinished
-from convogen_tui.core.prompts import ChatFormat, choose_format
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import Job, JobFailed, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.prompts import ChatFormat, choose_format
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.llm.openai_compat import OpenAIBackend
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp

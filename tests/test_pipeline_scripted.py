@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.cli.progress import EtaEstimate
-from convogen_tui.core.backend import GenerationStats, choose_parallel
-from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import Persona, load_experiment
-from convogen_tui.core.pipeline import (
+from convogen_tui.core.keeping.records import SCHEMA_VERSION, read_conversation
+from convogen_tui.core.making.backend import GenerationStats, choose_parallel
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import Persona, load_experiment
+from convogen_tui.core.making.pipeline import (
     Job,
     JobFailed,
     JobFinished,
@@ -30,8 +31,7 @@ from convogen_tui.core.pipeline import (
     Skips,
     TokenChunk,
 )
-from convogen_tui.core.records import SCHEMA_VERSION, read_conversation
-from convogen_tui.core.seeds import Seed
+from convogen_tui.core.making.seeds import Seed
 from tests.scripted import EIGHT_TURNS, Script, ScriptedBackend, ScriptedBatchBackend
 
 
@@ -131,9 +131,7 @@ def test_the_stream_count_is_decided_once_and_lowered_to_fit_memory() -> None:
 def test_skipping_one_stream_lets_the_others_finish(sample: Path) -> None:
     """Skip the held job: its pass stops and writes nothing, its restyle never runs, others finish."""
     gate = threading.Event()
-    backend = ScriptedBatchBackend(
-        [Script(hold_after=2, gate=gate), Script(), Script()], slots=2
-    )
+    backend = ScriptedBatchBackend([Script(hold_after=2, gate=gate), Script(), Script()], slots=2)
     pipeline = pipeline_on(sample, backend)
     plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=2, seed=1)
     skips = Skips()

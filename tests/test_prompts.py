@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convogen_tui.core.prompts import ChatFormat, choose_format, llama2_prompt, wrap_prompt
+from convogen_tui.core.making.prompts import ChatFormat, choose_format, llama2_prompt, wrap_prompt
 
 LLAMA2_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] == 'system' %}<<SYS>>{{ message['content'] }}"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convogen_tui.core.dialog import dialog_words, parse_dialog
-from convogen_tui.core.diversity import diversity_of, mtld
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.neardup import minhash
-from convogen_tui.core.quality import RULE_NAMES, QualitySettings, check_conversation
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.judging.dialog import dialog_words, parse_dialog
+from convogen_tui.core.judging.diversity import diversity_of, mtld
+from convogen_tui.core.judging.neardup import minhash
+from convogen_tui.core.judging.quality import RULE_NAMES, QualitySettings, check_conversation
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.experiment import load_experiment
 
 DATA = Path(__file__).parent / "data" / "quality"
 CASES = sorted((DATA / "cases").glob("*.json"))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import (
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import (
     JobSkipped,
     JobStarted,
     Pipeline,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.backend import choose_parallel
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import RESTYLE_SLACK, JobFinished, JobStarted, Pipeline
+from convogen_tui.core.making.backend import choose_parallel
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import RESTYLE_SLACK, JobFinished, JobStarted, Pipeline
 from tests.scripted import Script, ScriptedBackend
 
 

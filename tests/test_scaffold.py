@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.scaffold import copy_experiment, create_from_sample, experiment_counts
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.scaffold import copy_experiment, create_from_sample, experiment_counts
 from tests.tui_helpers import copy_sample, fake_conversation
 
 

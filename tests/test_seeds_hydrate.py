@@ -14,7 +14,7 @@ import pytest
 
 from convogen_tui.cli.main import main
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.seeds import read_hydration_errors, read_seeds, seed_file_info
+from convogen_tui.core.making.seeds import read_hydration_errors, read_seeds, seed_file_info
 from convogen_tui.integrations.x_api import (
     BatchDone,
     HydrateEvent,
@@ -85,9 +85,7 @@ def test_250_ids_in_3_requests_text_round_trips_and_errors_land_in_errors_file(
     kinds = sorted(reason.split(":")[0] for reason in errors.values())
     assert kinds == ["not found", "not found", "protected", "protected", "suspended"]
     assert (tmp_path / "seeds.errors.tsv").read_text().startswith("tweet_id\treason\n")
-    assert all(
-        "Could not find" in r or "suspended" in r or "authorized" in r for r in errors.values()
-    )
+    assert all("Could not find" in r or "suspended" in r or "authorized" in r for r in errors.values())
     summary = capsys.readouterr().out
     assert "245 of 250 ids hydrated" in summary
     assert "5 failed" in summary and "3 requests" in summary
@@ -235,12 +233,7 @@ def test_the_token_is_in_no_output_log_or_file(
 
     assert main(["--debug", "seeds", "hydrate", str(ids_path), "-o", str(out)]) == 0
     api.fail_after = 0
-    assert (
-        main(
-            ["seeds", "hydrate", str(ids_path), "-o", str(out), "--retry-errors", "--retries", "0"]
-        )
-        == 1
-    )
+    assert main(["seeds", "hydrate", str(ids_path), "-o", str(out), "--retry-errors", "--retries", "0"]) == 1
 
     captured = capsys.readouterr()
     assert "Making API request" in caplog.text  # tweepy did log its requests ...

@@ -9,7 +9,7 @@ import pytest
 
 from convogen_tui.cli.main import main
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.seeds import (
+from convogen_tui.core.making.seeds import (
     Seed,
     import_seeds,
     normalize_text,
@@ -42,9 +42,7 @@ def test_awkward_text_round_trips_byte_for_byte(tmp_path: Path) -> None:
 def test_jsonl_keeps_line_separators_inside_strings(tmp_path: Path) -> None:
     path = tmp_path / "seeds.jsonl"
     rows = [{"id": 100 + n, "text": t} for n, t in enumerate(AWKWARD)]
-    path.write_text(
-        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8"
-    )
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     back = read_seeds(path)
     assert back.problems == []
     assert [s.tweet for s in back.seeds] == AWKWARD
@@ -130,10 +128,7 @@ def test_import_dedupes_by_id_and_text_and_reports_lines(
 def test_import_jsonl_with_bad_lines_and_keep_same_text(tmp_path: Path) -> None:
     source = tmp_path / "raw.jsonl"
     source.write_text(
-        '{"tweet_id": "1", "tweet": "same"}\n'
-        "{not json\n"
-        '{"tweet_id": "2", "tweet": "SAME"}\n'
-        "[1, 2]\n",
+        '{"tweet_id": "1", "tweet": "same"}\n{not json\n{"tweet_id": "2", "tweet": "SAME"}\n[1, 2]\n',
         encoding="utf-8",
     )
     report = import_seeds(source, tmp_path / "a.tsv")

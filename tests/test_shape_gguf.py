@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import SamplingSettings, load_experiment
-from convogen_tui.core.pipeline import Pipeline
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import SamplingSettings, load_experiment
+from convogen_tui.core.making.pipeline import Pipeline
 from convogen_tui.llm.embedded import embedded_model_path
 from convogen_tui.llm.gguf_info import read_gguf_info
 from convogen_tui.llm.llama_cpp import LlamaCppBackend

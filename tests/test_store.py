@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.records import ConversationRecord, RestyledRecord
-from convogen_tui.core.store import ConversationStore
-from convogen_tui.core.turns import count_turns
+from convogen_tui.core.judging.turns import count_turns
+from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.store import ConversationStore
 
 CONV = "\n".join(f"SocBot: point {i}\nUser: reply {i}" for i in range(8))
 

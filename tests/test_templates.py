@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.templates import check_template, parse_template
+from convogen_tui.core.making.templates import check_template, parse_template
 
 VALUES = {"disposition": "DISP", "motivation": "MOTIV", "tweet": "TWEET"}
 

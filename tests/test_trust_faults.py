@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import StorageError
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import Pipeline
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import Pipeline
 from tests.conftest import REPO
 from tests.fake_openai import FakeOpenAI, Reply, running
 from tests.scripted import Script, ScriptedBackend

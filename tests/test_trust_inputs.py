@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.check import check_experiment, seeds_for
 from convogen_tui.core.errors import ModelError
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import Pipeline
-from convogen_tui.core.seeds import read_seeds
+from convogen_tui.core.making.check import check_experiment, seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import Pipeline
+from convogen_tui.core.making.seeds import read_seeds
 from convogen_tui.llm.catalog import list_models
 from convogen_tui.llm.gguf_info import read_gguf_info
 from tests.conftest import REPO

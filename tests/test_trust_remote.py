@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.experiment import BackendSettings
+from convogen_tui.core.making.experiment import BackendSettings
 from convogen_tui.llm.openai_compat import OpenAIBackend
 from tests.fake_openai import FakeOpenAI, Reply, running
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.core.files import host_tag
-from convogen_tui.core.lock import RunLock
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.keeping.files import host_tag
+from convogen_tui.core.keeping.lock import RunLock
+from convogen_tui.core.keeping.store import ConversationStore
 from tests.conftest import REPO
 from tests.fake_openai import FakeOpenAI, Reply, running
 from tests.scripted import ScriptedBackend

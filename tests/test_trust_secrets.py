@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from convogen_tui.core.redact import RedactingFilter, redact, register_secret
+from convogen_tui.core.keeping.redact import RedactingFilter, redact, register_secret
 from tests.fake_openai import FakeOpenAI, Reply, running
 
 pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
-from convogen_tui.core.store import INDEX_VERSION, ConversationStore
+from convogen_tui.core.keeping.store import INDEX_VERSION, ConversationStore
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, OptionList, Static, TextArea
 
-from convogen_tui.core.turns import split_turns
+from convogen_tui.core.judging.turns import split_turns
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.messages import ModelReady
 from convogen_tui.tui.screens.dialogs import HelpScreen

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from textual.widgets import DataTable, OptionList, Static, TextArea
 
-from convogen_tui.core.check import check_experiment
-from convogen_tui.core.experiment import load_experiment
-from convogen_tui.core.picks import load_picks
+from convogen_tui.core.keeping.picks import load_picks
+from convogen_tui.core.making.check import check_experiment
+from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.llm.loader import resolve_experiment_model
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.messages import ModelReady

@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from convogen_tui.core.backend import GenerationStats
-from convogen_tui.core.experiment import Persona
-from convogen_tui.core.pipeline import Job, JobFinished, JobStarted, RunFinished, RunStarted, TokenChunk
-from convogen_tui.core.seeds import Seed, read_seeds
+from convogen_tui.core.making.backend import GenerationStats
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pipeline import (
+    Job,
+    JobFinished,
+    JobStarted,
+    RunFinished,
+    RunStarted,
+    TokenChunk,
+)
+from convogen_tui.core.making.seeds import Seed, read_seeds
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.panes.seeds import SeedsPane
 from convogen_tui.tui.screens.dialogs import ConfirmDialog, HydrateDialog

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, TextArea
 
-from convogen_tui.core.experiment import Persona
-from convogen_tui.core.pipeline import Job, JobStarted, PromptProgress, RunStarted, TokenChunk
-from convogen_tui.core.seeds import Seed
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pipeline import Job, JobStarted, PromptProgress, RunStarted, TokenChunk
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen

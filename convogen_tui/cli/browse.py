@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
-from convogen_tui.core.experiment import find_experiments, load_experiment
-from convogen_tui.core.quality import Verdict
-from convogen_tui.core.store import ConversationStore, ConversationSummary
-from convogen_tui.core.verdicts import judge
+from convogen_tui.core.judging.quality import Verdict
+from convogen_tui.core.judging.verdicts import judge
+from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.making.experiment import find_experiments, load_experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
-from convogen_tui.core.check import check_experiment
+from convogen_tui.core.making.check import check_experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import Experiment, load_experiment
+from convogen_tui.core.making.experiment import Experiment, load_experiment
 
 
 def add_experiment_arg(parser: argparse.ArgumentParser) -> None:

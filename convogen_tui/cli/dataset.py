@@ -9,11 +9,11 @@ from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.export import FORMATS, ExportReport, Selection, export_file
-from convogen_tui.core.quality import RULE_NAMES, RULES, explain_rules
-from convogen_tui.core.stats import experiment_stats
-from convogen_tui.core.store import ConversationStore
-from convogen_tui.core.verdicts import judge
+from convogen_tui.core.judging.export import FORMATS, ExportReport, Selection, export_file
+from convogen_tui.core.judging.quality import RULE_NAMES, RULES, explain_rules
+from convogen_tui.core.judging.stats import experiment_stats
+from convogen_tui.core.judging.verdicts import judge
+from convogen_tui.core.keeping.store import ConversationStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,16 +15,16 @@ from convogen_tui.cli.common import (
     temperature,
 )
 from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
-from convogen_tui.core.backend import choose_parallel
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.coverage import fill_plan
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import Experiment
-from convogen_tui.core.files import check_free_space
-from convogen_tui.core.lock import Holder, RunLock
-from convogen_tui.core.pipeline import Job, JobFinished, Pipeline, RunFinished
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.judging.coverage import fill_plan
+from convogen_tui.core.keeping.files import check_free_space
+from convogen_tui.core.keeping.lock import Holder, RunLock
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.backend import choose_parallel
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import Experiment
+from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.seeds import Seed
 
 
 def parallel_count(text: str) -> int | None:

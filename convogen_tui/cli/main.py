@@ -16,7 +16,7 @@ from pathlib import Path
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.redact import RedactingStream
+from convogen_tui.core.keeping.redact import RedactingStream
 
 # Command modules under convogen_tui.cli, registered in this order.
 COMMAND_MODULES = ["tui", "check", "generate", "browse", "dataset", "models", "seeds"]

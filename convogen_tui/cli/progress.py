@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from convogen_tui.core.pipeline import (
+from convogen_tui.core.making.pipeline import (
     Event,
     Job,
     JobFailed,

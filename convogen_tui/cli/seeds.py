@@ -1,6 +1,6 @@
 """`convogen seeds`: hydrate tweet ids through the X API, import and clean seed files, inspect one.
 
-Thin: the work is in ``convogen_tui.core.seeds`` and ``convogen_tui.integrations.x_api``; this
+Thin: the work is in ``convogen_tui.core.making.seeds`` and ``convogen_tui.integrations.x_api``; this
 module turns their events into a progress bar (on a terminal) or plain lines (in a log).
 """
 
@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from convogen_tui.cli.common import non_negative_int
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.seeds import import_seeds, seed_file_info
+from convogen_tui.core.making.seeds import import_seeds, seed_file_info
 
 MAX_LISTED = 10
 

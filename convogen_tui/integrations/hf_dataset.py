@@ -16,9 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from convogen_tui.core.card import dataset_card
-from convogen_tui.core.experiment import Experiment
-from convogen_tui.core.export import (
+from convogen_tui.core.judging.card import dataset_card
+from convogen_tui.core.judging.export import (
     ExportReport,
     Item,
     Selection,
@@ -27,9 +26,10 @@ from convogen_tui.core.export import (
     samplings,
     selected,
 )
-from convogen_tui.core.files import atomic_write_text
-from convogen_tui.core.stats import experiment_stats
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.judging.stats import experiment_stats
+from convogen_tui.core.keeping.files import atomic_write_text
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.experiment import Experiment
 
 PARQUET = "data/train-00000-of-00001.parquet"
 ROLES = {"human": "user", "gpt": "assistant"}

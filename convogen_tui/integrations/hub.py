@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.redact import register_secret
+from convogen_tui.core.keeping.redact import register_secret
 from convogen_tui.llm.catalog import SEP
 from convogen_tui.llm.gguf_info import SPLIT_NAME, verify_gguf_file
 
@@ -103,9 +103,7 @@ def group_gguf_files(files: dict[str, int | None]) -> list[RemoteGGUF]:
 
 
 @contextmanager
-def hub_errors(
-    repo_id: str, filename: str | None = None, revision: str | None = None
-) -> Iterator[None]:
+def hub_errors(repo_id: str, filename: str | None = None, revision: str | None = None) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one-line messages saying what to do."""
     import httpx2
     from huggingface_hub import get_token
@@ -137,8 +135,7 @@ def hub_errors(
             raise ModelError(
                 Problem(
                     None,
-                    f"repository {repo_id} not found on {endpoint}, or it is "
-                    "private (401 unauthorized)",
+                    f"repository {repo_id} not found on {endpoint}, or it is private (401 unauthorized)",
                     hint="check OWNER/REPO; for a private repo set HF_TOKEN",
                 )
             ) from None
@@ -181,9 +178,7 @@ def hub_errors(
         ) from None
     except OfflineModeIsEnabled:
         raise ModelError(
-            Problem(
-                None, "HF_HUB_OFFLINE is set, so nothing can be pulled", hint="unset HF_HUB_OFFLINE"
-            )
+            Problem(None, "HF_HUB_OFFLINE is set, so nothing can be pulled", hint="unset HF_HUB_OFFLINE")
         ) from None
     except httpx2.TransportError as exc:
         raise ModelError(
@@ -200,9 +195,7 @@ def list_repo_ggufs(repo_id: str, revision: str | None = None) -> list[RemoteGGU
     from huggingface_hub import HfApi
 
     with hub_errors(repo_id, revision=revision):
-        info = HfApi(endpoint=hub_endpoint()).model_info(
-            repo_id, revision=revision, files_metadata=True
-        )
+        info = HfApi(endpoint=hub_endpoint()).model_info(repo_id, revision=revision, files_metadata=True)
     files = {s.rfilename: s.size for s in info.siblings or []}
     models = group_gguf_files(files)
     if not models:
@@ -233,9 +226,7 @@ def choose_remote(models: list[RemoteGGUF], wanted: str, repo_id: str) -> Remote
     if len(by_quant) == 1:
         return by_quant[0]
     names = ", ".join(m.filename for m in models[:8])
-    raise ModelError(
-        Problem(None, f"{repo_id} has no GGUF file '{wanted}'", hint=f"choose one of: {names}")
-    )
+    raise ModelError(Problem(None, f"{repo_id} has no GGUF file '{wanted}'", hint=f"choose one of: {names}"))
 
 
 def pull(
@@ -250,9 +241,7 @@ def pull(
     """Download every part of ``model`` into ``models_dir/<owner>__<repo>/``; returns part 1."""
     target = models_dir / repo_id.replace("/", SEP)
     paths = [
-        _pull_file(
-            repo_id, part, target, models_dir / DOWNLOADS, revision, progress, retries, retry_wait
-        )
+        _pull_file(repo_id, part, target, models_dir / DOWNLOADS, revision, progress, retries, retry_wait)
         for part in model.parts
     ]
     return paths[0]
@@ -297,14 +286,10 @@ def _pull_file(
         lock.acquire(timeout=0)
     except Timeout:
         raise ModelError(
-            Problem(
-                dest, "another convogen pull is downloading this file", hint="wait for it to finish"
-            )
+            Problem(dest, "another convogen pull is downloading this file", hint="wait for it to finish")
         ) from None
     try:
-        _download(
-            meta.location, headers, partial, size, etag, filename, progress, retries, retry_wait
-        )
+        _download(meta.location, headers, partial, size, etag, filename, progress, retries, retry_wait)
         try:
             verify_gguf_file(partial, label=dest)
         except ModelError:
@@ -378,9 +363,7 @@ def _download(
                 if have and response.status_code != 206:  # the server ignored Range: start over
                     have, mode = 0, "wb"
                     hasher = hashlib.sha256() if hasher else None
-                elif have and not response.headers.get("Content-Range", "").startswith(
-                    f"bytes {have}-"
-                ):
+                elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
                     raise ModelError(
                         Problem(
                             None,

@@ -31,9 +31,9 @@ import requests
 import tweepy
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text, read_user_text
-from convogen_tui.core.redact import RedactingFilter, redact, register_secret
-from convogen_tui.core.seeds import (
+from convogen_tui.core.keeping.files import atomic_write_text, read_user_text
+from convogen_tui.core.keeping.redact import RedactingFilter, redact, register_secret
+from convogen_tui.core.making.seeds import (
     ID_COLUMNS,
     errors_path_for,
     format_seed_rows,
@@ -116,9 +116,7 @@ class _RoutedSession(requests.Session):
 class XClient(tweepy.Client):
     """A tweepy Client that answers raw JSON dicts and talks to ``base_url``."""
 
-    def __init__(
-        self, bearer_token: str, base_url: str = OFFICIAL_URL, timeout: float = 30
-    ) -> None:
+    def __init__(self, bearer_token: str, base_url: str = OFFICIAL_URL, timeout: float = 30) -> None:
         super().__init__(bearer_token=bearer_token, return_type=dict, wait_on_rate_limit=False)
         self.session = _RoutedSession(base_url, timeout)
         self.base_url = base_url

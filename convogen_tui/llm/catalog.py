@@ -140,17 +140,13 @@ def _scan_hf_cache() -> list[tuple[str, Path]]:
     return rows
 
 
-def model_details(
-    path: Path, n_ctx: int | None = None, gpus: list[GPU] | None = None
-) -> ModelDetails:
+def model_details(path: Path, n_ctx: int | None = None, gpus: list[GPU] | None = None) -> ModelDetails:
     """Header facts, the full-offload memory estimate, and whether it fits this machine's GPU."""
     info = read_gguf_info(path)
     ctx = n_ctx or min(info.context_length or 4096, 4096)
     estimate = estimate_memory(info, ctx)
     gpus = list_gpus() if gpus is None else gpus
-    return ModelDetails(
-        info=info, estimate=estimate, gpus=gpus, fit=check_fit(info, estimate, gpus)
-    )
+    return ModelDetails(info=info, estimate=estimate, gpus=gpus, fit=check_fit(info, estimate, gpus))
 
 
 def check_fit(info: GGUFInfo, estimate: MemoryEstimate, gpus: list[GPU]) -> FitReport:

@@ -261,9 +261,7 @@ def _parse_header(path: Path) -> _Header:
         alignment = int(metadata.get("general.alignment") or DEFAULT_ALIGNMENT)
         data_start = -(-cur.pos // alignment) * alignment
         data_end = None if data_extent is None else data_start + data_extent
-        return _Header(
-            version=version, metadata=metadata, tensors=tensors, data_end=data_end, size=size
-        )
+        return _Header(version=version, metadata=metadata, tensors=tensors, data_end=data_end, size=size)
 
 
 def _tensor_bytes(ttype: int, n_elements: int) -> int | None:
@@ -291,10 +289,7 @@ def split_parts(path: Path) -> list[Path]:
     if not match:
         return [path]
     count = int(match["count"])
-    return [
-        path.with_name(f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf")
-        for i in range(1, count + 1)
-    ]
+    return [path.with_name(f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
@@ -332,8 +327,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
         if header.data_end is not None and header.size < header.data_end:
             raise _fail(
                 part,
-                f"truncated GGUF: {header.size:,} bytes of the "
-                f"{header.data_end:,} its header describes",
+                f"truncated GGUF: {header.size:,} bytes of the {header.data_end:,} its header describes",
                 hint="the file is incomplete; pull it again",
             )
         if header.data_end is None:
@@ -347,8 +341,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
     arch = str(meta.get("general.architecture") or "unknown")
     if arch not in set(gguf.MODEL_ARCH_NAMES.values()):
         warnings.append(
-            f"unknown architecture '{arch}' (not in gguf {_gguf_version()}); "
-            "llama.cpp may not load it"
+            f"unknown architecture '{arch}' (not in gguf {_gguf_version()}); llama.cpp may not load it"
         )
 
     by_type: dict[int, list[int]] = {}
@@ -370,9 +363,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
         value = meta.get(f"{arch}.{key}")
         if isinstance(value, list) and value:  # per-layer values (e.g. OpenELM): the largest
             value = max(value)
-        return (
-            int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-        )
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     n_heads, n_embd = num("attention.head_count"), num("embedding_length")
     head_dim = num("attention.key_length") or (n_embd // n_heads if n_heads and n_embd else None)
@@ -405,9 +396,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
         split_count=len(parts),
         warnings=warnings,
         metadata={
-            k: v
-            for k, v in meta.items()
-            if not isinstance(v, _LongArray) and k != "tokenizer.chat_template"
+            k: v for k, v in meta.items() if not isinstance(v, _LongArray) and k != "tokenizer.chat_template"
         },
     )
 
@@ -427,9 +416,7 @@ def _quantization(file_type: Any, tensor_types: list[TensorSummary]) -> str:
 
     if isinstance(file_type, int):
         try:
-            return (
-                LlamaFileType(file_type & ~1024).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-            )
+            return LlamaFileType(file_type & ~1024).name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except ValueError:
             pass
     counts = Counter({t.type: t.n_bytes for t in tensor_types})
@@ -523,7 +510,6 @@ def verify_gguf_file(path: Path, label: Path | None = None) -> None:
     if header.data_end is not None and header.size < header.data_end:
         raise _fail(
             label or path,
-            f"truncated GGUF: {header.size:,} bytes of the "
-            f"{header.data_end:,} its header describes",
+            f"truncated GGUF: {header.size:,} bytes of the {header.data_end:,} its header describes",
             hint="pull it again",
         )

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from convogen_tui.core.backend import (
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.making.backend import (
     Backend,
     Generation,
     GenerationStats,
@@ -25,8 +26,7 @@ from convogen_tui.core.backend import (
     StreamEvent,
     StreamFailed,
 )
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024

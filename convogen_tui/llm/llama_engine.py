@@ -57,7 +57,8 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from convogen_tui.core.backend import (
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.making.backend import (
     FinishReason,
     GenerationStats,
     Request,
@@ -68,8 +69,7 @@ from convogen_tui.core.backend import (
     StreamPrompt,
     StreamStarted,
 )
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.making.experiment import SamplingSettings
 
 PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
 MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens
@@ -374,6 +374,7 @@ class LlamaEngine:
 
         def skipped(seq: int) -> bool:
             return cancel.is_set() or _cancelled(requests[seq])
+
         plan: list[tuple[_Slot, Work, int]] = []
         failed: dict[int, str] = {}
         for i, (slot, work) in enumerate(new):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from convogen_tui.core.backend import Backend
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import BackendSettings, Experiment
+from convogen_tui.core.making.backend import Backend
+from convogen_tui.core.making.experiment import BackendSettings, Experiment
 from convogen_tui.llm.llama_cpp import default_threads, load_llama
 from convogen_tui.llm.resolve import resolve_model
 

@@ -29,7 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from convogen_tui.core.backend import (
+from convogen_tui.core.errors import ModelError, Problem
+from convogen_tui.core.keeping.redact import redact, register_secret
+from convogen_tui.core.making.backend import (
     Backend,
     FinishReason,
     Generation,
@@ -43,9 +45,7 @@ from convogen_tui.core.backend import (
     StreamFailed,
     StreamStarted,
 )
-from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.core.redact import redact, register_secret
+from convogen_tui.core.making.experiment import SamplingSettings
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -278,7 +278,7 @@ class OpenAIBackend(Backend):
                     Problem(
                         None,
                         f"the servers offer several models ({', '.join(names)})",
-                        hint="choose one with --api-model or \"api_model\" in the backend block",
+                        hint='choose one with --api-model or "api_model" in the backend block',
                     )
                 )
             api_model = names[0] if names else "default"
@@ -317,9 +317,7 @@ class OpenAIBackend(Backend):
         try:
             return response.json()
         except ValueError:
-            raise EndpointError(
-                f"{ep.label}/models did not answer JSON", "endpoint", URL_HINT
-            ) from None
+            raise EndpointError(f"{ep.label}/models did not answer JSON", "endpoint", URL_HINT) from None
 
     # errors ------------------------------------------------------------------------------
     def _transport_error(self, ep: Endpoint, exc: Exception, chunks: int) -> EndpointError:
@@ -659,9 +657,7 @@ class OpenAIBackend(Backend):
                 attempt.stalled = True
                 attempt.abort()
 
-    def _on_error(
-        self, attempt: _Attempt, exc: EndpointError, retry: deque[_Pending]
-    ) -> StreamFailed | None:
+    def _on_error(self, attempt: _Attempt, exc: EndpointError, retry: deque[_Pending]) -> StreamFailed | None:
         """Decide a failed attempt: back off the endpoint and requeue, or fail the request."""
         ep, pending = attempt.endpoint, attempt.pending
         ep.in_flight -= 1

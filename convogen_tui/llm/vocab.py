@@ -11,9 +11,9 @@ import contextlib
 import threading
 from pathlib import Path
 
-from convogen_tui.core.backend import Backend, Generation
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.experiment import SamplingSettings
+from convogen_tui.core.making.backend import Backend, Generation
+from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.gguf_info import read_gguf_info
 from convogen_tui.llm.llama_cpp import _backend_init, _check_gguf, model_info
 

@@ -25,7 +25,7 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.redact import redact
+from convogen_tui.core.keeping.redact import redact
 from convogen_tui.tui.editing import KeepsEdits
 from convogen_tui.tui.keys import binding_keys
 from convogen_tui.tui.messages import ModelFailed, ModelReady
@@ -99,7 +99,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
     def on_mount(self) -> None:
         self.push_screen(ExperimentsScreen(self.root))
         if self.start_experiment is not None:
-            from convogen_tui.core.experiment import locate_experiment
+            from convogen_tui.core.making.experiment import locate_experiment
 
             try:
                 self.open_experiment(locate_experiment(self.start_experiment, self.root))
@@ -202,7 +202,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         setup = session.experiment.setup
         if setup is not None and setup.backend.kind == "openai":
             self.notify(
-                f"picked {ref}, but this experiment generates through servers (\"backend\" in the setup): "
+                f'picked {ref}, but this experiment generates through servers ("backend" in the setup): '
                 'set "kind": "llama.cpp" there to run it here',
                 severity="warning",
                 timeout=12,
@@ -289,9 +289,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         everywhere += [k for k in binding_keys(self.BINDINGS) if k[1] != "Help"]
         everywhere += [("ctrl+p", "command palette: every action")]
         everywhere += [("Tab/shift+Tab", "next / previous part of the screen"), ("j/k", "down / up in lists")]
-        tabs = [
-            (f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES
-        ]
+        tabs = [(f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES]
         experiment = binding_keys(ExperimentScreen.BINDINGS[2 * len(PANES) :])
         return [
             ("Everywhere", everywhere),
@@ -324,7 +322,8 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
             "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
         )
         yield SystemCommand(
-            "Models: list, details, pick one for runs", "GGUF files, memory estimate, GPU fit (F7)",
+            "Models: list, details, pick one for runs",
+            "GGUF files, memory estimate, GPU fit (F7)",
             self.action_models,
         )
         if self.session is not None:
@@ -351,12 +350,14 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
             yield SystemCommand("Refresh the conversations", "r on Review", screen.review.action_refresh)
             yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
             yield SystemCommand(
-                "Empty the trash", "delete trashed conversations for good (E on Review)",
+                "Empty the trash",
+                "delete trashed conversations for good (E on Review)",
                 screen.review.action_empty_trash,
             )
             seeds = screen.query_one(SeedsPane)
             yield SystemCommand(
-                "Hydrate tweet ids", "fetch seed texts through the X API (h on Seeds)",
+                "Hydrate tweet ids",
+                "fetch seed texts through the X API (h on Seeds)",
                 lambda: (screen.show_pane("seeds"), seeds.action_hydrate()),
             )
 

@@ -1,6 +1,6 @@
 """Editors bound to files: a dirty mark, in step with the disk, saves that never overwrite unasked.
 
-:class:`EditedFile` joins a TextArea to a :class:`~convogen_tui.core.tracked.TrackedFile`. The
+:class:`EditedFile` joins a TextArea to a :class:`~convogen_tui.core.keeping.tracked.TrackedFile`. The
 screens that hold editors poll them every second: a file changed only on disk is reloaded (as an
 edit, so ctrl+z brings the old text back); a file changed on both sides is reported once, and the
 next save asks the user to reload, overwrite or look at the differences. Screens with editors
@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import TextArea
 
 from convogen_tui.core.errors import StorageError
-from convogen_tui.core.tracked import DiskChange, FileConflict, TrackedFile, stamp
+from convogen_tui.core.keeping.tracked import DiskChange, FileConflict, TrackedFile, stamp
 from convogen_tui.tui.screens.choice import ChoiceDialog, DiffDialog
 
 DIRTY = " ●"

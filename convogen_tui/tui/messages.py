@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from convogen_tui.core.backend import Backend
-from convogen_tui.core.check import CheckReport
-from convogen_tui.core.pipeline import Job
+from convogen_tui.core.making.backend import Backend
+from convogen_tui.core.making.check import CheckReport
+from convogen_tui.core.making.pipeline import Job
 
 
 class SetupSaved(Message):

@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convogen_tui.core.backend import Backend
-from convogen_tui.core.check import CheckReport, seeds_for
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import Experiment, Persona, load_experiment
-from convogen_tui.core.personas import draw_persona
-from convogen_tui.core.picks import PickState, load_picks, save_picks
-from convogen_tui.core.pipeline import Job, Pipeline, job_random_seed
-from convogen_tui.core.seeds import Seed, SeedSet
-from convogen_tui.core.store import ConversationStore
+from convogen_tui.core.keeping.picks import PickState, load_picks, save_picks
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.backend import Backend
+from convogen_tui.core.making.check import CheckReport, seeds_for
+from convogen_tui.core.making.experiment import Experiment, Persona, load_experiment
+from convogen_tui.core.making.personas import draw_persona
+from convogen_tui.core.making.pipeline import Job, Pipeline, job_random_seed
+from convogen_tui.core.making.seeds import Seed, SeedSet
 
 RANDOM = "random"
 ALL = "all"

@@ -28,10 +28,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Select, Static
 
-from convogen_tui.core.backend import choose_parallel
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.lock import RunLock
-from convogen_tui.core.pipeline import (
+from convogen_tui.core.keeping.lock import RunLock
+from convogen_tui.core.making.backend import choose_parallel
+from convogen_tui.core.making.pipeline import (
     Event,
     Job,
     JobFailed,

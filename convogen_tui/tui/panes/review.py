@@ -23,12 +23,12 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Select, Static
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import Persona
-from convogen_tui.core.pipeline import Job, job_random_seed
-from convogen_tui.core.quality import RULE_NAMES
-from convogen_tui.core.records import ConversationRecord, RestyledRecord
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.store import ConversationSummary
+from convogen_tui.core.judging.quality import RULE_NAMES
+from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.store import ConversationSummary
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog

@@ -23,9 +23,9 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
-from convogen_tui.core.check import seeds_for
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.seeds import Seed, SeedFileInfo, SeedSet, seed_file_info
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.seeds import Seed, SeedFileInfo, SeedSet, seed_file_info
 from convogen_tui.integrations.x_api import (
     BatchDone,
     HydrateEvent,

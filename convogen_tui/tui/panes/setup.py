@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from convogen_tui.core.check import CheckReport
 from convogen_tui.core.errors import Problem
-from convogen_tui.core.personas import persona_grid
+from convogen_tui.core.making.check import CheckReport
+from convogen_tui.core.making.personas import persona_grid
 from convogen_tui.tui.cells import display_safe
 from convogen_tui.tui.editing import EditedFile
 from convogen_tui.tui.messages import SetupSaved

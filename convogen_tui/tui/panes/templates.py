@@ -22,10 +22,10 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import Persona
-from convogen_tui.core.pipeline import Pipeline, PromptPreview
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.templates import Template, TemplateKind, check_template, parse_template
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pipeline import Pipeline, PromptPreview
+from convogen_tui.core.making.seeds import Seed
+from convogen_tui.core.making.templates import Template, TemplateKind, check_template, parse_template
 from convogen_tui.tui.cells import display_safe
 from convogen_tui.tui.editing import EditedFile, save_files
 from convogen_tui.tui.messages import TemplatesSaved

@@ -62,10 +62,14 @@ class DiffDialog(ModalScreen[None]):
         text = Text()
         for line in self.diff.splitlines():
             style = (
-                "bold" if line.startswith(("---", "+++"))
-                else "green" if line.startswith("+")
-                else "red" if line.startswith("-")
-                else "cyan" if line.startswith("@@")
+                "bold"
+                if line.startswith(("---", "+++"))
+                else "green"
+                if line.startswith("+")
+                else "red"
+                if line.startswith("-")
+                else "cyan"
+                if line.startswith("@@")
                 else ""
             )
             text.append(line + "\n", style=style)

@@ -18,9 +18,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
-from convogen_tui.core.check import check_experiment
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import (
+from convogen_tui.core.keeping.tracked import Stamp, stamp
+from convogen_tui.core.making.check import check_experiment
+from convogen_tui.core.making.experiment import (
     CONV_TEMPLATE,
     CONVERSATIONS,
     RESTYLE_TEMPLATE,
@@ -30,13 +31,12 @@ from convogen_tui.core.experiment import (
     find_experiments,
     load_experiment,
 )
-from convogen_tui.core.scaffold import (
+from convogen_tui.core.making.scaffold import (
     ExperimentCounts,
     copy_experiment,
     create_from_sample,
     experiment_counts,
 )
-from convogen_tui.core.tracked import Stamp, stamp
 from convogen_tui.tui.cells import display_safe
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.dialogs import AskDialog

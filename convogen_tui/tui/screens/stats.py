@@ -21,10 +21,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.coverage import STATES, Coverage, coverage_of, trashed_keys
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.stats import DiversityCache, experiment_stats
+from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
+from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
+from convogen_tui.core.making.check import seeds_for
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.workers import ReportsWorkerErrors, background

@@ -20,8 +20,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Header, TabbedContent, TabPane
 
-from convogen_tui.core.check import check_experiment
-from convogen_tui.core.tracked import Stamp, stamp
+from convogen_tui.core.keeping.tracked import Stamp, stamp
+from convogen_tui.core.making.check import check_experiment
 from convogen_tui.tui.editing import EditedFile, KeepsEdits
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.messages import (

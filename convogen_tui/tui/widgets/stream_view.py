@@ -9,7 +9,7 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from convogen_tui.core.turns import split_turns
+from convogen_tui.core.judging.turns import split_turns
 from convogen_tui.tui.cells import display_safe
 
 

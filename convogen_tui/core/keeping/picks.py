@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from convogen_tui.core.files import atomic_write_json
+from convogen_tui.core.keeping.files import atomic_write_json
 
 PICKS_FILE = Path(".convogen") / "picks.json"
 PICKS_VERSION = 1

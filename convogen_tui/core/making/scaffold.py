@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import (
+from convogen_tui.core.keeping.files import atomic_write_json
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.experiment import (
     CONVERSATIONS,
     RESTYLED,
     SETUP_FILE,
@@ -23,8 +25,6 @@ from convogen_tui.core.experiment import (
     load_experiment,
     resolve_setup_path,
 )
-from convogen_tui.core.files import atomic_write_json
-from convogen_tui.core.store import ConversationStore
 
 SAMPLE_NAME = "sample"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -36,7 +36,7 @@ def sample_experiment_dir(root: Path | None = None) -> Path:
     candidates = []
     if root is not None:
         candidates += [Path(root) / "inst-templates" / SAMPLE_NAME, Path(root) / SAMPLE_NAME]
-    candidates.append(Path(__file__).resolve().parents[2] / "datasets" / "inst-templates" / SAMPLE_NAME)
+    candidates.append(Path(__file__).resolve().parents[3] / "datasets" / "inst-templates" / SAMPLE_NAME)
     for candidate in candidates:
         if (candidate / SETUP_FILE).is_file():
             return candidate

@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Literal
 
 from convogen_tui import __version__
-from convogen_tui.core.backend import (
+from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.keeping.records import (
+    SCHEMA_VERSION,
+    ConversationRecord,
+    ModelProvenance,
+    PersonaNames,
+    Provenance,
+    RestyledRecord,
+    TemplateRef,
+)
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.backend import (
     Backend,
     GenerationStats,
     Request,
@@ -30,10 +41,9 @@ from convogen_tui.core.backend import (
     StreamStarted,
     run_sequential,
 )
-from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
-from convogen_tui.core.personas import PersonaMode, draw_persona, filter_personas
-from convogen_tui.core.prompts import (
+from convogen_tui.core.making.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
+from convogen_tui.core.making.personas import PersonaMode, draw_persona, filter_personas
+from convogen_tui.core.making.prompts import (
     GEN_CUE,
     GEN_SYSTEM,
     RESTYLE_CUE,
@@ -42,18 +52,8 @@ from convogen_tui.core.prompts import (
     choose_format,
     wrap_prompt,
 )
-from convogen_tui.core.records import (
-    SCHEMA_VERSION,
-    ConversationRecord,
-    ModelProvenance,
-    PersonaNames,
-    Provenance,
-    RestyledRecord,
-    TemplateRef,
-)
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.store import ConversationStore
-from convogen_tui.core.templates import Template, load_template
+from convogen_tui.core.making.seeds import Seed
+from convogen_tui.core.making.templates import Template, load_template
 
 Phase = Literal["generate", "restyle"]
 RESTYLE_SLACK = 32  # tokens: a conversation tokenized again inside the restyle prompt may grow a little

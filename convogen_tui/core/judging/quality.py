@@ -1,6 +1,6 @@
 """Quality verdicts: named rules that catch the defects a reviewer would reject, each explained.
 
-Every rule reads the conversation (and its restyled twin) through :func:`~convogen_tui.core.dialog.
+Every rule reads the conversation (and its restyled twin) through :func:`~convogen_tui.core.judging.dialog.
 parse_dialog`. Thresholds come from the ``quality`` block of ``expt-setup.json``; the ones the
 templates spell out ("exactly 8 turns", "at most 280 characters") default to what the templates say.
 Verdicts are computed once per file and kept in the store's listing index.
@@ -18,7 +18,7 @@ from difflib import SequenceMatcher
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from convogen_tui.core.dialog import (
+from convogen_tui.core.judging.dialog import (
     SOCBOT,
     USER,
     Dialog,

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import CONVERSATIONS, Experiment, Persona
-from convogen_tui.core.personas import filter_personas
-from convogen_tui.core.pipeline import Job, job_random_seed
-from convogen_tui.core.records import read_conversation
-from convogen_tui.core.seeds import Seed
-from convogen_tui.core.store import ConversationStore, ConversationSummary
+from convogen_tui.core.keeping.records import read_conversation
+from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.making.experiment import CONVERSATIONS, Experiment, Persona
+from convogen_tui.core.making.personas import filter_personas
+from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.seeds import Seed
 
 CellState = Literal["done", "flagged", "deleted", "missing"]
 STATES: tuple[CellState, ...] = ("done", "flagged", "deleted", "missing")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.files import atomic_write_text, read_user_text, storage_problem
+from convogen_tui.core.keeping.files import atomic_write_text, read_user_text, storage_problem
 
 ID_COLUMNS = ("tweet_id", "id")
 TEXT_COLUMNS = ("tweet", "text")
@@ -72,9 +72,7 @@ def read_seeds(path: Path | str) -> SeedSet:
     path = Path(path)
     if not path.is_file():
         raise ConvogenError(
-            Problem(
-                path, "seed file not found", hint="pass --seeds FILE or set 'seeds' in the setup"
-            )
+            Problem(path, "seed file not found", hint="pass --seeds FILE or set 'seeds' in the setup")
         )
     text = read_user_text(path)  # keeps a carriage return inside a quoted tweet
     suffix = path.suffix.lower()
@@ -189,8 +187,7 @@ def _dedupe(
             problems.append(
                 Problem(
                     path,
-                    f"duplicate tweet_id {tweet_id} "
-                    f"(first on line {first_line[tweet_id]}); skipped",
+                    f"duplicate tweet_id {tweet_id} (first on line {first_line[tweet_id]}); skipped",
                     line=line,
                     severity="warning",
                 )
@@ -218,9 +215,7 @@ def format_seed_rows(rows: Iterable[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def write_seeds_tsv(
-    path: Path, seeds: Iterable[Seed], extra_columns: list[str] | None = None
-) -> None:
+def write_seeds_tsv(path: Path, seeds: Iterable[Seed], extra_columns: list[str] | None = None) -> None:
     """Write a seed TSV atomically; text with tabs or newlines is quoted so it reads back intact."""
     path = Path(path)
     columns = ["tweet_id", "tweet", *(extra_columns or [])]

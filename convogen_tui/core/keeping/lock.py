@@ -24,7 +24,7 @@ from types import TracebackType
 from filelock import FileLock, Timeout
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.files import atomic_write_json, storage_problem
+from convogen_tui.core.keeping.files import atomic_write_json, storage_problem
 
 LOCK_FOLDER = ".convogen"
 LOCK_FILE = "run.lock"

@@ -4,7 +4,7 @@ Jarvis 2010), the measure Microsoft's ConvoGen reports for its synthetic dialogs
 distinct-n is corpus-wide: distinct n-grams over all n-grams of all conversations, so conversations
 that say the same things lower it. MTLD is computed per conversation (it is a per-text measure) and
 averaged. Words are the messages' words, lower-cased, labels and notes left out
-(:func:`convogen_tui.core.dialog.dialog_words`).
+(:func:`convogen_tui.core.judging.dialog.dialog_words`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from convogen_tui import __version__
-from convogen_tui.core.quality import RULES
+from convogen_tui.core.judging.quality import RULES
 
 
 def dataset_card(
@@ -22,7 +22,7 @@ def dataset_card(
     written: int,
     skipped: dict[str, int] | None = None,
 ) -> str:
-    """Markdown with a YAML header; ``stats`` is :func:`convogen_tui.core.stats.experiment_stats` of
+    """Markdown with a YAML header; ``stats`` is :func:`convogen_tui.core.judging.stats.experiment_stats` of
     the exported conversations (coverage is the whole experiment's)."""
     lines = [
         "---",

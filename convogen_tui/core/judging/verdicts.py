@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from convogen_tui.core.dialog import Dialog, parse_dialog
-from convogen_tui.core.experiment import CONV_TEMPLATE, RESTYLE_TEMPLATE, SETUP_FILE
-from convogen_tui.core.quality import QualitySettings, ResolvedQuality, Verdict, check_dialog
-from convogen_tui.core.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.judging.dialog import Dialog, parse_dialog
+from convogen_tui.core.judging.quality import QualitySettings, ResolvedQuality, Verdict, check_dialog
+from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.making.experiment import CONV_TEMPLATE, RESTYLE_TEMPLATE, SETUP_FILE
 
 
 def quality_settings(expt_dir: Path) -> ResolvedQuality:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convogen_tui.core.dialog import dialog_words
+from convogen_tui.core.judging.dialog import dialog_words
 
 NUM_PERM = 64
 SHINGLE = 3

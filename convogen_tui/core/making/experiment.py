@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
-from convogen_tui.core.jsonpos import key_lines, key_path
-from convogen_tui.core.quality import QualitySettings
+from convogen_tui.core.judging.quality import QualitySettings
+from convogen_tui.core.making.jsonpos import key_lines, key_path
 
 SETUP_FILE = "expt-setup.json"
 CONV_TEMPLATE = "conv-gen.txt"

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.redact import redact
+from convogen_tui.core.keeping.redact import redact
 
 MIN_FREE_BYTES = 64 * 2**20  # below this a run refuses to start: a full disk mid-run wastes tokens
 FOREIGN_TEMP_AGE_S = 600.0  # a temp file from another host or an older ConvoGen older than this is stale

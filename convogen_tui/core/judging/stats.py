@@ -14,15 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from convogen_tui.core.check import seeds_for
-from convogen_tui.core.coverage import Coverage, coverage_of, trashed_keys
-from convogen_tui.core.dialog import dialog_words
-from convogen_tui.core.diversity import Diversity
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import Experiment
-from convogen_tui.core.quality import RULE_NAMES
-from convogen_tui.core.records import read_conversation
-from convogen_tui.core.store import ConversationStore, ConversationSummary
+from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_keys
+from convogen_tui.core.judging.dialog import dialog_words
+from convogen_tui.core.judging.diversity import Diversity
+from convogen_tui.core.judging.quality import RULE_NAMES
+from convogen_tui.core.keeping.records import read_conversation
+from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import Experiment
 
 HISTOGRAM_BINS = 10
 

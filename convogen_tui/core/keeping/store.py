@@ -31,28 +31,28 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 
-from convogen_tui.core.dialog import Dialog, parse_dialog, words
-from convogen_tui.core.diversity import mtld
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.experiment import CONVERSATIONS, RESTYLED, TRASH
-from convogen_tui.core.files import (
+from convogen_tui.core.judging.dialog import Dialog, parse_dialog, words
+from convogen_tui.core.judging.diversity import mtld
+from convogen_tui.core.judging.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
+from convogen_tui.core.judging.quality import ResolvedQuality
+from convogen_tui.core.judging.turns import count_turns
+from convogen_tui.core.judging.verdicts import judge, quality_settings
+from convogen_tui.core.keeping.files import (
     atomic_write_json,
     atomic_write_text,
     probe_writable,
     remove_stale_temps,
     storage_problem,
 )
-from convogen_tui.core.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
-from convogen_tui.core.quality import ResolvedQuality
-from convogen_tui.core.records import (
+from convogen_tui.core.keeping.records import (
     ConversationRecord,
     RestyledRecord,
     Review,
     read_conversation,
     read_restyled,
 )
-from convogen_tui.core.turns import count_turns
-from convogen_tui.core.verdicts import judge, quality_settings
+from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
 
 INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from convogen_tui.core.errors import ConvogenError
-from convogen_tui.core.experiment import SamplingSettings
-from convogen_tui.core.prompts import ChatFormat, PromptParts
+from convogen_tui.core.making.experiment import SamplingSettings
+from convogen_tui.core.making.prompts import ChatFormat, PromptParts
 
 FinishReason = Literal["stop", "length", "cancelled"]
 

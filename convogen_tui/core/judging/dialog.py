@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from convogen_tui.core.turns import SPEAKER
+from convogen_tui.core.judging.turns import SPEAKER
 
 SOCBOT, USER = "socbot", "user"
 

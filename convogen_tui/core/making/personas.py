@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.experiment import Persona
+from convogen_tui.core.making.experiment import Persona
 
 PersonaMode = Literal["random", "all"]
 

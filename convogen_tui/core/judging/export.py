@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from convogen_tui.core.dialog import SOCBOT, USER, Dialog, Message, parse_dialog
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text
-from convogen_tui.core.records import ConversationRecord, RestyledRecord
-from convogen_tui.core.store import ConversationStore, ConversationSummary
+from convogen_tui.core.judging.dialog import SOCBOT, USER, Dialog, Message, parse_dialog
+from convogen_tui.core.keeping.files import atomic_write_text
+from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 
 Format = Literal["jsonl", "sharegpt", "csv", "hf"]
 FORMATS: tuple[Format, ...] = ("jsonl", "sharegpt", "csv", "hf")

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.files import atomic_write_text, read_user_text
+from convogen_tui.core.keeping.files import atomic_write_text, read_user_text
 
 Stamp = tuple[int, int, int]  # mtime_ns, size, inode: an atomic replace changes the inode
 

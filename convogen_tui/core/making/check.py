@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convogen_tui.core.backend import Backend
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
-from convogen_tui.core.experiment import Experiment
-from convogen_tui.core.pipeline import Pipeline
-from convogen_tui.core.seeds import SeedSet, read_seeds
-from convogen_tui.core.store import ConversationStore
-from convogen_tui.core.templates import check_template
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.backend import Backend
+from convogen_tui.core.making.experiment import Experiment
+from convogen_tui.core.making.pipeline import Pipeline
+from convogen_tui.core.making.seeds import SeedSet, read_seeds
+from convogen_tui.core.making.templates import check_template
 
 ModelResolver = Callable[[Experiment, "str | None"], Path]
 """Finds the model file an experiment (or a --model override) means; raises ConvogenError if none.

@@ -1,0 +1,1 @@
+"""Judging data: dialogs, quality rules, verdicts, near-duplicates, diversity, coverage, stats, export."""

@@ -1,0 +1,1 @@
+"""Making conversations: the experiment, templates, prompts, seeds, personas, backends and the pipeline."""
