@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sharegpt: the turns of the conversation (default) or of its restyled thread",
     )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    export.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write the file even when no conversation goes in it (else: exit 1, nothing written)",
+    )
     export.set_defaults(func=run_export)
 
 
@@ -170,16 +177,46 @@ def run_export(args: argparse.Namespace) -> int:
     output: Path = args.output
     if not output.parent.exists():
         raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
-    if args.format == "hf":
-        from convogen_tui.integrations.hf_dataset import export_hf
+    progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
+    try:
+        if args.format == "hf":
+            from convogen_tui.integrations.hf_dataset import export_hf
 
-        report = export_hf(experiment, output, selection, args.force)
-    else:
-        report = export_file(
-            ConversationStore(experiment.dir), args.format, output, selection, args.force, args.dialog
-        )
+            report = export_hf(
+                experiment, output, selection, args.force, allow_empty=args.allow_empty, progress=progress
+            )
+        else:
+            store = ConversationStore(experiment.dir)
+            report = export_file(
+                store, args.format, output, selection, args.force, args.dialog, args.allow_empty, progress
+            )
+    finally:
+        if progress is not None:
+            progress.close()
     print(export_summary(report, selection))
+    if report.skipped:
+        print(f"warning: {report.shortfall()}", file=sys.stderr)
     return 0
+
+
+class TerminalProgress:
+    """``exporting 1,234/100,000`` on one terminal line, redrawn at most ten times a second."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._drawn = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - self._drawn >= 0.1:
+            self._drawn = now
+            sys.stderr.write(f"\r{self.what} {done:,}/{total:,}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 def export_summary(report: ExportReport, selection: Selection) -> str:
@@ -188,8 +225,10 @@ def export_summary(report: ExportReport, selection: Selection) -> str:
     )
     if report.excluded:
         line += f"; {report.excluded} of {report.total} left out by the selection"
-    if report.skipped_total:
-        reasons = ", ".join(f"{rule} {n}" for rule, n in sorted(report.skipped.items()))
-        verb = "kept without messages" if report.format == "hf" else "skipped"
-        line += f"; {report.skipped_total} {verb}: turns cannot be parsed ({reasons})"
+    if report.unparsed:
+        reasons = ", ".join(f"{rule} {n}" for rule, n in sorted(report.unparsed.items()))
+        what = "without messages" if report.format == "hf" else "as one text field"
+        line += f"; {report.unparsed_total} {what} (parsed: false): turns cannot be parsed ({reasons})"
+    if report.skipped:
+        line += f"; {report.shortfall()}"
     return line

@@ -53,6 +53,7 @@ _META_PARAGRAPH = re.compile(
     r"|(?:socbot|user) and (?:socbot|user)\b)",
     re.I,
 )
+ECHO_OVERLAP = 0.6  # share of words in common (Jaccard) for a message to be the post repeated
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
 
@@ -167,6 +168,22 @@ def _tidy(text: str) -> str:
 def words(text: str) -> list[str]:
     """Lower-case words (letters and digits, inner apostrophes kept), for diversity and shingles."""
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+
+
+def echoes(message: Message, post: str) -> bool:
+    """Whether a message repeats the seed post (the restyle prompt opens with "User: <post>"):
+    most of its words are the post's. A User reply that merely comes first is not an echo."""
+    said, posted = set(words(message.text)), set(words(post))
+    if not said or not posted:
+        return False
+    return len(said & posted) / len(said | posted) >= ECHO_OVERLAP
+
+
+def without_echoed_post(messages: list[Message], post: str) -> list[Message]:
+    """A twin's messages without a leading User message that only repeats the post."""
+    if len(messages) > 1 and messages[0].speaker == USER and echoes(messages[0], post):
+        return messages[1:]
+    return messages
 
 
 def dialog_words(text: str) -> list[str]:

@@ -71,7 +71,9 @@ def distribution(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> dict[st
         {"from": round(low + i * width, 2), "to": round(low + (i + 1) * width, 2), "count": n}
         for i, n in enumerate(counts)
     ]
-    quantiles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+    # "inclusive": the data are the whole population, so percentiles stay within min..max (the
+    # default "exclusive" method extrapolates beyond them for small samples)
+    quantiles = statistics.quantiles(values, n=10, method="inclusive") if len(values) > 1 else [values[0]] * 9
     return {
         "count": len(values),
         "mean": round(statistics.fmean(values), 2),
