@@ -22,7 +22,7 @@ from typing import Any
 
 from convogen_tui.core.judging.card import dataset_card
 from convogen_tui.core.judging.dialog import dialog_words
-from convogen_tui.core.judging.diversity import Diversity
+from convogen_tui.core.judging.diversity import DiversitySketch
 from convogen_tui.core.judging.export import (
     ExportReport,
     Item,
@@ -82,7 +82,7 @@ class _Tally:
     """What the card needs from the rows written, gathered while they stream past."""
 
     rows: list[ConversationSummary] = dataclasses.field(default_factory=list)
-    diversity: Diversity = dataclasses.field(default_factory=Diversity)
+    diversity: DiversitySketch = dataclasses.field(default_factory=DiversitySketch)
     samplings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def add(self, item: Item) -> None:

@@ -1,7 +1,8 @@
 """Near-duplicate conversations within an experiment: MinHash of word 3-gram shingles.
 
 The MinHash is a few lines of numpy here rather than datasketch's, whose import loads SciPy (most
-of a second) in every process that lists a new file.
+of a second) in every process that lists a new file; shingles are hashed from the words' CRC-32s
+in numpy, not one string at a time.
 
 Each conversation's signature is computed once, when the store first reads its file, and kept in
 the listing index as base64 text; finding pairs then needs no file at all. Candidates come from
@@ -13,7 +14,7 @@ time) is the duplicate, and it names the earlier one (see :func:`find_near_dupli
 from __future__ import annotations
 
 import base64
-import hashlib
+import zlib
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -36,27 +37,40 @@ def signature(conv: str) -> str | None:
 
 def signature_of(tokens: Sequence[str]) -> str | None:
     """The same from the conversation's words, when the caller has them already."""
-    shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)}
+    if len(tokens) < SHINGLE:
+        return None
+    words = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in tokens), dtype=np.uint64, count=len(tokens))
+    mixed = (words[:-2] * _MIX1 + words[1:-1]) * _MIX2 + words[2:]  # wraps modulo 2**64, as meant
+    shingles = np.unique((mixed ^ (mixed >> np.uint64(29))) & _LOW32)
     if len(shingles) < MIN_SHINGLES:
         return None
-    return base64.b64encode(minhash(shingles).astype("<u4").tobytes()).decode("ascii")
+    return base64.b64encode(_minhash(shingles).astype("<u4").tobytes()).decode("ascii")
 
 
 _PRIME = (1 << 61) - 1
 _rng = np.random.default_rng(20240611)  # fixed: signatures in an index must stay comparable
 _A = _rng.integers(1, 1 << 32, NUM_PERM, dtype=np.uint64)
 _B = _rng.integers(0, 1 << 32, NUM_PERM, dtype=np.uint64)
+_MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def minhash(items: AbstractSet[str]) -> np.ndarray:
-    """NUM_PERM minima of universal hashes ``(a*h + b) mod p`` (32 bits) over the items' SHA-1 (a
-    MinHash): two sets agree on a position with probability equal to their Jaccard similarity.
-    a, b and h are below 2**32, so ``a*h + b`` fits in 64 bits without overflow."""
-    hashes = np.array(
-        [int.from_bytes(hashlib.sha1(item.encode("utf-8")).digest()[:4], "little") for item in items],
-        dtype=np.uint64,
-    )
+    """NUM_PERM minima of universal hashes ``(a*h + b) mod p`` (32 bits) over the items' CRC-32 (a
+    MinHash): two sets agree on a position with probability equal to their Jaccard similarity."""
+    return _minhash(np.fromiter((zlib.crc32(i.encode("utf-8")) for i in items), dtype=np.uint64))
+
+
+def _minhash(hashes: np.ndarray) -> np.ndarray:
+    """a, b and h are below 2**32, so ``a*h + b`` fits in 64 bits without overflow."""
     return (((hashes[:, None] * _A + _B) % _PRIME) & 0xFFFFFFFF).min(axis=0).astype(np.uint32)
+
+
+def band_keys(sig: str) -> list[bytes]:
+    """The signature's LSH bands (BANDS keys of BAND_ROWS values): two conversations that share a
+    key are candidates (see :func:`find_near_duplicates`)."""
+    own = _values(sig)
+    return [bytes([band]) + own[band * BAND_ROWS : (band + 1) * BAND_ROWS].tobytes() for band in range(BANDS)]
 
 
 def _values(sig: str) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Per-experiment statistics: counts, flag rates, turn and length distributions, diversity, coverage,
 and what the runs cost (tokens, tok/s, GPU-hours) from the files' provenance.
 
-Everything but diversity comes from the listing index (no file is read). Diversity needs the
-texts; :class:`DiversityCache` reads each conversation once and is reused while files only arrive
-(the Stats screen), and starts over when one goes away.
+Everything comes from the listing index, no file is read: diversity too, from the n-gram sketches
+the index keeps per shard of conversations (a shard that a delete or an edit made dirty reads its
+files again, once).
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.dialog import dialog_words
-from convogen_tui.core.judging.diversity import Diversity
+from convogen_tui.core.judging.diversity import Diversity, DiversitySketch
 from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.core.keeping.records import read_conversation
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
@@ -27,27 +26,30 @@ from convogen_tui.core.making.experiment import Experiment
 HISTOGRAM_BINS = 10
 
 
-@dataclass
-class DiversityCache:
-    """Corpus diversity kept up to date as conversations arrive, reading each file once."""
+def index_diversity(store: ConversationStore, rows: Sequence[ConversationSummary]) -> DiversitySketch:
+    """The whole experiment's diversity from the listing index: the shards' n-gram sketches and
+    the rows' word counts and MTLD, no file read (but those of shards a delete made dirty)."""
+    sketch = DiversitySketch()
+    sketch.unigrams, sketch.bigrams = store.diversity_sketch()
+    for row in rows:
+        if row.words:
+            sketch.n_unigrams += row.words
+            sketch.n_bigrams += row.words - 1
+            sketch.mtld_sum += row.mtld
+            sketch.texts += 1
+    return sketch
 
-    diversity: Diversity = field(default_factory=Diversity)
-    ids: set[str] = field(default_factory=set)
 
-    def update(self, store: ConversationStore, rows: Sequence[ConversationSummary]) -> Diversity:
-        current = {row.id for row in rows}
-        if not self.ids <= current:  # one went away: its n-grams cannot be taken out, so start over
-            self.diversity, self.ids = Diversity(), set()
-        for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
-            if row.id in self.ids:
-                continue
-            try:
-                record = read_conversation(store.conversation_path(row.id))
-            except ConvogenError:
-                continue
-            self.diversity.add(dialog_words(record.conv), row.mtld)
-            self.ids.add(row.id)
-        return self.diversity
+def files_diversity(store: ConversationStore, rows: Sequence[ConversationSummary]) -> DiversitySketch:
+    """The diversity of some conversations (a selection), reading their files one at a time."""
+    sketch = DiversitySketch()
+    for row in rows:
+        try:
+            record = read_conversation(store.conversation_path(row.id))
+        except ConvogenError:
+            continue
+        sketch.add(dialog_words(record.conv), row.mtld)
+    return sketch
 
 
 def experiment_coverage(
@@ -129,7 +131,7 @@ def experiment_stats(
     experiment: Experiment,
     store: ConversationStore | None = None,
     rows: Sequence[ConversationSummary] | None = None,
-    diversity: Diversity | None = None,
+    diversity: Diversity | DiversitySketch | None = None,
     coverage: Coverage | None = None,
 ) -> dict[str, Any]:
     """The whole picture as plain JSON-ready data (``convogen stats --json``, the dataset card).
@@ -138,12 +140,14 @@ def experiment_stats(
     Coverage is None when the experiment has no seed file.
     """
     store = store or ConversationStore(experiment.dir)
-    rows = list(store.list() if rows is None else rows)
+    every = store.list()
+    whole = rows is None
+    rows = list(every if rows is None else rows)
     if diversity is None:
-        diversity = DiversityCache().update(store, rows)
+        diversity = index_diversity(store, rows) if whole else files_diversity(store, rows)
     if coverage is None:
         try:
-            coverage = experiment_coverage(experiment, store, store.list())
+            coverage = experiment_coverage(experiment, store, every)
         except ConvogenError:
             coverage = None
     n = len(rows)

@@ -2,14 +2,18 @@
 
 A summary line (counts, distinct-1/2, MTLD, coverage, tok/s), then four plots: conversation length
 and turn histograms (plotext), the seed x persona coverage grid as a heat map, and the flag rates.
-A thread worker polls the store's listing (cheap: the index) and recomputes only when something
-changed; diversity reads each new conversation once (core.stats.DiversityCache).
+
+An idle screen costs nothing: once a second it compares the stamps of the conversation, twin and
+trash folders and of the seed file (four ``stat`` calls; every write in this project is a rename
+into its folder). Only when one changed does a worker list again (the index updates in proportion
+to what changed) and, if the index's generation moved, recompute the statistics from the index
+(diversity from its sketches: no file read). A change that arrives while a computation runs
+starts one more after it, never several: at most one computation per burst of changes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -23,7 +27,8 @@ from textual_plotext import PlotextPlot
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
-from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
+from convogen_tui.core.judging.stats import experiment_stats, index_diversity
+from convogen_tui.core.keeping.tracked import stamp
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
@@ -92,7 +97,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     ]
 
     class Computed(Message):
-        def __init__(self, stats: dict[str, Any], coverage: Coverage | None, seen: object) -> None:
+        def __init__(self, stats: dict[str, Any] | None, coverage: Coverage | None, seen: object) -> None:
             super().__init__()
             self.stats = stats
             self.coverage = coverage
@@ -102,11 +107,11 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         super().__init__()
         self.session = session
         self.stats: dict[str, Any] | None = None
-        self._diversity = DiversityCache()  # used under _computing only
-        # one computation at a time: an exclusive worker group cancels a running thread but cannot
-        # stop it, and two threads updating the cache at once counted every conversation twice
-        self._computing = threading.Lock()
-        self._seen: object = None  # what the last computation saw, to skip unchanged polls
+        self._seen: object = None  # (index generation, trash) of the last computation
+        self._stamps: object = None  # the folders' stamps at the last poll
+        self._busy = False  # a computation is running (on the UI thread only)
+        self._again = False  # something changed while it ran: one more after it
+        self.computations = 0  # how many ran (the idle test counts them)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -121,43 +126,72 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
         self.watch(convogen_app(self), "model_status", self._model_changed)
+        self._stamps = self._disk_stamps()
         self.action_refresh_stats()
-        self.set_interval(self.POLL_S, lambda: self.compute(self._seen))
+        self.set_interval(self.POLL_S, self._poll)
 
     def _model_changed(self, status: str) -> None:
         self.sub_title = status
 
+    def _disk_stamps(self) -> object:
+        experiment = self.session.experiment
+        folders = [experiment.conversations_dir, experiment.restyled_dir, experiment.trash_dir]
+        seeds = experiment.seeds_path()
+        return tuple(stamp(path) for path in [*folders, *([seeds] if seeds else [])])
+
+    def _poll(self) -> None:
+        """Four stats a second; a computation only when one of them changed."""
+        stamps = self._disk_stamps()
+        if stamps != self._stamps:
+            self._stamps = stamps
+            self._request(self._seen)
+
     def action_refresh_stats(self) -> None:
-        self._seen = None
-        self.compute(None)
+        self._request(None)
+
+    def _request(self, last_seen: object) -> None:
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self.computations += 1
+        self.compute(last_seen)
 
     @background("stats", "computing statistics")
     def compute(self, last_seen: object) -> None:
-        """Blocking: list (from the index), then statistics only if the listing changed."""
-        with self._computing:
-            self._compute(last_seen)
+        """Blocking: list (updating the index), then statistics only if the index changed."""
+        result: tuple[dict[str, Any], Coverage | None, object] | None = None
+        try:
+            result = self._compute(last_seen)
+        finally:
+            self.post_message(self.Computed(*result) if result else self.Computed(None, None, last_seen))
 
-    def _compute(self, last_seen: object) -> None:
+    def _compute(self, last_seen: object) -> tuple[dict[str, Any], Coverage | None, object] | None:
         store = self.session.store
         rows = store.list()
-        seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
+        seen = (store.generation(), store.trash_count())
         if seen == last_seen:
-            return
-        diversity = self._diversity.update(store, rows)
+            return None
+        diversity = index_diversity(store, rows)
         coverage = None
         with contextlib.suppress(ConvogenError):
             coverage = coverage_of(
                 seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
             )
         stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
-        self.post_message(self.Computed(stats, coverage, seen))
+        return stats, coverage, seen
 
     def on_stats_screen_computed(self, message: Computed) -> None:
-        self._seen = message.seen
-        self.stats = message.stats
-        self._summary(message.stats)
-        self._plots(message.stats)
-        self.query_one(CoverageMap).show(message.coverage)
+        self._busy = False
+        if message.stats is not None:
+            self._seen = message.seen
+            self.stats = message.stats
+            self._summary(message.stats)
+            self._plots(message.stats)
+            self.query_one(CoverageMap).show(message.coverage)
+        if self._again:
+            self._again = False
+            self._request(self._seen)
 
     def _summary(self, stats: dict[str, Any]) -> None:
         coverage = stats["coverage"]

@@ -1,0 +1,106 @@
+"""The listing index per file: near-duplicate groups and diversity kept right as files come, change
+and go; the first listing of many files in a process per core gives what one process gives."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from convogen_tui.core.judging.dialog import dialog_words
+from convogen_tui.core.judging.diversity import diversity_of
+from convogen_tui.core.judging.stats import index_diversity
+from convogen_tui.core.keeping.records import Provenance, read_conversation
+from convogen_tui.core.keeping.store import POOL_MIN_FILES, ConversationStore
+from tests.test_store import record
+
+WORDS = [f"word{i}" for i in range(400)]
+
+
+def conversation(rng: random.Random) -> str:
+    def message() -> str:
+        return " ".join(rng.choices(WORDS, k=rng.randint(3, 6))) + "."
+
+    return "\n".join(f"SocBot: {message()}\nUser: {message()}" for _ in range(8))
+
+
+def save(store: ConversationStore, conv: str, tweet_id: str, when: float) -> str:
+    rec = record(tweet_id, conv=conv)
+    rec.provenance = Provenance(created_at=when)
+    return store.save_conversation(rec)
+
+
+def exact_diversity(store: ConversationStore) -> dict[str, float]:
+    texts = [read_conversation(p).conv for p in sorted(store.conv_dir.glob("*.json"))]
+    return diversity_of(dialog_words(t) for t in texts).as_dict()
+
+
+def near(store: ConversationStore) -> dict[str, str]:
+    return {row.id: row.near_duplicate_of for row in store.list() if row.near_duplicate_of}
+
+
+def test_near_duplicate_groups_follow_new_deleted_and_kept_files(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    store = ConversationStore(tmp_path)
+    text = conversation(rng)
+    first = save(store, text, "1", 1000.0)
+    others = [save(store, conversation(rng), str(i), 1000.0 + i) for i in range(2, 6)]
+    assert near(store) == {}
+    copy = save(store, text.replace("word1 ", "word2 ", 1), "9", 2000.0)  # nearly the same, later
+    assert near(ConversationStore(tmp_path)) == {copy: first}  # a new process sees it too
+    assert "near-duplicate" in next(r for r in store.list() if r.id == copy).flags
+    third = save(store, text, "10", 3000.0)
+    assert near(store) == {copy: first, third: first}
+    store.set_mark(copy, "kept")  # the group now keeps the kept one... only if the first is flagged
+    assert near(store) == {copy: first, third: first}
+    store.delete([first])  # the keeper goes: the group keeps its earliest remaining member
+    assert near(store) == {third: copy}
+    store.undo()
+    assert near(store) == {copy: first, third: first}
+    assert all(r.id in {first, copy, third, *others} for r in store.list())
+
+
+def test_diversity_from_the_index_is_the_files_diversity_after_adds_edits_and_deletes(tmp_path: Path) -> None:
+    """Below SKETCH_K distinct n-grams the index's sketches are exact."""
+    rng = random.Random(7)
+    store = ConversationStore(tmp_path)
+    ids = [save(store, conversation(rng), str(i), 1000.0 + i) for i in range(30)]
+
+    def from_index() -> dict[str, float]:
+        fresh = ConversationStore(tmp_path)  # another process: only the index
+        return index_diversity(fresh, fresh.list()).as_dict()
+
+    assert from_index() == exact_diversity(store)
+    store.delete(ids[:3])
+    assert from_index() == exact_diversity(store)
+    path = store.conversation_path(ids[5])
+    edited = read_conversation(path)
+    edited.conv = conversation(rng)
+    store.save_conversation(edited, ids[5])  # an edit: new words, old ones gone
+    store.set_mark(ids[6], "kept")  # a mark: same words
+    save(store, conversation(rng), "99", 5000.0)
+    assert from_index() == exact_diversity(store)
+
+
+@pytest.mark.process
+def test_the_first_listing_of_many_files_in_processes_matches_one_process(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    one = tmp_path / "one"
+    (one / "conversations").mkdir(parents=True)
+    store = ConversationStore(one)
+    text = conversation(rng)
+    for i in range(POOL_MIN_FILES + 20):
+        save(store, text if i in (3, 300) else conversation(rng), str(i % 50), 1000.0 + i)
+        if i % 100 == 99:
+            store.list()  # in steps below POOL_MIN_FILES: read in this process
+    single = store.list()
+    many = tmp_path / "many"
+    shutil.copytree(one / "conversations", many / "conversations")
+    pooled = ConversationStore(many).list()  # every file to read at once: a process per core
+    assert [r.__dict__ for r in pooled] == [r.__dict__ for r in single]
+    assert sum(1 for r in pooled if r.near_duplicate_of) == 1
+    # beyond SKETCH_K distinct n-grams distinct-n is an estimate (about 1.6 % error)
+    estimate, exact = index_diversity(ConversationStore(many), pooled).as_dict(), exact_diversity(store)
+    assert estimate == pytest.approx(exact, rel=0.06) and estimate["mtld"] == exact["mtld"]
