@@ -1,10 +1,13 @@
 """Review pane: the experiment's conversations, each beside its restyled twin; delete, undo, mark.
 
 The listing comes from the store's index (one worker call, re-reading only changed files); filtering
-works on the summaries in memory and draws at most MAX_ROWS rows, so a keystroke never re-reads
-files, even with 10 000 conversations. The experiment screen asks for a new listing whenever the
-conversation folders change (this app, a `convogen mark` in another shell, a finished restyle), and
-``r`` lists again on demand. Columns are sized in terminal cells to the table's width, so nothing
+works on the summaries in memory, on lower-cased text prepared by the worker once per listing, and
+draws at most MAX_ROWS rows, so a keystroke never re-reads files, even with 100,000 conversations.
+The experiment screen asks for a new listing whenever the conversation folders change (this app, a
+`convogen mark` in another shell, a finished restyle), and ``r`` lists again on demand. A listing
+that finds the index's generation and the trash as they were redraws nothing; one asked for while
+another runs waits for it and runs once, so a burst of changes costs one listing, and an idle pane
+costs nothing. Columns are sized in terminal cells to the table's width, so nothing
 runs off the right edge.
 """
 
@@ -53,7 +56,12 @@ SHOW_FILTERS: list[tuple[str, str]] = [
 ]
 
 
-def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
+def haystack(row: ConversationSummary) -> str:
+    """What the filter's words are looked for in, lower-cased (computed once per listing)."""
+    return " ".join([row.id, row.tweet_id, row.persona, row.tweet, row.mark, *row.flags]).lower()
+
+
+def matches(row: ConversationSummary, words: list[str], show: str, hay: str | None = None) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
     if show.startswith("mark:") and row.mark != show[5:]:
         return False
@@ -67,7 +75,7 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
         return False
     if not words:
         return True
-    hay = " ".join([row.id, row.tweet_id, row.persona, row.tweet, row.mark, *row.flags]).lower()
+    hay = haystack(row) if hay is None else hay
     return all(w in hay for w in words)
 
 
@@ -88,18 +96,24 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     ]
 
     class Listed(Message):
+        """A listing (``rows`` None: nothing changed since the one shown)."""
+
         def __init__(
             self,
-            rows: list[ConversationSummary],
+            rows: list[ConversationSummary] | None,
             trash: int,
             unreadable: list[Problem] | None = None,
             generation: int = 0,
+            seen: object = None,
+            hay: list[str] | None = None,
         ) -> None:
             super().__init__()
             self.rows = rows
             self.generation = generation
             self.trash = trash
             self.unreadable = unreadable or []
+            self.seen = seen
+            self.hay = hay or []
 
     class Loaded(Message):
         def __init__(
@@ -128,6 +142,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         # bumped by every change made here (delete, undo, mark, empty trash): a listing read
         # before it is stale and would bring a deleted row back, so it is dropped and read again
         self._generation = 0
+        self._hay: dict[str, str] = {}  # id -> lower-cased text the filter looks in
+        self._seen: object = None  # (index generation, trash, unreadable) of the listing shown
+        self._listing = False  # a listing worker runs
+        self._list_again = False  # asked for while it ran: one more after it
+        self.listings = 0  # listings started (the idle test counts them)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
@@ -150,32 +169,63 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         if self.rows:
             self.filter()
 
-    def relist(self) -> None:
+    def _changed_here(self) -> None:
+        """A change made here (delete, undo, mark, empty trash): the rows shown are no longer the
+        last listing's, so the next listing redraws whatever the index says."""
+        self._generation += 1
+        self._seen = None
+
+    def relist(self, force: bool = False) -> None:
+        """List again in a worker: at most one at a time, and one more if asked meanwhile."""
         self.stale = False
+        if force:
+            self._seen = None
+        if self._listing:
+            self._list_again = True
+            return
         if not self.rows:
             self.query_one("#rev-status", Static).update("listing…")
-        self._list(self._generation)
+        self._listing = True
+        self.listings += 1
+        self._list(self._generation, self._seen)
 
     def action_refresh(self) -> None:
-        self.relist()
+        self.relist(force=True)
         self.notify("listing the conversations again")
 
     @background("review-list", "listing conversations")
-    def _list(self, generation: int) -> None:
+    def _list(self, generation: int, last_seen: object) -> None:
         store = self.session.store
-        listing = store.scan()
-        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable, generation))
+        message = self.Listed(None, 0, generation=generation, seen=last_seen)
+        try:
+            listing = store.scan()
+            trash = store.trash_count()
+            seen = (store.generation(), trash, tuple(str(p) for p in listing.unreadable))
+            if seen != last_seen:
+                hay = [haystack(row) for row in listing.rows]
+                message = self.Listed(listing.rows, trash, listing.unreadable, generation, seen, hay)
+        finally:
+            self.post_message(message)
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
+        self._listing = False
         if message.generation != self._generation:
-            self.relist()  # read before a change made here: read again rather than undo it on screen
+            self.relist(force=True)  # read before a change made here: read again, not undo it on screen
             return
-        self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
-        self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
-        self.trash = message.trash
-        self.selected &= {row.id for row in self.rows}
-        self.filter()
+        if message.rows is not None:
+            self._seen = message.seen
+            self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
+            unreadable = [_unreadable_row(p) for p in message.unreadable]
+            self.rows = message.rows + unreadable
+            self._hay = dict(zip((r.id for r in message.rows), message.hay, strict=True))
+            self._hay |= {row.id: haystack(row) for row in unreadable}
+            self.trash = message.trash
+            self.selected &= {row.id for row in self.rows}
+            self.filter()
+        if self._list_again:
+            self._list_again = False
+            self.relist()
 
     @on(Input.Changed, "#rev-filter")
     @on(Select.Changed, "#rev-show")
@@ -195,7 +245,8 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        self.shown = [r for r in self.rows if matches(r, words, show)]
+        hay = self._hay
+        self.shown = [r for r in self.rows if matches(r, words, show, hay.get(r.id))]
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -338,7 +389,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         table = self.query_one(DataTable)
         index = table.cursor_row
-        self._generation += 1
+        self._changed_here()
         try:
             self.last_batch = self.session.store.delete([r.id for r in doomed])
         except ConvogenError as exc:
@@ -373,7 +424,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             if not yes:
                 self.notify("trash kept")
                 return
-            self._generation += 1
+            self._changed_here()
             removed = store.empty_trash()
             self.trash = 0
             self.last_batch = None
@@ -387,7 +438,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
 
     def action_undo(self) -> None:
         """Restore the latest delete (the store orders batches by sequence); press again for older ones."""
-        self._generation += 1
+        self._changed_here()
         try:
             restored = self.session.store.undo()
         except ConvogenError as exc:
@@ -404,13 +455,14 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         if row is None:
             return
         new = "" if row.mark == mark else mark
-        self._generation += 1
+        self._changed_here()
         try:
             self.session.store.set_mark(row.id, new)
         except ConvogenError as exc:
             self.notify(str(exc), severity="error")
             return
         row.mark = new
+        self._hay[row.id] = haystack(row)
         table = self.query_one(DataTable)
         index = table.cursor_row
         row_key = table.coordinate_to_cell_key((index, 0)).row_key
