@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ from convogen_tui.core.judging.export import (
     nothing_written,
     read_items,
 )
-from convogen_tui.core.judging.stats import experiment_stats
+from convogen_tui.core.judging.stats import experiment_stats, index_diversity
 from convogen_tui.core.keeping.files import atomic_write_text
-from convogen_tui.core.keeping.redact import redact
+from convogen_tui.core.keeping.redact import redactor
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.making.experiment import Experiment
 
@@ -82,12 +82,13 @@ class _Tally:
     """What the card needs from the rows written, gathered while they stream past."""
 
     rows: list[ConversationSummary] = dataclasses.field(default_factory=list)
-    diversity: DiversitySketch = dataclasses.field(default_factory=DiversitySketch)
+    diversity: DiversitySketch | None = None  # None: every conversation goes out, the index knows
     samplings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def add(self, item: Item) -> None:
         self.rows.append(item.row)
-        self.diversity.add(dialog_words(item.record.conv), item.row.mtld)
+        if self.diversity is not None:
+            self.diversity.add(dialog_words(item.record.conv), item.row.mtld)
         sampling = item.record.provenance.sampling if item.record.provenance else {}
         if sampling and sampling not in self.samplings:
             self.samplings.append(sampling)
@@ -152,7 +153,7 @@ def export_hf(
     store = store or ConversationStore(experiment.dir)
     report = ExportReport(path, "hf")
     chosen = chosen_rows(store, selection, report)
-    tally = _Tally()
+    tally = _Tally(diversity=DiversitySketch() if report.excluded else None)
     disable_progress_bars()
     building = path.parent / f".{path.name}.building-{uuid.uuid4().hex[:8]}"
     arrow = path.parent / f".{path.name}.rows-{uuid.uuid4().hex[:8]}.arrow"
@@ -168,7 +169,8 @@ def export_hf(
             os.replace(part, building / part.name)
         (building / "arrow").rmdir()
         del dataset
-        stats = experiment_stats(experiment, store, tally.rows, tally.diversity)
+        diversity = tally.diversity or index_diversity(store, tally.rows)
+        stats = experiment_stats(experiment, store, tally.rows, diversity)
         card = dataset_card(experiment.name, stats, tally.samplings, selection.describe(), report)
         atomic_write_text(building / "README.md", card)
         _replace(building, path)
@@ -191,8 +193,9 @@ def _write_batches(rows: Iterator[dict[str, Any]], arrow: Path, parquet: Path) -
         pq.ParquetWriter(str(parquet), schema) as table_writer,
     ):
         batch: list[dict[str, Any]] = []
+        clean = redactor()
         for row in rows:
-            batch.append(_redacted(row))
+            batch.append(_redacted(row, clean))
             if len(batch) == BATCH:
                 _flush(batch, schema, (stream, table_writer))
         _flush(batch, schema, (stream, table_writer), last=True)
@@ -209,14 +212,14 @@ def _flush(batch: list[dict[str, Any]], schema: Any, writers: tuple[Any, ...], l
     batch.clear()
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, clean: Callable[[str], str]) -> Any:
     """Every text (messages too) through the one redaction step, as every file ConvoGen writes."""
     if isinstance(value, str):
-        return redact(value)
+        return clean(value)
     if isinstance(value, dict):
-        return {k: _redacted(v) for k, v in value.items()}
+        return {k: _redacted(v, clean) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redacted(v) for v in value]
+        return [_redacted(v, clean) for v in value]
     return value
 
 

@@ -123,7 +123,8 @@ def gram_hashes(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     if not tokens:
         empty = np.zeros(0, dtype=np.uint64)
         return empty, empty
-    data = (((zlib.crc32(w.encode("utf-8")) << 32) | zlib.adler32(w.encode("utf-8"))) for w in tokens)
+    encoded = [w.encode("utf-8") for w in tokens]
+    data = ((zlib.crc32(b) << 32) | zlib.adler32(b) for b in encoded)
     words = np.fromiter(data, dtype=np.uint64, count=len(tokens))
     return _mix(words), _mix(words[:-1] * _GOLDEN + _mix(words[1:]))
 

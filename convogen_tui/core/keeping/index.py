@@ -173,25 +173,44 @@ class Index:
             out[conv_id] = (int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
         return out
 
-    def rows(self) -> list[Any]:
-        """Every summary, newest first, with ``near_duplicate_of`` filled in."""
+    def rows(self, flag_near: bool = True) -> list[Any]:
+        """Every summary, newest first, with ``near_duplicate_of`` filled in (and the
+        ``near-duplicate`` flag added, when ``flag_near``)."""
         near = dict(self.db.execute("SELECT id, of FROM near"))
-        select = ", ".join(self.columns)
-        lists = [i for i, name in enumerate(self.columns) if name in self._lists]
-        bools = [i for i, name in enumerate(self.columns) if name in self._bools]
+        order = [f.name for f in fields(self.summary_type)]
+        select = ", ".join(
+            "'' AS near_duplicate_of" if name == "near_duplicate_of" else name for name in order
+        )
+        lists = [i for i, name in enumerate(order) if name in self._lists]
+        bools = [i for i, name in enumerate(order) if name in self._bools]
         make = self.summary_type
         out = []
         for values in self.db.execute(f"SELECT {select} FROM conv ORDER BY created_at DESC, id"):
-            values = list(values)
-            for i in lists:
-                values[i] = values[i].split("\x1f") if values[i] else []
-            for i in bools:
-                values[i] = bool(values[i])
-            row = make(
-                **dict(zip(self.columns, values, strict=True)), near_duplicate_of=near.get(values[0], "")
-            )
-            out.append(row)
+            if lists or bools:
+                values = list(values)
+                for i in lists:
+                    values[i] = values[i].split("\x1f") if values[i] else []
+                for i in bools:
+                    values[i] = bool(values[i])
+            out.append(make(*values))
+        if near:
+            for row in out:
+                of = near.get(row.id)
+                if of:
+                    row.near_duplicate_of = of
+                    if flag_near:
+                        row.flags.append("near-duplicate")
         return out
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        if all(self.meta(key) == value for key, value in values.items()):
+            return  # no write, no lock: an unchanged listing leaves the database alone
+        with _transaction(self.db):
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(values.items()))
 
     def shard_members(self, shard: int) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM conv WHERE shard = ?", (shard,))]

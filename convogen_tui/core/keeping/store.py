@@ -16,7 +16,6 @@ restores the latest first however many deletes happened in one second.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import multiprocessing
 import os
@@ -140,7 +139,6 @@ class ConversationStore:
         self.trash_dir = self.dir / TRASH
         self.index_path = self.dir / ".convogen" / "index.sqlite"
         self._index: Index | None = None
-        self._rows: tuple[int, list[ConversationSummary]] | None = None  # (generation, rows) read last
 
     @property
     def quality(self) -> ResolvedQuality:
@@ -253,15 +251,17 @@ class ConversationStore:
         """Every readable conversation, newest first (see :meth:`scan` for the unreadable ones)."""
         return self.scan().rows
 
-    def scan(self) -> Listing:
+    def scan(self, full: bool = False) -> Listing:
         """Every conversation, newest first, and every file that cannot be read (path and reason).
 
         Reads only files changed since the last listing (many: in a process per core), and updates
         the index (:mod:`convogen_tui.core.keeping.index`) in proportion to what changed. Quality
         verdicts are part of each summary (recomputed for every file when the thresholds change).
-        An index that cannot be trusted is rebuilt from the files.
+        An index that cannot be trusted is rebuilt from the files. When neither folder changed
+        since the last look (every write here renames a file into its folder) no file is even
+        stat'ed; ``full`` stats them all anyway (a file edited in place).
         """
-        return self._rebuilding(self._scan_with_index)
+        return self._rebuilding(lambda: self._scan_with_index(full))
 
     def _rebuilding(self, use: Callable[[], _T]) -> _T:
         """``use()`` of the index; an index found damaged meanwhile is rebuilt and used again."""
@@ -271,8 +271,20 @@ class ConversationStore:
             self._reset_index()
         return use()
 
-    def _scan_with_index(self) -> Listing:
+    def _scan_with_index(self, full: bool = False) -> Listing:
         index = self.index()
+        folders = _folder_stamps(self.conv_dir, self.restyled_dir)
+        if not full and folders is not None and index.meta("folders") == folders:
+            # nothing was renamed into or out of either folder since the last full look, and every
+            # write here is a rename: the index holds the listing (an in-place edit: r, or full=True)
+            unreadable = _problems_from_json(index.meta("unreadable"))
+        else:
+            unreadable = self._update_index(index)
+            index.set_meta({"folders": folders or "", "unreadable": _problems_to_json(unreadable)})
+        return Listing(index.rows(self.quality.enabled("near-duplicate")), unreadable)
+
+    def _update_index(self, index: Index) -> list[Problem]:
+        """Stat every file, read those whose stamp changed, update the index; the unreadable ones."""
         twins = _scan(self.restyled_dir)
         disk = {name[:-5]: (*stat, *twins.get(name, (-1, -1))) for name, stat in _scan(self.conv_dir).items()}
         known = index.stamps()
@@ -284,19 +296,7 @@ class ConversationStore:
             bad = {Path(str(p.file)).stem for p in unreadable}
             removed += [conv_id for conv_id in bad if conv_id in known]
             index.apply(entries, removed, sketches, self.quality.near_duplicate_similarity, _preferred)
-        generation = index.generation()
-        if self._rows is None or self._rows[0] != generation:
-            self._rows = (generation, index.rows())
-        flag_near = self.quality.enabled("near-duplicate")
-        rows = []
-        for cached in self._rows[1]:
-            row = copy.copy(cached)
-            row.flags = (
-                [*row.flags, "near-duplicate"] if flag_near and row.near_duplicate_of else list(row.flags)
-            )
-            rows.append(row)
-        unreadable.sort(key=lambda p: str(p.file))
-        return Listing(rows, unreadable)
+        return sorted(unreadable, key=lambda p: str(p.file))
 
     def generation(self) -> int:
         """A number that changes whenever the index does (cheap: one query), for pollers."""
@@ -323,7 +323,7 @@ class ConversationStore:
             for suffix in ("", "-journal"):
                 with contextlib.suppress(OSError):
                     Path(f"{self.index_path}{suffix}").unlink()
-        self._index, self._rows = None, None
+        self._index = None
 
     def diversity_sketch(self) -> tuple[Any, Any]:
         """The bottom-k sketches of every conversation's words and word pairs (for distinct-1/2);
@@ -541,6 +541,37 @@ def _read_chunk(
         entries.append(Entry(conv_id, stamp, summary, signature_of(tokens), crc))
     sketches = {shard: (bottom_k(*u), bottom_k(*b)) for shard, (u, b) in grams.items()}
     return entries, sketches, problems
+
+
+RACY_S = 2.0  # a folder changed this recently may change again within its timestamp's resolution
+
+
+def _folder_stamps(*folders: Path) -> str | None:
+    """The folders' mtime, size and inode, or None when one changed too recently to trust (a
+    rename in the same clock tick would leave its mtime as it was)."""
+    parts = []
+    now = time.time()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            parts.append("-")
+            continue
+        if now - st.st_mtime < RACY_S:
+            return None
+        parts.append(f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
+    return ",".join(parts)
+
+
+def _problems_to_json(problems: Sequence[Problem]) -> str:
+    return json.dumps([{"file": str(p.file), "message": p.message, "hint": p.hint} for p in problems])
+
+
+def _problems_from_json(text: str | None) -> list[Problem]:
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise Damaged("unreadable")
+    return [Problem(Path(p["file"]), p["message"], hint=p.get("hint")) for p in data]
 
 
 def _preferred(mark: str, flags: str) -> bool:

@@ -198,7 +198,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         store = self.session.store
         message = self.Listed(None, 0, generation=generation, seen=last_seen)
         try:
-            listing = store.scan()
+            listing = store.scan(full=last_seen is None)  # r, or a change here: stat every file
             trash = store.trash_count()
             seen = (store.generation(), trash, tuple(str(p) for p in listing.unreadable))
             if seen != last_seen:
