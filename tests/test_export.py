@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.keeping.store import ConversationStore
+from tests.fakehub import FakeHub, start
 from tests.test_quality import DATA, install
 
 CASES = [
@@ -307,3 +308,50 @@ def test_percentiles_are_computed_on_the_data(cli, expt, datasets) -> None:
         assert got["min"] <= got["p10"] <= got["median"] <= got["p90"] <= got["max"]
     out = cli("stats", "sample", "--root", datasets)[1]
     assert f"p10 {stats['length_chars']['p10']}, p90 {stats['length_chars']['p90']}" in out
+
+
+@pytest.mark.process
+def test_hf_push_to_hub_uploads_the_card_and_parquet_with_the_token_never_shown(
+    cli, expt, datasets, tmp_path, monkeypatch
+) -> None:
+    hub = FakeHub()
+    server = start(hub)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        folder = tmp_path / "hf"
+        args = ("export", "sample", "--root", datasets, "--format", "hf", "-o", folder)
+        monkeypatch.setenv("HF_TOKEN", "hf_wrong_token_123")
+        code, out, err = cli(*args, "--push-to-hub", "lab/convs")
+        assert code == 1 and "refused the upload" in err and "HF_TOKEN" in err
+        assert "hf_wrong_token_123" not in out + err and not hub.uploaded
+        monkeypatch.setenv("HF_TOKEN", hub.upload_token)
+        code, out, err = cli(*args, "--force", "--push-to-hub", "lab/convs", "--private")
+        assert code == 0, err
+        assert "pushed to the Hub as dataset lab/convs (private)" in out and hub.upload_token not in out + err
+        created = hub.created["lab/convs"]
+        assert created["type"] == "dataset" and (
+            created.get("private") is True or created.get("visibility") == "private"
+        )
+        files = hub.uploaded["lab/convs"]
+        assert set(files) == {"README.md", "data/train-00000-of-00001.parquet"}
+        assert files["README.md"] == (folder / "README.md").read_bytes()
+        assert (
+            files["data/train-00000-of-00001.parquet"]
+            == (folder / "data" / "train-00000-of-00001.parquet").read_bytes()
+        )
+        assert set(hub.auth_seen) == {"Bearer hf_wrong_token_123", f"Bearer {hub.upload_token}"}
+        code, _, err = cli(
+            "export",
+            "sample",
+            "--root",
+            datasets,
+            "--format",
+            "jsonl",
+            "-o",
+            tmp_path / "a.jsonl",
+            "--push-to-hub",
+            "lab/x",
+        )
+        assert code == 1 and "go with --format hf" in err
+    finally:
+        server.shutdown()

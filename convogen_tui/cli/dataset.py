@@ -70,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
     export.add_argument(
+        "--push-to-hub",
+        metavar="OWNER/NAME",
+        help="hf: also upload the card and Parquet files to this Hub dataset (token from HF_TOKEN)",
+    )
+    export.add_argument("--private", action="store_true", help="with --push-to-hub: create it private")
+    export.add_argument(
         "--allow-empty",
         action="store_true",
         help="write the file even when no conversation goes in it (else: exit 1, nothing written)",
@@ -175,6 +181,8 @@ def run_export(args: argparse.Namespace) -> int:
         no_near_duplicates=args.no_near_duplicates,
     )
     output: Path = args.output
+    if (args.push_to_hub or args.private) and args.format != "hf":
+        raise ConvogenError(Problem(None, "--push-to-hub and --private go with --format hf"))
     if not output.parent.exists():
         raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
     progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
@@ -196,6 +204,11 @@ def run_export(args: argparse.Namespace) -> int:
     print(export_summary(report, selection))
     if report.skipped:
         print(f"warning: {report.shortfall()}", file=sys.stderr)
+    if args.push_to_hub:
+        from convogen_tui.integrations.hf_dataset import push_to_hub
+
+        url = push_to_hub(output, args.push_to_hub, args.private)
+        print(f"pushed to the Hub as dataset {args.push_to_hub}{' (private)' if args.private else ''}: {url}")
     return 0
 
 

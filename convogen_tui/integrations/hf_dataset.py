@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.card import dataset_card
 from convogen_tui.core.judging.dialog import dialog_words
 from convogen_tui.core.judging.diversity import DiversitySketch
@@ -36,7 +37,7 @@ from convogen_tui.core.judging.export import (
 )
 from convogen_tui.core.judging.stats import experiment_stats, index_diversity
 from convogen_tui.core.keeping.files import atomic_write_text
-from convogen_tui.core.keeping.redact import redactor
+from convogen_tui.core.keeping.redact import redact, redactor
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.making.experiment import Experiment
 
@@ -235,3 +236,39 @@ def _replace(built: Path, path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink(missing_ok=True)
+
+
+PUSHED = ["README.md", "data/*"]  # the card and the Parquet files: what the Hub's viewer reads
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload an exported dataset's card and Parquet files to the Hub as dataset ``repo_id``
+    (created if missing, ``private`` if asked); returns the commit's URL. The token comes from
+    ``HF_TOKEN`` and the hub from ``HF_ENDPOINT`` (a mirror, or a test's loopback fake)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ConvogenError(Problem(None, f"'{repo_id}' is not a Hub repository", hint="write OWNER/NAME"))
+    token = os.environ.get("HF_TOKEN") or None
+    if token is None:
+        raise ConvogenError(
+            Problem(None, "pushing to the Hub needs a token", hint="export HF_TOKEN=... (a write token)")
+        )
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="dataset",
+            folder_path=str(folder),
+            allow_patterns=PUSHED,
+            commit_message=f"ConvoGen export ({folder.name})",
+        )
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        hint = "check HF_TOKEN: it must be a write token for OWNER" if status in (401, 403) else None
+        raise ConvogenError(Problem(None, redact(f"the Hub refused the upload: {exc}"), hint=hint)) from None
+    except OSError as exc:
+        raise ConvogenError(Problem(None, redact(f"cannot reach the Hub: {exc}"))) from None
+    return str(info.commit_url)
