@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 import zlib
@@ -139,6 +140,7 @@ class ConversationStore:
         self.trash_dir = self.dir / TRASH
         self.index_path = self.dir / ".convogen" / "index.sqlite"
         self._index: Index | None = None
+        self._index_lock = threading.RLock()
 
     @property
     def quality(self) -> ResolvedQuality:
@@ -264,12 +266,14 @@ class ConversationStore:
         return self._rebuilding(lambda: self._scan_with_index(full))
 
     def _rebuilding(self, use: Callable[[], _T]) -> _T:
-        """``use()`` of the index; an index found damaged meanwhile is rebuilt and used again."""
-        try:
+        """``use()`` of the index, one thread at a time (the app's Review and Stats workers share a
+        store and its connection); an index found damaged meanwhile is rebuilt and used again."""
+        with self._index_lock:
+            try:
+                return use()
+            except (sqlite3.DatabaseError, Damaged, ValueError, TypeError):
+                self._reset_index()
             return use()
-        except (sqlite3.DatabaseError, Damaged, ValueError, TypeError):
-            self._reset_index()
-        return use()
 
     def _scan_with_index(self, full: bool = False) -> Listing:
         index = self.index()
