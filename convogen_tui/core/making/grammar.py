@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.dialog import SOCBOT, parse_dialog
-from convogen_tui.core.judging.quality import ResolvedQuality
+from convogen_tui.core.judging.quality import ResolvedQuality, turn_mentions
 from convogen_tui.core.making.backend import Constraint
 
 CHARS_PER_TOKEN = 2.0  # conservative: English BPE text is about 4 characters a token
@@ -63,6 +64,11 @@ class DialogShape:
             f"restyle constrained: the conversation's {len(self.speakers)} messages in order{post}, "
             f"<= {self.max_chars} chars a message"
         )
+
+    def short(self) -> str:
+        """The summary in a few words, for the Templates screen's narrow column."""
+        what = f"{self.turns} turns" if self.name == "dialog" else "same speakers"
+        return f"grammar: {what} · ≤{self.max_chars} chars/message"
 
     def gbnf(self) -> str:
         return _gbnf(self)
@@ -119,6 +125,46 @@ def dialog_constraint(quality: ResolvedQuality, max_tokens: int) -> Constraint:
 def restyle_constraint(conv: str, quality: ResolvedQuality, max_tokens: int) -> Constraint | None:
     shape = restyle_shape(conv, quality, max_tokens)
     return shape.constraint() if shape is not None else None
+
+
+@dataclass(frozen=True)
+class GrammarInForce:
+    """What ``check`` and the Templates screen show: the grammars a run of this setup uses."""
+
+    dialog: DialogShape
+    restyle: DialogShape  # for a conversation of the target's shape (each restyle follows its own)
+
+    def lines(self) -> list[str]:
+        return [self.dialog.summary(), self.restyle.summary()]
+
+    def gbnf(self) -> str:
+        """Both grammars in full, as llama.cpp receives them."""
+        restyle = "# (restyle: for a conversation of the target's shape; each follows its own)\n"
+        return self.dialog.gbnf() + "\n" + restyle + self.restyle.gbnf()
+
+
+def grammar_in_force(quality: ResolvedQuality, max_tokens: int) -> GrammarInForce:
+    """The grammars of a setup; ConvogenError when max_tokens cannot hold them."""
+    dialog = dialog_shape(quality, max_tokens)
+    restyle = restyle_shape("\n".join(f"{LABELS[s]}: x" for s in dialog.speakers), quality, max_tokens)
+    assert restyle is not None  # the target's shape always has a dialog
+    return GrammarInForce(dialog, restyle)
+
+
+def turn_disagreements(template_path: Path, text: str, quality: ResolvedQuality) -> list[Problem]:
+    """Warnings for each "N turns" in conv-gen.txt that is not the turn target the grammar makes."""
+    return [
+        Problem(
+            template_path,
+            f'the template asks for "{words}" but the turn target is {quality.turns}: a constrained '
+            f"run writes {quality.turns} turns and the quality rules count {quality.turns}",
+            line=line,
+            hint='make them agree: edit the template, or "quality": {"turns": N} in expt-setup.json',
+            severity="warning",
+        )
+        for line, number, words in turn_mentions(text)
+        if number != quality.turns
+    ]
 
 
 def _gbnf(shape: DialogShape) -> str:
