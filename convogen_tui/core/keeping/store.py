@@ -57,6 +57,7 @@ from convogen_tui.core.keeping.records import (
     read_restyled,
 )
 from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
+from convogen_tui.core.persona import persona_label
 
 
 @dataclass
@@ -95,7 +96,7 @@ class ConversationSummary:
 
     @property
     def persona(self) -> str:
-        return f"{self.motivation} x {self.disposition}"
+        return persona_label(self.motivation, self.disposition)
 
 
 @dataclass
