@@ -41,7 +41,8 @@ MEASURE = (
     "t = time.perf_counter()\n"
     "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
     "wall = time.perf_counter() - t\n"
-    "print(wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(wall, usage.ru_maxrss, code, usage.ru_utime + usage.ru_stime)\n"
 )
 
 
@@ -119,24 +120,24 @@ def convogen(*args: str) -> list[str]:
     return [sys.executable, "-m", "convogen_tui", *args]
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak resident MiB) of one command, measured by a fresh process around it."""
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(seconds, peak resident MiB, CPU seconds of it and its children) of one command, measured by
+    a fresh process around it. On a shared, busy machine the CPU time says more than the wall time."""
     env = {**os.environ, "PYTHONPATH": f"{CODE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     if out[2] != "0":
         raise SystemExit(f"failed ({out[2]}): {' '.join(command)}")
-    return float(out[0]), int(out[1]) / 1024
+    return float(out[0]), int(out[1]) / 1024, float(out[3])
 
 
 def load() -> str:
     return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def report(what: str, seconds: float, rss: float | None = None, extra: str = "") -> None:
-    memory = f"  peak {rss:,.0f} MiB" if rss is not None else ""
-    print(f"{what:42} {seconds:8.2f} s{memory}{extra}   ({load()})", flush=True)
+def report(what: str, seconds: float, rss: float, cpu: float) -> None:
+    print(f"{what:38} {seconds:8.2f} s  cpu {cpu:7.2f} s  peak {rss:6,.0f} MiB   ({load()})", flush=True)
 
 
 def main() -> None:
@@ -155,7 +156,7 @@ def main() -> None:
     expt = make_experiment(root, args.n)
     datasets = root / "datasets"
     print(f"{args.n:,} pairs generated in {time.perf_counter() - started:.0f} s under {root} ({load()})")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, measuring {CODE}", flush=True)
     base = ("--root", str(datasets))
     report("first listing (show, no index)", *timed(convogen("show", "scale", *base)))
     report("listing again, nothing changed", *timed(convogen("show", "scale", *base)))
