@@ -277,16 +277,30 @@ class ConversationStore:
             return use()
 
     def _scan_with_index(self, full: bool = False) -> Listing:
+        unreadable = self._refresh(full)
+        return Listing(self.index().rows(self.quality.enabled("near-duplicate")), unreadable)
+
+    def refresh(self, full: bool = False) -> tuple[int, list[Problem]]:
+        """Bring the index up to date with the files, without building the rows: the index's
+        generation (it moves with every change) and the unreadable files. Pollers call this and
+        list only when the generation moved."""
+
+        def refreshed() -> tuple[int, list[Problem]]:
+            unreadable = self._refresh(full)
+            return self.index().generation(), unreadable
+
+        return self._rebuilding(refreshed)
+
+    def _refresh(self, full: bool) -> list[Problem]:
         index = self.index()
         folders = _folder_stamps(self.conv_dir, self.restyled_dir)
         if not full and folders is not None and index.meta("folders") == folders:
             # nothing was renamed into or out of either folder since the last full look, and every
             # write here is a rename: the index holds the listing (an in-place edit: r, or full=True)
-            unreadable = _problems_from_json(index.meta("unreadable"))
-        else:
-            unreadable = self._update_index(index)
-            index.set_meta({"folders": folders or "", "unreadable": _problems_to_json(unreadable)})
-        return Listing(index.rows(self.quality.enabled("near-duplicate")), unreadable)
+            return _problems_from_json(index.meta("unreadable"))
+        unreadable = self._update_index(index)
+        index.set_meta({"folders": folders or "", "unreadable": _problems_to_json(unreadable)})
+        return unreadable
 
     def _update_index(self, index: Index) -> list[Problem]:
         """Stat every file, read those whose stamp changed, update the index; the unreadable ones."""

@@ -199,10 +199,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         store = self.session.store
         message = self.Listed(None, 0, generation=generation, seen=last_seen)
         try:
-            listing = store.scan(full=last_seen is None)  # r, or a change here: stat every file
+            index_generation, unreadable = store.refresh(full=last_seen is None)  # r: stat every file
             trash = store.trash_count()
-            seen = (store.generation(), trash, tuple(str(p) for p in listing.unreadable))
-            if seen != last_seen:
+            seen = (index_generation, trash, tuple(str(p) for p in unreadable))
+            if seen != last_seen:  # else nothing to list: the rows shown are the index's
+                listing = store.scan()
                 hay = [haystack(row) for row in listing.rows]
                 message = self.Listed(listing.rows, trash, listing.unreadable, generation, seen, hay)
         finally:

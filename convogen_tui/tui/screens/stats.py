@@ -168,10 +168,10 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
 
     def _compute(self, last_seen: object) -> tuple[dict[str, Any], Coverage | None, object] | None:
         store = self.session.store
-        rows = store.list()
-        seen = (store.generation(), store.trash_count())
+        seen = (store.refresh()[0], store.trash_count())
         if seen == last_seen:
             return None
+        rows = store.list()
         diversity = index_diversity(store, rows)
         coverage = None
         with contextlib.suppress(ConvogenError):
