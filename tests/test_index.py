@@ -3,8 +3,11 @@ and go; the first listing of many files in a process per core gives what one pro
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,24 @@ def test_the_first_listing_of_many_files_in_processes_matches_one_process(tmp_pa
     # beyond SKETCH_K distinct n-grams distinct-n is an estimate (about 1.6 % error)
     estimate, exact = index_diversity(ConversationStore(many), pooled).as_dict(), exact_diversity(store)
     assert estimate == pytest.approx(exact, rel=0.06) and estimate["mtld"] == exact["mtld"]
+
+
+def test_untouched_folders_list_from_the_index_and_a_full_look_sees_an_edit_in_place(tmp_path: Path) -> None:
+    """Every write in ConvoGen renames a file into its folder, so folders whose stamps did not move
+    hold nothing new: the listing comes from the index alone. A file edited in place (an editor
+    writing over it) shows with a full look (r in Review)."""
+    store = ConversationStore(tmp_path)
+    conv_id = save(store, conversation(random.Random(3)), "1", 1000.0)
+    long_ago = time.time() - 60
+    os.utime(store.conv_dir, (long_ago, long_ago))  # older than the racy window
+    assert [r.tweet_id for r in store.list()] == ["1"]
+    path = store.conversation_path(conv_id)
+    data = json.loads(path.read_text())
+    data["tweet_id"] = "2"
+    with path.open("r+") as handle:  # in place: the folder's stamp stays
+        handle.write(json.dumps(data))
+        handle.truncate()
+    assert [r.tweet_id for r in ConversationStore(tmp_path).list()] == ["1"]
+    assert [r.tweet_id for r in ConversationStore(tmp_path).scan(full=True).rows] == ["2"]
+    save(store, conversation(random.Random(4)), "3", 2000.0)  # a new file moves the folder's stamp
+    assert [r.tweet_id for r in ConversationStore(tmp_path).list()] == ["3", "2"]
