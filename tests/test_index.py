@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from convogen_tui.core.judging.dialog import dialog_words
 from convogen_tui.core.judging.diversity import diversity_of
 from convogen_tui.core.judging.stats import index_diversity
+from convogen_tui.core.keeping.index import Entry, Index
 from convogen_tui.core.keeping.records import Provenance, read_conversation
-from convogen_tui.core.keeping.store import POOL_MIN_FILES, ConversationStore
+from convogen_tui.core.keeping.store import POOL_MIN_FILES, ConversationStore, ConversationSummary
 from tests.test_store import record
 
 WORDS = [f"word{i}" for i in range(400)]
@@ -128,3 +130,24 @@ def test_untouched_folders_list_from_the_index_and_a_full_look_sees_an_edit_in_p
     assert [r.tweet_id for r in ConversationStore(tmp_path).scan(full=True).rows] == ["2"]
     save(store, conversation(random.Random(4)), "3", 2000.0)  # a new file moves the folder's stamp
     assert [r.tweet_id for r in ConversationStore(tmp_path).list()] == ["3", "2"]
+
+
+@dataclass
+class WithScores(ConversationSummary):
+    """A summary with the fields other work adds per conversation (a version, a judge's scores)."""
+
+    version: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    judged_at: float | None = None
+
+
+def test_a_new_summary_field_is_one_field_the_index_stores_and_gives_back(tmp_path: Path) -> None:
+    summary = WithScores(
+        id="a", tweet_id="1", tweet="t", motivation="m", disposition="d", created_at=1.0, turns=8,
+        length=10, restyled=True, mark="", flags=["short"], version=3, scores={"stance": 0.5},
+    )  # fmt: skip
+    index = Index(tmp_path / "index.sqlite", WithScores, "q")
+    index.apply([Entry("a", (1, 2, -1, -1), summary, None, 0)], [], {}, 0.7, lambda mark, flags: True)
+    [row] = Index(tmp_path / "index.sqlite", WithScores, "q").rows()
+    assert row == summary
+    assert Index(tmp_path / "index.sqlite", ConversationSummary, "q").rows() == []  # another shape: rebuilt

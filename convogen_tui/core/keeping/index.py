@@ -30,6 +30,7 @@ part of the version, so an old index is rebuilt). Beside it:
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 import zlib
@@ -77,8 +78,13 @@ class Index:
         self.path = path
         self.summary_type = summary_type
         self.columns = [f.name for f in fields(summary_type) if f.name != "near_duplicate_of"]  # id first
-        self._lists = {f.name for f in fields(summary_type) if str(f.type).startswith("list")}
-        self._bools = {f.name for f in fields(summary_type) if str(f.type) == "bool"}
+        kinds = {f.name: str(f.type) for f in fields(summary_type)}
+        self._lists = {name for name, kind in kinds.items() if kind == "list[str]"}
+        self._bools = {name for name, kind in kinds.items() if kind == "bool"}
+        # any other type (a dict of scores, an optional number) is kept as JSON text
+        self._json = {
+            name for name, kind in kinds.items() if kind not in ("str", "int", "float", "bool", "list[str]")
+        }
         types = {f.name: str(f.type) for f in fields(summary_type)}
         self.version = f"{INDEX_VERSION}:{zlib.crc32(repr(sorted(types.items())).encode()):08x}"
         self.quality_key = quality_key
@@ -155,7 +161,9 @@ class Index:
             return "INTEGER NOT NULL"
         if kind == "float":
             return "REAL NOT NULL"
-        return "TEXT NOT NULL"  # str, and lists joined with \x1f
+        if name in self._json:
+            return "TEXT"
+        return "TEXT NOT NULL"  # str, and lists of str joined with \x1f
 
     # reading ------------------------------------------------------------------------------
     def generation(self) -> int:
@@ -183,15 +191,18 @@ class Index:
         )
         lists = [i for i, name in enumerate(order) if name in self._lists]
         bools = [i for i, name in enumerate(order) if name in self._bools]
+        as_json = [i for i, name in enumerate(order) if name in self._json and name != "near_duplicate_of"]
         make = self.summary_type
         out = []
         for values in self.db.execute(f"SELECT {select} FROM conv ORDER BY created_at DESC, id"):
-            if lists or bools:
+            if lists or bools or as_json:
                 values = list(values)
                 for i in lists:
                     values[i] = values[i].split("\x1f") if values[i] else []
                 for i in bools:
                     values[i] = bool(values[i])
+                for i in as_json:
+                    values[i] = json.loads(values[i])
             out.append(make(*values))
         if near:
             for row in out:
@@ -294,9 +305,13 @@ class Index:
             if name == "id":
                 continue
             value = getattr(summary, name)
-            values.append(
-                "\x1f".join(value) if name in self._lists else int(value) if name in self._bools else value
-            )
+            if name in self._lists:
+                value = "\x1f".join(value)
+            elif name in self._bools:
+                value = int(value)
+            elif name in self._json:
+                value = json.dumps(value)
+            values.append(value)
         return values
 
     def _merge_shard(self, shard: int, unigrams: list[np.ndarray], bigrams: list[np.ndarray]) -> None:
