@@ -2,10 +2,11 @@
 
 Files keep the original flat keys (``tweet_id``, ``disposition``, ``motivation``, ``tweet``, ``conv``;
 ``restyled_conv`` in the twin) so ``json.loads(path.read_text())["conv"]`` keeps working; provenance
-and review marks sit beside them. A listing index in ``.convogen/index.json`` is keyed by file
-mtime and size, so listing 10 000 conversations reads only the files that changed; an index that is
-corrupt or of the wrong shape is rebuilt, and a conversation file that cannot be read is listed as
-such (:attr:`Listing.unreadable`), never hidden.
+and review marks sit beside them. The listing index (``.convogen/index.sqlite``, see
+:mod:`convogen_tui.core.keeping.index`) is keyed by each file's mtime and size, so listing 100,000
+conversations reads only the files that changed (none, and stats none, when their folders did not
+change); an index that is corrupt or of the wrong shape is rebuilt, and a conversation file that
+cannot be read is listed as such (:attr:`Listing.unreadable`), never hidden.
 
 Changes that read before they write (delete, undo, marks, saving a twin) hold a short store lock,
 ``.convogen/store.lock``, so a delete during a restyle never leaves a twin without its conversation:
