@@ -100,14 +100,20 @@ def run_show(args: argparse.Namespace) -> int:
     if not args.id:
         listing = store.scan()
         rows = listing.rows
+        minutes: dict[int, str] = {}  # rows made in the same minute share their time text
+        lines = []
         for row in rows:
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+            minute = int(row.created_at // 60)
+            created = minutes.get(minute)
+            if created is None:
+                created = minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
             flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
-            print(
+            lines.append(
                 f"{row.id[:8]}  {created}  {row.tweet_id:>20}  {row.persona:28}  turns={row.turns:<2} {flags}"
             )
-        for problem in listing.unreadable:
-            print(f"UNREADABLE  {problem}")
+        lines += [f"UNREADABLE  {problem}" for problem in listing.unreadable]
+        if lines:  # one write: stdout redacts each write, and 100,000 small ones cost seconds
+            print("\n".join(lines))
         bad = f", {len(listing.unreadable)} unreadable (listed above)" if listing.unreadable else ""
         print(f"{len(rows)} conversation(s){bad}; show one with: convogen show {args.experiment} ID")
         return 0
@@ -166,8 +172,8 @@ def _show_json(store: ConversationStore, prefix: str | None) -> int:
         }
         print(json.dumps(data, ensure_ascii=False))
         return 0
-    for row in rows:
-        print(json.dumps(summary_json(row), ensure_ascii=False))
+    if rows:  # one write (see run_show)
+        print("\n".join(json.dumps(summary_json(row), ensure_ascii=False) for row in rows))
     return 0
 
 
