@@ -273,14 +273,14 @@ class Index:
         neighbours: set[str] = set()
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
-            neighbours.update(
-                r[0] for r in self.db.execute(f"SELECT b FROM edge WHERE a IN ({marks})", chunk)
-            )
+            pairs = self.db.execute(f"SELECT a, b FROM edge WHERE a IN ({marks})", chunk).fetchall()
+            neighbours.update(b for _, b in pairs)
+            # edges are kept both ways: the reverse ones by their key, not by scanning for b
+            self.db.executemany("DELETE FROM edge WHERE a = ? AND b = ?", [(b, a) for a, b in pairs])
             for sql in (
                 f"DELETE FROM conv WHERE id IN ({marks})",
                 f"DELETE FROM band WHERE id IN ({marks})",
                 f"DELETE FROM edge WHERE a IN ({marks})",
-                f"DELETE FROM edge WHERE b IN ({marks})",
                 f"DELETE FROM near WHERE id IN ({marks})",
             ):
                 self.db.execute(sql, chunk)
