@@ -124,8 +124,13 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     """(seconds, peak resident MiB, CPU seconds of it and its children) of one command, measured by
     a fresh process around it. On a shared, busy machine the CPU time says more than the wall time."""
     env = {**os.environ, "PYTHONPATH": f"{CODE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    out = subprocess.run(
-        [sys.executable, "-c", MEASURE, *command], capture_output=True, text=True, env=env, check=True
+    out = subprocess.run(  # cwd: python -m puts it first on sys.path, before PYTHONPATH
+        [sys.executable, "-c", MEASURE, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=CODE,
     ).stdout.split()
     if out[2] != "0":
         raise SystemExit(f"failed ({out[2]}): {' '.join(command)}")
@@ -186,7 +191,11 @@ def app_figures(datasets: Path, idle_s: float) -> None:
     env = {**os.environ, "PYTHONPATH": f"{CODE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     script = REPO / "benchmarks" / "scale_app.py"
     result = subprocess.run(
-        [sys.executable, str(script), str(datasets), str(idle_s)], capture_output=True, text=True, env=env
+        [sys.executable, str(script), str(datasets), str(idle_s)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=CODE,
     )
     if result.returncode:
         print(result.stdout + result.stderr[-3000:])
