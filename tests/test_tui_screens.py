@@ -4,16 +4,23 @@ find, go to line, the preview's scroll kept on save)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
+from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.panes.review import ReviewPane, flag_code, flags_cell, short_id
 from convogen_tui.tui.screens.models import COLUMNS, ModelsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.lists import KeyTable
-from tests.tui_helpers import sample_root, wait_for
+from convogen_tui.tui.widgets.stream_view import StreamView
+from tests.test_quality import DATA, install
+from tests.tui_helpers import REPO, sample_root, wait_for
 
 __all__ = ["sample_root"]
 
@@ -55,3 +62,93 @@ async def test_models_screen_shows_whole_cells(sample_root: Path) -> None:
         first = [str(cell) for cell in table.get_row_at(0)]
         line = next(s.text for s in table.render_lines(table.region.reset_offset) if first[1] in s.text)
         assert all(f" {cell} " in f" {line} " for cell in first if cell), line
+
+
+# review: flags that fit, the id, the detail after a delete elsewhere ------------------------------
+def test_every_rule_has_its_own_code() -> None:
+    codes = [flag_code(rule) for rule in (*RULE_NAMES, "unreadable")]
+    assert len(set(codes)) == len(codes) and all(len(code) <= 3 for code in codes)
+    assert flag_code("judge-low-score") == "jls"  # a rule added later still gets a short code
+
+
+def test_flags_in_full_when_they_fit_else_the_count_and_codes() -> None:
+    flags = ["no-dialog", "restyle-mismatch", "near-duplicate"]
+    assert flags_cell("", flags, 60) == "no-dialog restyle-mismatch near-duplicate"
+    assert flags_cell("", flags, 14) == "3: nd rmm dup"  # was "no-dialog rest…"
+    assert flags_cell("flagged", flags, 11).startswith("flagged 3:")
+    assert flags_cell("kept", [], 11) == "kept"
+
+
+def test_short_ids_are_unique_prefixes_of_eight_or_more() -> None:
+    ids = ["4f3a9c2e-1111", "4f3a9c2e-2222", "9b0d77aa-3333", "ab"]
+    assert short_id("9b0d77aa-3333", ids) == "9b0d77aa"
+    assert short_id("4f3a9c2e-1111", ids) == "4f3a9c2e-1"
+    assert short_id("ab", ids) == "ab"
+
+
+def install_flagged(root: Path) -> None:
+    install(
+        root / "inst-templates" / "sample",
+        [
+            DATA / "cases" / f"{name}.json"
+            for name in ("clean-plain-fluoride", "user-first", "restyled-700-characters")
+        ],
+    )
+
+
+async def test_review_counts_flags_and_the_detail_names_them_with_a_copyable_id(
+    sample_root: Path,
+) -> None:
+    install_flagged(sample_root)
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot, app)
+        await pilot.press("f6")
+        table = screen.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+        review = screen.query_one(ReviewPane)
+        flagged = max(review.shown, key=lambda r: len(r.flags))
+        table.move_cursor(row=review.shown.index(flagged))
+        conv = screen.query_one("#rev-conv", StreamView)
+        await wait_for(pilot, lambda: f"seed {flagged.tweet_id}" in conv.text)
+        cell = str(table.get_row_at(table.cursor_row)[-1])
+        assert cell.startswith(f"{len(flagged.flags)}:") or cell == " ".join(flagged.flags)
+        assert all(flag_code(flag) in cell.split() or flag in cell.split() for flag in flagged.flags)
+        assert all(flag in conv.text for flag in flagged.flags)  # the full list, in the detail
+        short = str(conv.border_title).split(" · ")[0]
+        assert len(short) >= 8 and review.session.store.find(short) == flagged.id  # what convogen show takes
+        await pilot.press("y")
+        assert app.clipboard == flagged.id
+        assert any(flagged.id in str(n.message) and short in str(n.message) for n in app._notifications)
+
+
+async def test_after_a_delete_elsewhere_the_detail_is_the_highlighted_rows(sample_root: Path) -> None:
+    install_flagged(sample_root)
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot, app)
+        await pilot.press("f6")
+        table = screen.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+        review = screen.query_one(ReviewPane)
+        conv = screen.query_one("#rev-conv", StreamView)
+        doomed = review.current()
+        assert doomed is not None
+        await wait_for(pilot, lambda: "User:" in conv.text)
+        deleted = subprocess.run(
+            [sys.executable, "-m", "convogen_tui", "delete", "sample", doomed.id, "--root", str(sample_root)],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        await wait_for(pilot, lambda: table.row_count == 2)
+        # the same refresh that took the row away changed the detail: no frame shows the deleted one
+        now = review.current()
+        assert now is not None and now.id != doomed.id
+        assert str(conv.border_title).endswith(now.persona) and now.id.startswith(
+            str(conv.border_title).split(" ")[0]
+        )
+        assert doomed.tweet not in conv.text
+        await wait_for(pilot, lambda: now.tweet_id in conv.text)
