@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 from textual.app import App, ComposeResult
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Static, TextArea
 
 from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.panes.review import ReviewPane, flag_code, flags_cell, short_id
 from convogen_tui.tui.screens.models import COLUMNS, ModelsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
+from convogen_tui.tui.widgets.editor import Editor, FindBar, find_next
 from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
 from tests.test_quality import DATA, install
@@ -152,3 +153,90 @@ async def test_after_a_delete_elsewhere_the_detail_is_the_highlighted_rows(sampl
         )
         assert doomed.tweet not in conv.text
         await wait_for(pilot, lambda: now.tweet_id in conv.text)
+
+
+# editing at 80 columns ---------------------------------------------------------------------------
+def test_find_next_wraps_and_ignores_case_unless_asked() -> None:
+    text = "SocBot says hi. socbot again. SOCBOT"
+    assert find_next(text, "socbot", 0) == (0, 1, 3)
+    assert find_next(text, "socbot", 1) == (16, 2, 3)
+    assert find_next(text, "socbot", 31) == (0, 1, 3)  # past the last one: back to the first
+    assert find_next(text, "SOCBOT", 0) == (30, 1, 1)  # a capital: exact case
+    assert find_next(text, "robot", 0) is None and find_next(text, "", 0) is None
+
+
+async def test_template_editor_takes_the_full_width_and_stays_so(sample_root: Path) -> None:
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot, app)
+        await pilot.press("f3")
+        editor = screen.query_one("#tpl-conv-gen", TextArea)
+        preview = screen.query_one("#tpl-preview", TextArea)
+        await wait_for(pilot, lambda: editor.size.width > 0)
+        assert editor.size.width < 40  # beside the preview
+        editor.focus()
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: editor.size.width >= 76)
+        assert preview.display and preview.region.y > editor.region.bottom  # the prompt below, still shown
+        await pilot.press("f6", "f3")  # remembered while the experiment is open
+        await wait_for(pilot, lambda: screen.query_one("#tpl-conv-gen", TextArea).size.width >= 76)
+        screen.query_one("#tpl-conv-gen", TextArea).focus()
+        await pilot.press("alt+w")  # the same key where F-keys do not get through
+        await wait_for(pilot, lambda: editor.size.width < 40)
+
+
+async def test_find_and_go_to_line_in_the_template_and_setup_editors(sample_root: Path) -> None:
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot, app)
+        await pilot.press("f3")
+        editor = screen.query_one("#tpl-conv-gen", Editor)
+        editor.focus()
+        editor.move_cursor((0, 0))
+        text = editor.text
+        await pilot.press("ctrl+f", *"socbot")
+        bar = screen.query_one(FindBar)
+        assert app.focused is bar.query_one(Input)  # typing goes into the bar, not the template
+        await pilot.press("enter")
+        first = text.lower().index("socbot")
+        assert editor.selected_text.lower() == "socbot"
+        assert editor.document.get_index_from_location(editor.selection.start) == first
+        await pilot.press("enter")
+        assert editor.document.get_index_from_location(editor.selection.start) == text.lower().index(
+            "socbot", first + 1
+        )
+        count = text.lower().count("socbot")
+        assert f"2/{count}" in str(bar.query_one(".find-result", Static).render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.query(FindBar))
+        assert app.focused is editor and editor.text == text  # nothing typed into the template
+
+        await pilot.press("ctrl+j", "7", "enter")
+        await wait_for(pilot, lambda: not screen.query(FindBar))
+        assert editor.cursor_location == (6, 0) and app.focused is editor and editor.text == text
+
+        await pilot.press("f2")
+        setup = screen.query_one("#setup-editor", Editor)
+        setup.focus()
+        setup.move_cursor((0, 0))
+        await pilot.press("ctrl+f", *"motivation", "enter")
+        assert setup.selected_text == "motivation"
+        await pilot.press("escape", "alt+g", "3", "enter")
+        await wait_for(pilot, lambda: setup.cursor_location == (2, 0))
+
+
+async def test_the_preview_keeps_its_scroll_when_the_template_is_saved(sample_root: Path) -> None:
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await opened(pilot, app)
+        await pilot.press("f3")
+        preview = screen.query_one("#tpl-preview", TextArea)
+        await wait_for(pilot, lambda: preview.max_scroll_y > 4)
+        preview.scroll_to(y=4, animate=False)
+        await wait_for(pilot, lambda: preview.scroll_y == 4)
+        editor = screen.query_one("#tpl-conv-gen", TextArea)
+        editor.focus()
+        editor.move_cursor(editor.document.end)
+        await pilot.press(*" Be brief.", "ctrl+s")
+        await wait_for(pilot, lambda: "Be brief." in preview.text)
+        await wait_for(pilot, lambda: preview.scroll_y == 4)  # was back at the top

@@ -26,7 +26,7 @@ from convogen_tui.tui.session import Session
 from convogen_tui.tui.widgets.editor import Editor
 from convogen_tui.tui.widgets.lists import KeyList, KeyTable
 
-EDITOR_HINT = "ctrl+s save · Esc leaves the editor"
+EDITOR_HINT = "ctrl+s save · ^f find · Esc leaves the editor"
 
 
 def problem_line(problem: Problem) -> str:
