@@ -215,6 +215,12 @@ async def test_find_and_go_to_line_in_the_template_and_setup_editors(sample_root
         await wait_for(pilot, lambda: not screen.query(FindBar))
         assert editor.cursor_location == (6, 0) and app.focused is editor and editor.text == text
 
+        screen.query_one("#tpl-preview", TextArea).focus()  # from the prompt: the editor's find
+        await pilot.press("ctrl+f")
+        assert screen.query_one(FindBar).editor is editor
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.query(FindBar))
+
         await pilot.press("f2")
         setup = screen.query_one("#setup-editor", Editor)
         setup.focus()

@@ -32,7 +32,7 @@ from convogen_tui.tui.editing import EditedFile, save_files
 from convogen_tui.tui.messages import TemplatesSaved
 from convogen_tui.tui.panes.setup import problem_line
 from convogen_tui.tui.session import Session
-from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.widgets.editor import Editor, find_bindings
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 EXAMPLE_CONV = (
@@ -67,6 +67,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             key_display="F10",
             tooltip="the editor full width, the prompt below it (again: side by side); also alt+w",
         ),
+        *find_bindings(),
     ]
 
     class Previewed(Message):
@@ -110,6 +111,12 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
     def on_mount(self) -> None:
         self.set_class(self.session.editor_wide, "-wide")
         self.schedule_preview(0)
+
+    def action_find(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_find()
+
+    def action_go_to_line(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_go_to_line()
 
     def action_toggle_wide(self) -> None:
         """At 80 columns the editor beside the preview is 32 columns wide: give it the whole width."""

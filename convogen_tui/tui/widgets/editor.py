@@ -99,11 +99,19 @@ class FindBar(Horizontal):
         self.remove()
 
 
+def find_bindings() -> list[BindingType]:
+    """Find and go to line: the editor's own (over TextArea's ctrl+f, delete word), and its pane's,
+    so that help lists them and they work wherever the focus is in the pane."""
+    return [
+        Binding("ctrl+f", "find", "Find", show=False, tooltip="find in the editor (Enter: next; Esc closes)"),
+        Binding("ctrl+j,alt+g", "go_to_line", "Line", show=False, tooltip="go to a line of the editor"),
+    ]
+
+
 class Editor(TextArea):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "leave", "Leave editor", show=False, tooltip="leave the editor"),
-        Binding("ctrl+f", "find", "Find", show=False, tooltip="find in the editor (Enter: next; Esc closes)"),
-        Binding("ctrl+j,alt+g", "go_to_line", "Line", show=False, tooltip="go to a line of the editor"),
+        *find_bindings(),
     ]
 
     def action_leave(self) -> None:
