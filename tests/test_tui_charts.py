@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from convogen_tui.tui.screens.stats import label_room
 from convogen_tui.tui.widgets.bars import horizontal_bars, nice_ticks, tick_label, vertical_bars
 
 
@@ -82,3 +83,10 @@ def test_full_flag_bars_end_exactly_on_the_tick_of_their_value() -> None:
 def test_more_bars_than_rows_keeps_the_first_ones_and_the_axis() -> None:
     lines = horizontal_bars([f"rule-{i}" for i in range(9)], [9.0 - i for i in range(9)], 40, 6)
     assert len(lines) == 6 and lines[0].startswith("rule-0") and "┬" in lines[-2]
+
+
+def test_coverage_labels_grow_until_no_two_personas_read_alike() -> None:
+    assert label_room(["distrust x sarcastic", "distrust x cynical"], most=18) == 14
+    assert label_room(["attention x hostile", "attention x hostage"], most=18) == 17  # 14 read the same
+    assert label_room(["attention x hostile", "attention x hostage"], most=15) == 15  # no more room
+    assert label_room(["a x b"], most=18) == 5

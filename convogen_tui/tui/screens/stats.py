@@ -36,6 +36,16 @@ CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing":
 SHADES = " ░▒▓█"
 
 
+def label_room(labels: list[str], most: int, least: int = 14) -> int:
+    """Cells for the persona labels: 14, or more (up to ``most``) until no two cut labels are alike."""
+    width = min(max(len(label) for label in labels), least)
+    while len({label[:width] for label in labels}) < len(set(labels)) and width < min(
+        most, max(map(len, labels))
+    ):
+        width += 1
+    return width
+
+
 class CoverageMap(Static):
     """Personas down, seeds across: one character per seed, or per group of seeds when they do not fit."""
 
@@ -57,7 +67,7 @@ class CoverageMap(Static):
             return Text("no seed file: coverage unknown", style="dim")
         if not coverage.seeds or not coverage.personas:
             return Text("no seeds or no personas", style="dim")
-        label_width = min(max(len(p.label) for p in coverage.personas), 14)
+        label_width = label_room([p.label for p in coverage.personas], self.content_size.width // 2)
         width = max(self.content_size.width - label_width - 1, 4)
         seeds = coverage.seeds
         group = -(-len(seeds) // width)  # seeds per column
