@@ -90,3 +90,9 @@ def test_coverage_labels_grow_until_no_two_personas_read_alike() -> None:
     assert label_room(["attention x hostile", "attention x hostage"], most=18) == 17  # 14 read the same
     assert label_room(["attention x hostile", "attention x hostage"], most=15) == 15  # no more room
     assert label_room(["a x b"], most=18) == 5
+
+
+def test_many_bars_share_the_width_without_gaps() -> None:
+    lines = vertical_bars([1.0] * 30, [str(i) for i in range(30)], width=36, height=6)
+    assert all(len(line) <= 36 for line in lines)
+    assert lines[-2] == "0┼" + "─" * 30 and lines[0].startswith("1┤" + "█" * 30)

@@ -182,4 +182,4 @@ class BarChart(Static):
             lines = horizontal_bars(self.labels, self.values, size.width, size.height, self.unit)
         else:
             lines = vertical_bars(self.values, self.labels, size.width, size.height, self.centre)
-        return Text("\n".join(lines), no_wrap=True, overflow="crop")
+        return Text("\n".join(line[: size.width] for line in lines), no_wrap=True, overflow="crop")
