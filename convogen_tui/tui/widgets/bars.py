@@ -114,7 +114,7 @@ def horizontal_bars(
     if rows < 1:
         return []
     labels, values = labels[:rows], values[:rows]
-    gutter = min(max(len(label) for label in labels), 16)
+    gutter = min(max(len(label) for label in labels), max(16, width // 2))  # wider charts: whole names
     room = width - gutter - 2  # the ┤ and a column for the last tick label's overhang
     for most in range(max(room // 5, 1), 0, -1):  # as many ticks as leave 2 cells between labels
         ticks = nice_ticks(max(values), most)
