@@ -54,6 +54,59 @@ SHOW_FILTERS: list[tuple[str, str]] = [
 ]
 
 
+# two or three letters a flag, so a row's flags fit a narrow column; the detail pane names them in full
+FLAG_CODES = {
+    "no-dialog": "nd",
+    "short": "sh",
+    "extra-turns": "xt",
+    "user-first": "uf",
+    "alternation": "al",
+    "repetition": "rp",
+    "wrapper": "wr",
+    "truncated": "tr",
+    "empty-message": "em",
+    "restyle-no-dialog": "rnd",
+    "restyle-too-long": "rlo",
+    "restyle-mismatch": "rmm",
+    "restyle-copy": "rcp",
+    "restyle-emoji": "rej",
+    "restyle-wrapper": "rwr",
+    "restyle-truncated": "rtr",
+    "restyle-empty-message": "rem",
+    "near-duplicate": "dup",
+    "unreadable": "unr",
+}
+SHORT_ID = 8  # the fewest characters of an id shown: a unique prefix, as convogen show/mark/delete take
+
+
+def flag_code(flag: str) -> str:
+    """A flag's short code; a rule added later gets its words' initials."""
+    return FLAG_CODES.get(flag) or "".join(word[0] for word in flag.split("-") if word)
+
+
+def flags_cell(mark: str, flags: list[str], cells: int) -> str:
+    """The mark and flags in full when they fit, else the mark, the count and each flag's code."""
+    full = " ".join(([mark] if mark else []) + flags)
+    if len(full) <= cells or not flags:
+        return fit(full, cells)
+    return fit(" ".join(([mark] if mark else []) + [f"{len(flags)}:", *map(flag_code, flags)]), cells)
+
+
+def short_id(conv_id: str, ids: list[str]) -> str:
+    """The shortest prefix of at least SHORT_ID characters that no other id starts with."""
+    length = SHORT_ID
+    for other in ids:
+        if other == conv_id:
+            continue
+        common = 0
+        for a, b in zip(conv_id, other, strict=False):
+            if a != b:
+                break
+            common += 1
+        length = max(length, common + 1)
+    return conv_id[:length]
+
+
 def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
     if show.startswith("mark:") and row.mark != show[5:]:
@@ -86,6 +139,9 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         Binding("r", "refresh", "Refresh", tooltip="list again (it also follows the disk by itself)"),
         Binding("E", "empty_trash", "Empty trash", tooltip="delete the trash for good, after asking"),
         Binding("space", "select", "Select", show=False, tooltip="select or unselect the row for d"),
+        Binding(
+            "y", "copy_id", "Copy id", show=False, tooltip="copy the conversation's id (for convogen show)"
+        ),
     ]
 
     class Listed(Message):
@@ -125,6 +181,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._load_timer: Timer | None = None
         self.time_format = "%m-%d %H:%M"
         self._layout: list[tuple[str, int]] = []
+        self._detail_id: str | None = None  # whose conversation the detail pane shows
         self._go_to: str | None = None  # after an undo: the cursor lands on what came back
         # bumped by every change made here (delete, undo, mark, empty trash): a listing read
         # before it is stale and would bring a deleted row back, so it is dropped and read again
@@ -225,7 +282,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
         longest = max((len(r.persona) for r in shown), default=7)
         persona = max(7, min(longest, 22, room - 10))
-        flags_longest = max((len(self._marks(r)) for r in shown), default=5)
+        flags_longest = max((len(self._marks(r)) for r in shown), default=5)  # in full when it fits
         flags = max(5, room - persona) if columns == 7 else max(5, min(flags_longest, 24))
         layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
         if columns == 8:
@@ -245,7 +302,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             fit(self._persona_cell(row), widths["persona"]),
             str(row.turns),
             str(row.length),
-            fit(self._marks(row), widths["flags"]),
+            flags_cell(row.mark, row.flags, widths["flags"]),
         ]
         if "tweet" in widths:
             cells.append(fit(one_line(row.tweet), widths["tweet"]))
@@ -275,17 +332,28 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._schedule_load()
 
     def _schedule_load(self) -> None:
+        """Title the detail with the highlighted row at once, its text to follow from a worker: the
+        detail is never another row's, not even for the moment after the rows changed under it."""
+        row = self.current()
+        conv = self.query_one("#rev-conv", StreamView)
+        if row is None or row.id != self._detail_id:
+            self._detail_id = row.id if row is not None else None
+            conv.set_text("", "reading…" if row is not None else "no conversation selected")
+            self.query_one("#rev-restyled", StreamView).set_text("", "")
+        conv.border_title = self._detail_title(row) if row is not None else "Conversation"
         if self._load_timer is not None:
             self._load_timer.stop()
-        self._load_timer = self.set_timer(0.08, self._load_current)
+        if row is not None:
+            self._load_timer = self.set_timer(0.08, self._load_current)
+
+    def _detail_title(self, row: ConversationSummary) -> str:
+        """The id convogen show/mark/delete take (y copies it), then the persona."""
+        return display_safe(f"{short_id(row.id, [r.id for r in self.rows])} · {row.persona}")
 
     def _load_current(self) -> None:
         row = self.current()
-        if row is None:
-            self.query_one("#rev-conv", StreamView).set_text("", "no conversation selected")
-            self.query_one("#rev-restyled", StreamView).set_text("", "")
-            return
-        self._load(row.id)
+        if row is not None:
+            self._load(row.id)
 
     @background("review-load", "reading a conversation")
     def _load(self, conv_id: str) -> None:
@@ -302,16 +370,32 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         conv = self.query_one("#rev-conv", StreamView)
         twin = self.query_one("#rev-restyled", StreamView)
-        marks = self._marks(row)
-        conv.border_title = display_safe(f"{row.persona} · {row.tweet_id}" + (f" · {marks}" if marks else ""))
+        conv.border_title = self._detail_title(row)
+        about = " · ".join(
+            [
+                f"seed {row.tweet_id}",
+                *([row.mark] if row.mark else []),
+                *([", ".join(row.flags)] if row.flags else []),
+            ]
+        )
         problem = self.unreadable.get(message.conv_id)
         if message.record is None and problem is not None:
             conv.set_text("", f"unreadable: {problem}")
         elif message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
-            conv.set_text(f"User: {message.record.tweet}\n" + message.record.conv)
+            conv.set_text(f"{about}\nUser: {message.record.tweet}\n" + message.record.conv)
         twin.set_text(message.twin.restyled_conv if message.twin else "", "(no restyled twin yet)")
+
+    def action_copy_id(self) -> None:
+        """Copy the highlighted conversation's id (the terminal's clipboard, OSC 52)."""
+        row = self.current()
+        if row is None:
+            self.notify("no conversation highlighted")
+            return
+        self.app.copy_to_clipboard(row.id)
+        short = short_id(row.id, [r.id for r in self.rows])
+        self.notify(f"copied the id {row.id} · convogen show {self.session.experiment.name} {short}")
 
     # actions ------------------------------------------------------------------------------
     def action_search(self) -> None:
@@ -416,6 +500,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         index = table.cursor_row
         row_key = table.coordinate_to_cell_key((index, 0)).row_key
         table.update_cell(row_key, "flags", self._cells(row)[6])
+        self._schedule_load()  # the detail names the mark too
         self.notify(f"{row.id[:8]}: {new or 'mark cleared'}")
 
     def action_regenerate(self) -> None:
