@@ -30,6 +30,7 @@ from convogen_tui.core.keeping.records import (
     TemplateRef,
 )
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionKeeper
 from convogen_tui.core.making.backend import (
     Backend,
     GenerationStats,
@@ -234,6 +235,7 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        self.versions = VersionKeeper(experiment, self.store.list)
         self.conv_template: Template
         self.restyle_template: Template
         self.reload_templates()
@@ -577,6 +579,7 @@ class Pipeline:
             system=system,
             cue=cue,
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            version=self.versions.keep(self.conv_template.text, self.restyle_template.text, job.persona),
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
             finish_reason=stats.finish_reason,
