@@ -95,6 +95,8 @@ def test_each_conversation_keeps_its_texts_and_names_its_version(sample: Path, c
     assert "-Write exactly 8 turns." in out and "+Write exactly 4 turns. MARK-short" in out
     assert "dispositions/" not in out  # only the texts that changed
 
+    code, out, _ = cli("list", sample.parent.parent)
+    assert re.search(r"^sample .* 3$", out, re.M)  # the 3 conversations of v1 are stale
     assert cli("versions", sample, "--note", "v2", "shorter turns")[0] == 0
     assert '"shorter turns"; conv-gen.txt changed' in cli("versions", sample)[1]
     code, _, err = cli("versions", sample, "--diff", "v1", "v9")
@@ -102,6 +104,13 @@ def test_each_conversation_keeps_its_texts_and_names_its_version(sample: Path, c
 
     rows = show_json(cli, sample)
     assert {rows[i]["version"] for i in first} == {"v1"} and {rows[i]["version"] for i in second} == {"v2"}
+    assert rows[first[0]]["templates"]["conv-gen"] == text_sha(conv_text)
+
+    out_file = sample.parent / "v2.jsonl"
+    code, out, _ = cli("export", sample, "--format", "jsonl", "-o", out_file, "--version", "v2")
+    assert code == 0 and "only version v2" in out
+    exported = [json.loads(line) for line in out_file.read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["id"] for r in exported) == sorted(second) and {r["version"] for r in exported} == {"v2"}
 
 
 def test_old_conversations_keep_their_verdicts_after_the_template_changes(sample: Path, cli) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
 from convogen_tui.core.judging.quality import Verdict
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
-from convogen_tui.core.keeping.versions import version_names
+from convogen_tui.core.keeping.versions import experiment_texts, stale_ids, version_names
 from convogen_tui.core.making.experiment import find_experiments, load_experiment
 
 
@@ -70,6 +70,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
+        f" {'stale':>5}"
     )
     unreadable: list[str] = []
     for path in experiments:
@@ -81,9 +82,10 @@ def run_list(args: argparse.Namespace) -> int:
         with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
         bad = f"  {len(listing.unreadable)} unreadable" if listing.unreadable else ""
+        stale = len(stale_ids(rows, experiment_texts(experiment)))
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}{bad}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6} {stale:>5}{bad}"
         )
         unreadable += [str(p) for p in listing.unreadable]
     for line in unreadable:

@@ -13,6 +13,7 @@ from convogen_tui.core.judging.export import FORMATS, ExportReport, Selection, e
 from convogen_tui.core.judging.quality import RULE_NAMES, RULES, explain_rules
 from convogen_tui.core.judging.stats import experiment_stats
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionBook, version_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["conv", "restyled"],
         default="conv",
         help="sharegpt: the turns of the conversation (default) or of its restyled thread",
+    )
+    export.add_argument(
+        "--version", dest="only_version", metavar="V", help="only the conversations of version V (v3)"
     )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
     export.set_defaults(func=run_export)
@@ -176,7 +180,14 @@ def version_lines(stats: dict[str, Any]) -> list[str]:
 
 def run_export(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
+    version = None
+    if args.only_version:
+        book = VersionBook(experiment.dir)
+        version_names(experiment.dir, ConversationStore(experiment.dir).list())
+        version = book.find(args.only_version)
     selection = Selection(
+        version=version.id if version else None,
+        version_name=version.name if version else "",
         exclude_flagged=args.exclude_flagged,
         only_kept=args.only_kept,
         exclude_rules=tuple(args.exclude),
