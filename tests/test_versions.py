@@ -25,7 +25,8 @@ from convogen_tui.core.keeping.versions import (
 )
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
-from convogen_tui.core.making.pipeline import JobFinished, Pipeline
+from convogen_tui.core.making.pairing import cells_to_pair
+from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline
 from tests.scripted import Script, ScriptedBackend
 
 
@@ -206,3 +207,36 @@ def test_compare_reads_judge_scores_where_both_versions_are_judged(sample: Path)
         "civility": 5.0
     }
     assert result["a"]["judged"] == 2
+
+
+def test_pairing_picks_the_same_cells_and_random_seeds(sample: Path) -> None:
+    first = run(sample, ScriptedBackend(default=as_asked), limit=3)
+    run(sample, ScriptedBackend(default=as_asked), limit=2)  # more v1 cells, made by a later run
+    edit(sample / "conv-gen.txt", "Write exactly 8 turns.", "Write exactly 4 turns.")
+    experiment, store = load_experiment(sample), ConversationStore(sample)
+    book = VersionBook(sample)
+    version_rows(book, store.list(), None)
+    v1 = [r for r in store.list() if r.version == book.find("v1").id]
+    current = experiment_texts(experiment)
+    assert current is not None
+    cells, problems = cells_to_pair(experiment, store, v1, limit=3, made_by=current.id)
+    assert not problems and [c.pairs_with for c in cells] == first
+    recorded = {
+        i: read_conversation(sample / "conversations" / f"{i}.json").provenance.random_seed for i in first
+    }
+    assert [c.random_seed for c in cells] == [recorded[i] for i in first]
+
+    backend = ScriptedBackend(default=as_asked)
+    pipeline = Pipeline(experiment, backend)
+    jobs = [Job(c.seed, c.persona, c.random_seed or 0) for c in cells]
+    list(pipeline.run(jobs, restyle=False))
+    assert backend.seeds == [recorded[i] for i in first]  # the same random seed per cell
+    assert all("exactly 4 turns" in prompt for prompt in backend.prompts)  # with the current texts
+    result = compare_versions(store, book.find("v1"), book.find("v2"))
+    assert result["paired"]["cells"] == 3 and result["b"]["conversations"] == 3
+    assert len(store.list()) == 8  # added, nothing replaced
+    # run again: those cells are made by the current texts already, the other 2 are left
+    again, _ = cells_to_pair(experiment, store, v1, made_by=current.id)
+    assert len(again) == 2 and {c.pairs_with for c in again}.isdisjoint(first)
+    only, _ = cells_to_pair(experiment, store, v1, seeds={cells[0].seed.tweet_id}, made_by=None)
+    assert {c.seed.tweet_id for c in only} == {cells[0].seed.tweet_id}

@@ -20,10 +20,12 @@ from convogen_tui.core.judging.coverage import fill_plan
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionBook, experiment_texts, version_names
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.pairing import cells_to_pair
+from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished, job_random_seed
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -149,6 +151,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run only the seed x persona cells with no conversation yet (none in the trash either), "
         "balanced across personas; --limit N fills N of them",
     )
+    parser.add_argument(
+        "--pair-with",
+        metavar="V",
+        help="rerun, with the current texts, exactly the seed x persona cells version V made, each with "
+        "the random seed its conversation recorded; adds conversations, never replaces (--limit, "
+        "--seeds narrow it)",
+    )
+    parser.add_argument(
+        "--refresh-stale",
+        action="store_true",
+        help="pair every conversation made by a version other than the current texts' with the "
+        "current texts (the old ones stay until you delete them)",
+    )
     _model_args(parser)
     _backend_args(parser)
     _lock_args(parser)
@@ -252,6 +267,8 @@ def run_generate(args: argparse.Namespace) -> int:
         err(f"convogen: {problem}")
     with _lock(args, experiment):
         _prepare(experiment)
+        if args.pair_with or args.refresh_stale:
+            return _pair(args, experiment, {s.tweet_id for s in seeds.seeds} if args.seeds else None)
         if args.fill:
             return _fill(args, experiment, seeds.seeds)
         pipeline = _pipeline(args, experiment)
@@ -302,6 +319,48 @@ def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -
         )
         return 0
     print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
+    pipeline = _pipeline(args, experiment)
+    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
+
+
+def _pair(args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] | None) -> int:
+    """--pair-with V / --refresh-stale: the cells V (or every stale version) made, with their seeds."""
+    if args.fill or args.again:
+        option = "--fill" if args.fill else "--again"
+        raise ConvogenError(Problem(None, f"--pair-with and --refresh-stale run named cells: drop {option}"))
+    store = ConversationStore(experiment.dir)
+    book = VersionBook(experiment.dir)
+    rows = store.list()
+    version_names(experiment.dir, rows)
+    current = experiment_texts(experiment)
+    if current is None:
+        raise ConvogenError(Problem(experiment.dir, "the current templates cannot be read"))
+    if args.pair_with:
+        entry = book.find(args.pair_with)
+        chosen = [r for r in rows if r.version == entry.id]
+        what = f"the cells {entry.name} made"
+    else:
+        chosen = [r for r in rows if r.version != current.id]
+        what = "the stale cells"
+    cells, problems = cells_to_pair(experiment, store, chosen, args.limit, seed_ids, made_by=current.id)
+    for problem in problems:
+        err(f"convogen: warning: not paired, unreadable: {problem}")
+    if not cells:
+        print(f"nothing to do: the current texts already made {what} ({len(chosen)} conversation(s))")
+        return 0
+    jobs = [
+        Job(
+            cell.seed,
+            cell.persona,
+            cell.random_seed
+            if cell.random_seed is not None
+            else job_random_seed(
+                args.seed, cell.seed.tweet_id, cell.persona.motivation, cell.persona.disposition
+            ),
+        )
+        for cell in cells
+    ]
+    print(f"pairing {len(jobs)} cell(s): {what}, again with the current texts and the same random seeds")
     pipeline = _pipeline(args, experiment)
     return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
 
