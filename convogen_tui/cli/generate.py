@@ -24,8 +24,8 @@ from convogen_tui.core.keeping.versions import VersionBook, experiment_texts, ve
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pairing import cells_to_pair
-from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished, job_random_seed
+from convogen_tui.core.making.pairing import cells_to_pair, pair_job
+from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -348,18 +348,7 @@ def _pair(args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] |
     if not cells:
         print(f"nothing to do: the current texts already made {what} ({len(chosen)} conversation(s))")
         return 0
-    jobs = [
-        Job(
-            cell.seed,
-            cell.persona,
-            cell.random_seed
-            if cell.random_seed is not None
-            else job_random_seed(
-                args.seed, cell.seed.tweet_id, cell.persona.motivation, cell.persona.disposition
-            ),
-        )
-        for cell in cells
-    ]
+    jobs = [pair_job(cell, args.seed) for cell in cells]
     print(f"pairing {len(jobs)} cell(s): {what}, again with the current texts and the same random seeds")
     pipeline = _pipeline(args, experiment)
     return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))

@@ -9,7 +9,7 @@ from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.judging.compare import compare_versions, verdict_line
+from convogen_tui.core.judging.compare import compare_versions, figure_lines, verdict_line
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.keeping.versions import (
     CURRENT,
@@ -141,40 +141,6 @@ def run_compare(args: argparse.Namespace) -> int:
         return 0
     print(render_compare(result))
     return 0
-
-
-_FIGURES = [
-    ("conversations", "conversations", "{:.0f}"),
-    ("flag_rate", "flag rate", "{:.1%}"),
-    ("turns", "turns (mean)", "{:.2f}"),
-    ("length_chars", "length (chars)", "{:.0f}"),
-    ("distinct_1", "distinct-1", "{:.3f}"),
-    ("distinct_2", "distinct-2", "{:.3f}"),
-    ("mtld", "MTLD", "{:.1f}"),
-    ("near_duplicate_rate", "near-duplicates", "{:.1%}"),
-    ("kept_rate", "kept (review)", "{:.1%}"),
-    ("reviewer_flagged_rate", "flagged (review)", "{:.1%}"),
-]
-
-
-def figure_lines(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(label, a, b, delta) for every figure, the flag rules either version has, and judge scores."""
-    a, b = result["a"], result["b"]
-    out: list[tuple[str, str, str, str]] = []
-
-    def add(label: str, x: float, y: float, fmt: str) -> None:
-        delta = f"{(y - x) * 100:+.1f} pts" if "%" in fmt else ("{:+" + fmt[2:]).format(y - x)
-        out.append((label, fmt.format(x), fmt.format(y), delta))
-
-    for key, label, fmt in _FIGURES:
-        add(label, a[key], b[key], fmt)
-        if key == "flag_rate":
-            for rule in a["flags"]:
-                if a["flags"][rule] or b["flags"][rule]:
-                    add(f"  {rule}", a["flags"][rule], b["flags"][rule], "{:.1%}")
-    for criterion in sorted(set(a["judge_scores"]) & set(b["judge_scores"])):
-        add(f"judge: {criterion}", a["judge_scores"][criterion], b["judge_scores"][criterion], "{:.2f}")
-    return out
 
 
 def render_compare(result: dict[str, Any]) -> str:

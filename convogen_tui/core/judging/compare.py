@@ -184,3 +184,37 @@ def verdict_line(result: dict[str, Any]) -> str:
         f"({only_a} only in {a['version']}, {only_b} only in {b['version']}), "
         f"p = {paired['p_value']:.3g} (exact sign test)"
     )
+
+
+_FIGURES = [
+    ("conversations", "convs", "{:.0f}"),
+    ("flag_rate", "flag rate", "{:.1%}"),
+    ("turns", "turns", "{:.2f}"),
+    ("length_chars", "chars", "{:.0f}"),
+    ("distinct_1", "distinct-1", "{:.3f}"),
+    ("distinct_2", "distinct-2", "{:.3f}"),
+    ("mtld", "MTLD", "{:.1f}"),
+    ("near_duplicate_rate", "near-dup", "{:.1%}"),
+    ("kept_rate", "kept", "{:.1%}"),
+    ("reviewer_flagged_rate", "marked flag", "{:.1%}"),
+]
+
+
+def figure_lines(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(label, a, b, delta) for every figure, the flag rules either version has, and judge scores."""
+    a, b = result["a"], result["b"]
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, x: float, y: float, fmt: str) -> None:
+        delta = f"{(y - x) * 100:+.1f} pts" if "%" in fmt else ("{:+" + fmt[2:]).format(y - x)
+        out.append((label, fmt.format(x), fmt.format(y), delta))
+
+    for key, label, fmt in _FIGURES:
+        add(label, a[key], b[key], fmt)
+        if key == "flag_rate":
+            for rule in a["flags"]:
+                if a["flags"][rule] or b["flags"][rule]:
+                    add(f"  {rule}", a["flags"][rule], b["flags"][rule], "{:.1%}")
+    for criterion in sorted(set(a["judge_scores"]) & set(b["judge_scores"])):
+        add(f"judge: {criterion}", a["judge_scores"][criterion], b["judge_scores"][criterion], "{:.2f}")
+    return out

@@ -437,3 +437,19 @@ def stale_ids(rows: Iterable[Any], current: VersionTexts | None) -> set[str]:
 def version_names(expt_dir: Path, rows: Iterable[Any]) -> dict[str, str]:
     """``version id -> name`` for every row (naming the versions first met now)."""
     return {version_id: e.name for version_id, e in VersionBook(expt_dir).name_all(first_uses(rows)).items()}
+
+
+def default_pair(
+    table: list[VersionRow], a_name: str | None = None
+) -> tuple[VersionEntry, VersionEntry] | None:
+    """The two versions to compare by default: ``a_name`` (else the one before) and the current
+    texts' version (else the latest), among versions that made conversations."""
+    used = [r for r in table if r.conversations]
+    if len(used) < 2:
+        return None
+    b = next((r for r in used if r.current), used[-1])
+    a = next((r for r in used if r.entry.name == a_name and r is not b), None)
+    if a is None:
+        before = [r for r in used if r.entry.number < b.entry.number]
+        a = before[-1] if before else next(r for r in used if r is not b)
+    return a.entry, b.entry

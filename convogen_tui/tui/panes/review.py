@@ -29,12 +29,14 @@ from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
 from convogen_tui.core.keeping.versions import experiment_texts, version_names
 from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pairing import cells_to_pair, pair_job
 from convogen_tui.core.making.pipeline import Job, job_random_seed
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
@@ -280,7 +282,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         columns = 9 if width >= WIDE else 8
         room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
         longest = max((len(r.persona) for r in shown), default=7)
-        persona = max(7, min(longest, 22, room - 10))
+        persona = max(7, min(longest, 22, room - 13))
         flags_longest = max((len(self._marks(r)) for r in shown), default=5)
         flags = max(5, room - persona) if columns == 8 else max(5, min(flags_longest, 24))
         layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
@@ -476,6 +478,25 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         row_key = table.coordinate_to_cell_key((index, 0)).row_key
         table.update_cell(row_key, "flags", self._cells(row)[7])
         self.notify(f"{row.id[:8]}: {new or 'mark cleared'}")
+
+    def action_compare(self) -> None:
+        """Compare this row's version with the current texts' (the palette: the latest two)."""
+        row = self.current()
+        name = self.versions.get(row.version) if row is not None else None
+        convogen_app(self).action_compare(name)
+
+    def action_pair(self) -> None:
+        """Rerun the cells of the selected rows (or this one) with the current templates, each with
+        the random seed its conversation recorded, so the texts are the only difference."""
+        rows = [r for r in self.rows if r.id in self.selected] or ([self.current()] if self.current() else [])
+        rows = [r for r in rows if r is not None and r.id not in self.unreadable]
+        if not rows:
+            return
+        cells, problems = cells_to_pair(self.session.experiment, self.session.store, rows)
+        for problem in problems[:1]:
+            self.notify(f"not rerun, unreadable: {problem}", severity="warning")
+        if cells:
+            self.post_message(RunJobs([pair_job(cell, self.session.seed) for cell in cells]))
 
     def action_regenerate(self) -> None:
         row = self.current()
