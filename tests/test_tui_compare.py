@@ -28,11 +28,36 @@ from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend
 from tests.tui_helpers import copy_sample, settle, wait_for
 
-
-WORDS = (
-    "facts trust water study friend why doctors data report town sources proof sky planes rain "
-    "chemicals school news cousin nurse towers signal health numbers graph weather pilots records"
-).split()
+WORDS = [
+    "facts",
+    "trust",
+    "water",
+    "study",
+    "friend",
+    "why",
+    "doctors",
+    "data",
+    "report",
+    "town",
+    "sources",
+    "proof",
+    "sky",
+    "planes",
+    "rain",
+    "chemicals",
+    "school",
+    "news",
+    "cousin",
+    "nurse",
+    "towers",
+    "signal",
+    "health",
+    "numbers",
+    "graph",
+    "weather",
+    "pilots",
+    "records",
+]
 
 
 def as_asked(prompt: str) -> Script:
@@ -101,7 +126,9 @@ async def test_review_shows_versions_and_compare_pairs_old_and_new(expt: Path) -
         await wait_for(pilot, lambda: table.row_count == 8)
 
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
+        )
         screen = app.screen
         comparison = screen.comparison
         assert (comparison.a.name, comparison.b.name) == ("v1", "v2")

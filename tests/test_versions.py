@@ -26,7 +26,8 @@ from convogen_tui.core.keeping.versions import (
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pairing import cells_to_pair
-from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline
+from convogen_tui.core.making.pipeline import JobFinished, Pipeline
+from convogen_tui.core.making.planner import PlanRequest, plan
 from tests.scripted import Script, ScriptedBackend
 
 
@@ -228,7 +229,7 @@ def test_pairing_picks_the_same_cells_and_random_seeds(sample: Path) -> None:
 
     backend = ScriptedBackend(default=as_asked)
     pipeline = Pipeline(experiment, backend)
-    jobs = [Job(c.seed, c.persona, c.random_seed or 0) for c in cells]
+    jobs = plan(PlanRequest(cells=[c.cell for c in cells], restyle=False), experiment, store).jobs
     list(pipeline.run(jobs, restyle=False))
     assert backend.seeds == [recorded[i] for i in first]  # the same random seed per cell
     assert all("exactly 4 turns" in prompt for prompt in backend.prompts)  # with the current texts

@@ -18,7 +18,7 @@ def show(cli, datasets: Path) -> dict[str, dict]:
 
 
 def test_pair_with_reruns_the_same_cells_and_compare_pairs_them(cli, sample: Path, datasets: Path) -> None:
-    run = ("--root", datasets, "--max-tokens", "100", "--no-restyle", "--parallel", "3")
+    run = ("--root", datasets, "--max-tokens", "100", "--no-restyle", "--no-constrain", "--parallel", "3")
     code, _, err = cli("generate", "sample", "--limit", "3", "--seed", "11", *run)
     assert code == 0, err
     before = show(cli, datasets)

@@ -94,6 +94,7 @@ def experiment_texts(
         "generation": setup.generation.model_dump(),
         "restyle": setup.restyle.model_dump(),
         "prompt_format": setup.prompt_format,
+        "constrain": setup.constrain,  # the dialog grammar (core/making/grammar.py) shapes it too
     }
     texts = {
         CONV_TEMPLATE: conv_text,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.making.experiment import Experiment, Persona
-from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.planner import Cell
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -28,6 +28,11 @@ class PairedCell:
     persona: Persona
     random_seed: int | None
     pairs_with: str  # the conversation id
+
+    @property
+    def cell(self) -> Cell:
+        """The planner's named cell (it builds the job)."""
+        return Cell(self.seed, self.persona, self.random_seed)
 
 
 def cells_to_pair(
@@ -68,13 +73,3 @@ def cells_to_pair(
         random_seed = record.provenance.random_seed if record.provenance else None
         cells.append(PairedCell(Seed(record.tweet_id, record.tweet), persona, random_seed, row.id))
     return cells, problems
-
-
-def pair_job(cell: PairedCell, base_seed: int | None = None) -> Job:
-    """The job of a paired cell: its recorded random seed (derived from ``base_seed`` if none)."""
-    seed = cell.random_seed
-    if seed is None:
-        seed = job_random_seed(
-            base_seed, cell.seed.tweet_id, cell.persona.motivation, cell.persona.disposition
-        )
-    return Job(cell.seed, cell.persona, seed)

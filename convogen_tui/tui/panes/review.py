@@ -29,9 +29,10 @@ from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
 from convogen_tui.core.keeping.versions import experiment_texts, version_names
 from convogen_tui.core.making.experiment import Persona
-from convogen_tui.core.making.pairing import cells_to_pair, pair_job
-from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.pairing import cells_to_pair
+from convogen_tui.core.making.planner import Cell
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.core.persona import persona_label
 from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog
@@ -496,7 +497,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         for problem in problems[:1]:
             self.notify(f"not rerun, unreadable: {problem}", severity="warning")
         if cells:
-            self.post_message(RunJobs([pair_job(cell, self.session.seed) for cell in cells]))
+            self.post_message(RunJobs(self.session.cell_jobs([cell.cell for cell in cells])))
 
     def action_regenerate(self) -> None:
         row = self.current()
@@ -508,13 +509,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             self.notify(str(exc), severity="error")
             return
         try:
-            persona = self.session.persona(f"{row.motivation} x {row.disposition}")
+            persona = self.session.persona(persona_label(row.motivation, row.disposition))
         except ConvogenError:
             persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
-        seed = Seed(row.tweet_id, record.tweet)
-        self.post_message(
-            RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
-        )
+        self.post_message(RunJobs(self.session.cell_jobs([Cell(Seed(row.tweet_id, record.tweet), persona)])))
 
 
 def _unreadable_row(problem: Problem) -> ConversationSummary:

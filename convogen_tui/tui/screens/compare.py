@@ -31,7 +31,7 @@ from convogen_tui.core.keeping.versions import (
     experiment_texts,
     version_rows,
 )
-from convogen_tui.core.making.pairing import cells_to_pair, pair_job
+from convogen_tui.core.making.pairing import cells_to_pair
 from convogen_tui.core.making.pipeline import Job
 from convogen_tui.tui.cells import display_safe, fit
 from convogen_tui.tui.screens.choice import DiffDialog
@@ -305,4 +305,4 @@ class CompareScreen(ReportsWorkerErrors, Screen[list[Job] | None]):
         if not cells:
             self.notify(f"the current templates already made every cell of {c.a.name}")
             return
-        self.dismiss([pair_job(cell, self.session.seed) for cell in cells])
+        self.dismiss(self.session.cell_jobs([cell.cell for cell in cells]))
