@@ -104,6 +104,11 @@ def test_each_conversation_keeps_its_texts_and_names_its_version(sample: Path, c
     code, _, err = cli("versions", sample, "--diff", "v1", "v9")
     assert code == 1 and "no version 'v9'" in err and "v1, v2" in err
 
+    edit(sample / "conv-gen.txt", "MARK-short", "MARK-shorter")
+    code, out, _ = cli("versions", sample)
+    assert "current texts: not used yet (conv-gen.txt changed since v2" in out
+    assert "+Write exactly 4 turns. MARK-shorter" in cli("versions", sample, "--diff", "v2", "current")[1]
+
     rows = show_json(cli, sample)
     assert {rows[i]["version"] for i in first} == {"v1"} and {rows[i]["version"] for i in second} == {"v2"}
     assert rows[first[0]]["templates"]["conv-gen"] == text_sha(conv_text)
@@ -241,3 +246,14 @@ def test_pairing_picks_the_same_cells_and_random_seeds(sample: Path) -> None:
     assert len(again) == 2 and {c.pairs_with for c in again}.isdisjoint(first)
     only, _ = cells_to_pair(experiment, store, v1, seeds={cells[0].seed.tweet_id}, made_by=None)
     assert {c.seed.tweet_id for c in only} == {cells[0].seed.tweet_id}
+
+
+def test_a_damaged_versions_file_is_kept_aside_and_names_given_again(sample: Path, cli) -> None:
+    run(sample, ScriptedBackend(default=as_asked), limit=2)
+    book = VersionBook(sample)
+    book.file.write_text("{not json", encoding="utf-8")
+    code, out, _ = cli("versions", sample)
+    assert code == 0 and re.search(r"^v1 \* .* 2  first version$", out, re.M)
+    assert [p.name.startswith("versions.json.damaged-") for p in book.folder.glob("versions.json.*")] == [
+        True
+    ]

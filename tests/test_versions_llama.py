@@ -60,4 +60,6 @@ def test_pair_with_reruns_the_same_cells_and_compare_pairs_them(cli, sample: Pat
     code, out, _ = cli("versions", "sample", "--diff", "v1", "v2", "--root", datasets)
     assert code == 0 and "-Write exactly 8 turns" in out and "+Write exactly 4 turns" in out
     code, out, _ = cli("generate", "sample", "--pair-with", "v1", *run)
-    assert code == 0 and "nothing to do" in out
+    assert code == 0 and "nothing to do" in out  # resumable: those cells are made by the current texts
+    code, out, _ = cli("generate", "sample", "--refresh-stale", *run)
+    assert code == 0 and "nothing to do: the current texts already made the stale cells (3" in out
