@@ -168,7 +168,7 @@ class CompareScreen(ReportsWorkerErrors, Screen[list[Job] | None]):
         lines = figure_lines(c.result)
         rows = -(-len(lines) // 2)
         width = max((self.size.width - 5) // 2, 30)  # padding, then " │ " between the halves
-        label = max(width - 25, 8)
+        label = min(max(width - 25, 8), 14)
         head = f"{'':{label}}{c.a.name:>7}{c.b.name:>7}{'delta':>11}"
 
         def cell(item: tuple[str, str, str, str]) -> str:
