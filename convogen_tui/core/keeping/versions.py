@@ -220,15 +220,15 @@ class VersionBook:
         """
         known = {e.id for e in self.entries()}
         new = sorted((t, i, sha) for i, (t, sha) in first_use.items() if i not in known)
-        if new:
+        if not new:
+            return self.by_id()
+        try:
             with self._edit() as book:
-                named = {e.id for e in book.versions}
-                for when, version_id, sha in new:
-                    if version_id not in named:
-                        texts = {CONV_TEMPLATE: sha} if sha else {}
-                        book.versions.append(
-                            VersionEntry(id=version_id, name=_next_name(book), texts=texts, first_used=when)
-                        )
+                _append(book, new)
+        except (StorageError, OSError):  # a read-only experiment: named for this listing only
+            book = self._load()
+            _append(book, new)
+            return {e.id: e for e in book.versions}
         return self.by_id()
 
     def set_note(self, name: str, note: str) -> VersionEntry:
@@ -270,6 +270,18 @@ class VersionBook:
             return  # readable and simply empty
         with contextlib.suppress(OSError):
             self.file.replace(self.file.with_name(f"{BOOK_FILE}.damaged-{int(time.time())}"))
+
+
+def _append(book: _BookFile, new: list[tuple[float, str, str]]) -> None:
+    """Name versions known only from conversations (``(first use, id, conv-gen sha)``), in order."""
+    named = {e.id for e in book.versions}
+    for when, version_id, sha in new:
+        if version_id not in named:
+            texts = {CONV_TEMPLATE: sha} if sha else {}
+            book.versions.append(
+                VersionEntry(id=version_id, name=_next_name(book), texts=texts, first_used=when)
+            )
+            named.add(version_id)
 
 
 def _next_name(book: _BookFile) -> str:
