@@ -199,6 +199,7 @@ class VersionBook:
     # writing -----------------------------------------------------------------------------
     def keep(self, texts: VersionTexts, when: float | None = None) -> VersionEntry:
         """Keep a version's texts (each once) and name the version if it is new; returns its entry."""
+        self._check_folder()
         for text in texts.texts.values():
             path = self.texts_dir / f"{text_sha(text)}.txt"
             if not path.is_file():
@@ -243,6 +244,7 @@ class VersionBook:
     @contextlib.contextmanager
     def _edit(self) -> Iterator[_BookFile]:
         """Read, change and write versions.json under a file lock (runs and listings may race)."""
+        self._check_folder()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -261,6 +263,12 @@ class VersionBook:
             atomic_write_json(self.file, book.model_dump(mode="json"))
         finally:
             lock.release()
+
+    def _check_folder(self) -> None:
+        """Never create the experiment folder again: one moved away mid-run is an error."""
+        if not self.dir.is_dir():
+            gone = FileNotFoundError(2, "No such file or directory", str(self.dir))
+            raise StorageError.of(gone, storage_problem(gone, self.dir))
 
     def _keep_aside(self) -> None:
         """A damaged versions.json is kept beside the new one, never silently overwritten."""
@@ -384,6 +392,8 @@ class VersionKeeper:
         base = self._base[key]
         if base is None:
             return None
+        if not self.experiment.dir.is_dir():
+            return base.id  # moved away mid-run: the save that follows says so, with its folder
         texts = base.with_persona(persona)
         if texts.id not in self._kept:
             if not self._kept:
