@@ -28,6 +28,7 @@ from convogen_tui.core.keeping.records import (
     TemplateRef,
 )
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionKeeper
 from convogen_tui.core.making.backend import (
     Backend,
     Constraint,
@@ -203,6 +204,7 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        self.versions = VersionKeeper(experiment, self.store.list)
         # None: as the setup says ("constrain", default true); False: --no-constrain
         self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
@@ -546,6 +548,7 @@ class Pipeline:
             system=system,
             cue=cue,
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            version=self.versions.keep(self.conv_template.text, self.restyle_template.text, job.persona),
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
             finish_reason=stats.finish_reason,

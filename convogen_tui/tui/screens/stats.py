@@ -94,6 +94,27 @@ class CoverageMap(Static):
         return text
 
 
+def turns_title(stats: dict[str, Any]) -> str:
+    """The turns chart's title: each version's own target (a template edit changes it)."""
+    targets = sorted({(v["version"], v["turns_target"]) for v in stats.get("versions") or []})
+    if len({t for _, t in targets}) > 1:
+        return "Turns (target " + ", ".join(f"{name} {t}" for name, t in targets) + ")"
+    return f"Turns (target {targets[0][1] if targets else stats['quality']['turns']})"
+
+
+def version_summary(stats: dict[str, Any]) -> str:
+    """A third summary line when several versions made the conversations: each one's flag rate."""
+    versions = stats.get("versions") or []
+    if len(versions) < 2:
+        return ""
+    parts = [
+        f"{v['version']} {v['conversations']} convs {v['with_flags'] / v['conversations']:.0%} flagged"
+        for v in versions
+        if v["conversations"]
+    ]
+    return "\n" + " · ".join(parts) + " (Compare: c on Review)"
+
+
 class StatsScreen(ReportsWorkerErrors, Screen[None]):
     """Plots of the open experiment; Esc goes back, r recomputes now."""
 
@@ -115,6 +136,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self.session = session
         self.stats: dict[str, Any] | None = None
         self._diversity = DiversityCache()  # used under _computing only
+        self._version_diversity: dict[str, DiversityCache] = {}  # per version, under _computing
         # one computation at a time: an exclusive worker group cancels a running thread but cannot
         # stop it, and two threads updating the cache at once counted every conversation twice
         self._computing = threading.Lock()
@@ -161,7 +183,9 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             coverage = coverage_of(
                 seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
             )
-        stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
+        stats = experiment_stats(
+            self.session.experiment, store, rows, diversity, coverage, self._version_diversity
+        )
         self.post_message(self.Computed(stats, coverage, seen))
 
     def on_stats_screen_computed(self, message: Computed) -> None:
@@ -184,7 +208,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             f"{stats['with_flags']} flagged · {stats['near_duplicates']} near-dup · {cells}\n"
             f"distinct-1 {stats['distinct_1']:.3f} · distinct-2 {stats['distinct_2']:.3f} · "
             f"MTLD {stats['mtld']:.1f} · {throughput['tokens_per_second']} tok/s · "
-            f"{throughput['gpu_hours']:.2f} GPU-h"
+            f"{throughput['gpu_hours']:.2f} GPU-h" + version_summary(stats)
         )
 
     def _plots(self, stats: dict[str, Any]) -> None:
@@ -200,7 +224,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self.query_one("#stats-turns", BarChart).show(
             list(counts),
             list(counts.values()),
-            title=f"Turns (target {stats['quality']['turns']})",
+            title=turns_title(stats),
             empty="no conversations yet",
         )
         rates = sorted(
