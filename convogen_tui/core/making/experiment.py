@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.judging.quality import QualitySettings
 from convogen_tui.core.making.jsonpos import key_lines, key_path
+from convogen_tui.core.persona import PersonaName, persona_label
 
 SETUP_FILE = "expt-setup.json"
 CONV_TEMPLATE = "conv-gen.txt"
@@ -135,17 +136,11 @@ def resolve_setup_path(raw: str, expt_dir: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Persona:
+class Persona(PersonaName):
     """One (motivation, disposition) pair with the texts that fill the template."""
 
-    motivation: str
-    disposition: str
     motivation_text: str
     disposition_text: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.motivation} x {self.disposition}"
 
 
 @dataclass
@@ -370,7 +365,7 @@ def _check_files(experiment: Experiment) -> list[Problem]:
                 problems.append(
                     Problem(
                         setup_file,
-                        f"persona {pair[0]} x {pair[1]} is listed twice (first at {names[pair]})",
+                        f"persona {persona_label(*pair)} is listed twice (first at {names[pair]})",
                         key=key,
                         line=experiment.line_of(key),
                         severity="warning",
