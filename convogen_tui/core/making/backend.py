@@ -180,7 +180,9 @@ class Backend(ABC):
 
         ``"grammar"``: every constraint, as a GBNF grammar while sampling (llama.cpp, llama-server);
         ``"json_schema"``: JSON constraints only, through structured outputs; ``""``: none, so the
-        caller validates the text (and retries). Default: none.
+        caller validates the text (and retries). Default: none. A backend that enforces them reads
+        ``Request.constraint`` in ``run_many`` (``stream`` takes none), so callers send constrained
+        requests through ``run_many``.
         """
         return ""
 

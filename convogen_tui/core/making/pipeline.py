@@ -440,7 +440,7 @@ class Pipeline:
                 return None
 
         yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
-        if parallel > 1 or self.backend.always_run_many:
+        if parallel > 1 or self.backend.always_run_many or self.constrained:  # stream() takes no grammar
             stream = self.backend.run_many(next_request, cancel, parallel)
         else:
             stream = run_sequential(self.backend, next_request, cancel)
