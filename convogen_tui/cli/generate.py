@@ -14,14 +14,14 @@ from convogen_tui.cli.common import (
     positive_int,
     temperature,
 )
-from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
+from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.pipeline import Job, Pipeline
 from convogen_tui.core.making.planner import Plan, PlanRequest
 from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed
@@ -219,27 +219,20 @@ def _prepare(experiment: Experiment) -> None:
 
 
 def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parallel: int = 1) -> int:
-    jobs = plan.jobs
-    eta = EtaEstimate(plan.passes, pipeline.sampling.max_tokens)
-    reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
+    reporter = RichReporter() if is_tty() else PlainReporter()
     cancel = threading.Event()
-    result: RunFinished | None = None
-    done = 0
     try:
         with reporter:
-            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel):
+            for event in pipeline.run(plan.jobs, restyle=restyle, cancel=cancel, parallel=parallel):
                 reporter.handle(event)
-                if isinstance(event, RunFinished):
-                    result = event
-                elif isinstance(event, JobFinished) and event.phase == "generate":
-                    done += 1
     except KeyboardInterrupt:
         cancel.set()
         err(
-            f"convogen: interrupted after {done} conversation(s); no partial file was written. "
-            "Run the same command again to resume."
+            f"convogen: interrupted after {reporter.model.conversations} conversation(s); no partial file "
+            "was written. Run the same command again to resume."
         )
         return 130
+    result = reporter.model.result
     assert result is not None
     print(summary_line(result, skipped))
     return 1 if result.failed else 0

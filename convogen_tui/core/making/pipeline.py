@@ -75,6 +75,9 @@ class RunStarted:
     model: str
     offload: str
     parallel: int = 1  # streams the run uses at most
+    passes: int = 0  # passes the run plans (``Job.runs``); 0: one a job
+    max_tokens: int = 0  # per pass
+    restyle: bool = True  # generations get their restyle pass
 
 
 @dataclass(frozen=True)
@@ -387,7 +390,11 @@ class Pipeline:
                     return Request(key, prompt, seed, self.sampling, parts, cancel=own)
                 return None
 
-        yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
+        passes = sum(len(job.runs(restyle)) for job in jobs)
+        streams = max(1, min(parallel, total))
+        yield RunStarted(
+            total, info.name, info.offload_summary, streams, passes, self.sampling.max_tokens, restyle
+        )
         if parallel > 1 or self.backend.always_run_many:
             stream = self.backend.run_many(next_request, cancel, parallel)
         else:
