@@ -72,6 +72,13 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         "for any N",
     )
     parser.add_argument(
+        "--constrain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample under a grammar of the dialog's form (SocBot first, alternating, the turn "
+        'target, no text around it) where the backend can (default: the setup\'s "constrain", on)',
+    )
+    parser.add_argument(
         "--threads",
         type=positive_int,
         default=None,
@@ -184,7 +191,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
-    return Pipeline(experiment, backend, sampling=sampling)
+    return Pipeline(experiment, backend, sampling=sampling, constrain=args.constrain)
 
 
 def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
@@ -192,6 +199,7 @@ def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], res
     tokens = pipeline.stream_tokens(jobs, restyle)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
+    print(pipeline.constraint_line())
     return choice.n
 
 

@@ -101,6 +101,9 @@ class ExperimentSetup(BaseModel):
     backend: BackendSettings = Field(default_factory=BackendSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)  # thresholds of the quality rules
     threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
+    # sample conversations and restyles under a grammar of their form where the backend can
+    # (core/making/grammar.py); false, or --no-constrain, lets the model write freely
+    constrain: bool = True
 
 
 def project_root_of(expt_dir: Path) -> Path:

@@ -30,6 +30,7 @@ from convogen_tui.core.keeping.records import (
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import (
     Backend,
+    Constraint,
     GenerationStats,
     Request,
     StreamChunk,
@@ -40,6 +41,7 @@ from convogen_tui.core.making.backend import (
     run_sequential,
 )
 from convogen_tui.core.making.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
+from convogen_tui.core.making.grammar import dialog_shape, restyle_constraint
 from convogen_tui.core.making.personas import PersonaMode
 from convogen_tui.core.making.planner import Job, PlanRequest
 from convogen_tui.core.making.planner import Plan as Plan
@@ -195,6 +197,7 @@ class Pipeline:
         backend: Backend,
         store: ConversationStore | None = None,
         sampling: SamplingSettings | None = None,
+        constrain: bool | None = None,
     ) -> None:
         if experiment.setup is None or experiment.errors:
             problems = experiment.errors or [Problem(experiment.setup_file, "cannot be read")]
@@ -203,6 +206,8 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        # None: as the setup says ("constrain", default true); False: --no-constrain
+        self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
         self.restyle_template: Template
         self.reload_templates()
@@ -212,6 +217,7 @@ class Pipeline:
         """Read the templates again (after an edit); the model stays loaded."""
         self.conv_template = load_template(self.experiment.conv_template_path, "conv-gen")
         self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
+        self.quality = self._setup.quality.resolve(self.conv_template.text, self.restyle_template.text)
 
     @property
     def _setup(self) -> ExperimentSetup:
@@ -262,6 +268,35 @@ class Pipeline:
             self.prompt_format(),
             self.backend.token_counts_estimated,
         )
+
+    # constrained output (core/making/grammar.py) ------------------------------------------
+    @property
+    def constrained(self) -> bool:
+        """Requests carry a grammar: the setup or the CLI wants it and the backend enforces it."""
+        return self.constrain and self.backend.constraint_support() == "grammar"
+
+    def constraint_line(self) -> str:
+        """One line for the run's status: the grammar in force, or why there is none.
+
+        Raises ConvogenError when max_tokens cannot hold a constrained dialog (before any token).
+        """
+        if not self.constrain:
+            return 'unconstrained: "constrain" is false in the setup, or --no-constrain'
+        if not self.constrained:
+            return (
+                "unconstrained: this backend enforces no grammar "
+                "(llama.cpp, llama-server, llama_cpp.server and vLLM do)"
+            )
+        return dialog_shape(self.quality, self.sampling.max_tokens).summary()
+
+    def constraint(self, phase: Phase, conv: str = "") -> Constraint | None:
+        """The grammar a pass is sampled under, or None (unconstrained, or a conversation with no
+        dialog to keep in its restyle)."""
+        if not self.constrained:
+            return None
+        if phase == "generate":
+            return dialog_shape(self.quality, self.sampling.max_tokens).constraint()
+        return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
 
     # planning ----------------------------------------------------------------------------
     def plan(
@@ -351,6 +386,7 @@ class Pipeline:
         ``skips`` lets the caller skip single jobs while the others go on.
         """
         cancel = cancel or threading.Event()
+        self.constraint_line()  # a max_tokens too small for the grammar fails here, before any token
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
@@ -379,6 +415,7 @@ class Pipeline:
                             parts = self.restyle_parts(job.seed.tweet, job.conv or "")
                         seed = job.pass_seed(phase)
                         prompt = self.render(parts)
+                        constraint = self.constraint(phase, job.conv or "")
                     except ConvogenError as exc:
                         failed_early.append(JobFailed(job, phase, str(exc)))
                         continue
@@ -387,7 +424,7 @@ class Pipeline:
                     own = skips.started(index) if skips is not None else None
                     if own is not None:
                         own_cancel[key] = own
-                    return Request(key, prompt, seed, self.sampling, parts, cancel=own)
+                    return Request(key, prompt, seed, self.sampling, parts, cancel=own, constraint=constraint)
                 return None
 
         passes = sum(len(job.runs(restyle)) for job in jobs)
@@ -509,7 +546,19 @@ class Pipeline:
             elapsed_s=round(stats.elapsed_s, 3),
             time_to_first_token_s=round(stats.first_token_s or 0.0, 3),
             tokens_per_second=round(stats.tokens_per_second, 2),
+            constrained=stats.constrained,
+            grammar_sha256=self._grammar_sha256(job, stats, phase),
         )
+
+    def _grammar_sha256(self, job: Job, stats: GenerationStats, phase: Phase) -> str | None:
+        """The sha256 of the grammar a pass was sampled under (None when it was not)."""
+        if not stats.constrained:
+            return None
+        try:
+            constraint = self.constraint(phase, job.conv or "")
+        except ConvogenError:
+            return None
+        return constraint.sha256 if constraint is not None else None
 
     def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> ConversationRecord:
         return ConversationRecord(
