@@ -240,5 +240,4 @@ class ScriptedBatchBackend(ScriptedBackend):
     """The scripted backend as a batched one: even a single stream goes through ``run_many``, so
     ``prompt_steps`` and per-request cancel behave as with llama.cpp's engine."""
 
-    batched = True
     always_run_many = True

@@ -25,6 +25,7 @@ from convogen_tui.core.making.pipeline import Job, Pipeline
 from convogen_tui.core.making.planner import Plan, PlanRequest
 from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.llm.loader import BACKENDS
 
 
 def parallel_count(text: str) -> int | None:
@@ -91,7 +92,7 @@ def _backend_args(parser: argparse.ArgumentParser) -> None:
     """Where to generate: llama.cpp here, or OpenAI-compatible servers (key from the environment)."""
     group = parser.add_argument_group("inference servers (OpenAI-compatible API)")
     group.add_argument(
-        "--backend", choices=["llama.cpp", "openai"], default=None, help="default: the setup's (llama.cpp)"
+        "--backend", choices=list(BACKENDS), default=None, help="default: the setup's (llama.cpp)"
     )
     group.add_argument(
         "--base-url",

@@ -174,7 +174,6 @@ class _Attempt:
 class OpenAIBackend(Backend):
     """Completions from one or more OpenAI-compatible servers, many requests at once."""
 
-    batched = True
     always_run_many = True  # retries and failover live in run_many, even for one stream at a time
 
     def __init__(
