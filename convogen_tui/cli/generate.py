@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import threading
+from dataclasses import replace
 
 from convogen_tui.cli.common import (
     add_experiment_arg,
+    add_threads_arg,
     err,
     is_tty,
     open_experiment,
@@ -79,13 +81,7 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="sample under a grammar of the dialog's form (SocBot first, alternating, the turn "
         'target, no text around it) where the backend can (default: the setup\'s "constrain", on)',
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
-    )
+    add_threads_arg(parser)
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
@@ -249,17 +245,9 @@ def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parall
 
 def _request(args: argparse.Namespace, seeds: list[Seed]) -> PlanRequest:
     """What `convogen generate` was asked for, for the planner."""
-    return PlanRequest(
-        seeds=seeds,
-        personas=args.personas,
-        motivations=args.motivation,
-        dispositions=args.disposition,
-        limit=args.limit,
-        again=args.again,
-        fill=args.fill,
-        base_seed=args.seed,
-        restyle=bool(args.restyle),
-        resume=not args.fill,
+    request = PlanRequest(seeds, args.personas, args.motivation, args.disposition, args.limit, args.again)
+    return replace(
+        request, fill=args.fill, base_seed=args.seed, restyle=bool(args.restyle), resume=not args.fill
     )
 
 

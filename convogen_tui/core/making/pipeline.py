@@ -315,17 +315,8 @@ class Pipeline:
 
         ``limit`` counts new jobs, so each run with ``--limit N`` makes N new conversations.
         """
-        request = PlanRequest(
-            seeds=seeds,
-            personas=personas,
-            limit=limit,
-            base_seed=seed,
-            again=again,
-            motivations=motivations,
-            dispositions=dispositions,
-            draw_seed=draw_seed,
-        )
-        return plan_jobs(request, self.experiment, self.store)
+        request = PlanRequest(seeds, personas, motivations, dispositions, limit, again)
+        return plan_jobs(replace(request, base_seed=seed, draw_seed=draw_seed), self.experiment, self.store)
 
     def restyle_jobs(self, seed: int | None = None) -> list[Job]:
         """Restyle-only jobs for conversations that have no twin yet (unreadable ones skipped)."""
