@@ -30,8 +30,9 @@ from convogen_tui.core.making.pipeline import (
 from convogen_tui.core.making.planner import Job
 from convogen_tui.core.making.run_model import RunModel
 from convogen_tui.core.making.seeds import Seed
-from convogen_tui.tui.app import ConvogenApp
-from tests.scripted import Script, ScriptedBackend
+from convogen_tui.tui.panes.generate import GeneratePane
+from tests.scripted import Script, ScriptedBackend, ScriptedBatchBackend
+from tests.test_generate_pane import GenerateHost
 from tests.tui_helpers import sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest
@@ -126,11 +127,9 @@ async def test_the_cli_and_the_app_draw_the_same_counts_and_eta(sample_root: Pat
     plain_out = io.StringIO()
     plain = PlainReporter(plain_out, RunModel(clock))
     rich = RichReporter(RunModel(clock), Console(file=io.StringIO(), width=100))
-    app = ConvogenApp(sample_root, "sample", load_model=False)
+    app = GenerateHost(sample_root, ScriptedBatchBackend())
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("f5")
-        pane = app.screen.generate  # type: ignore[attr-defined]
-        await wait_for(pilot, lambda: pane.is_mounted)
+        pane = app.query_one(GeneratePane)
         pane.model.clock = clock
         pane.running = True
         for event in _sequence():
