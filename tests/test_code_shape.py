@@ -37,14 +37,9 @@ def long_functions(root: Path = PACKAGE, limit: int = MAX_LINES) -> list[str]:
     return found
 
 
-# Still over, in files other work of this round is changing (the judge's templates, the grammar's
-# engine and server client): split them there, then remove them here. The list may only shrink.
-STILL_LONG = {
-    "convogen_tui/core/making/templates.py _parse",
-    "convogen_tui/llm/llama_engine.py _decode_prompts",
-    "convogen_tui/llm/openai_compat.py _attempt",
-    "convogen_tui/llm/openai_compat.py run_many",
-}
+# Still over, in a file the judge's work changes this round (templates.py): split it there, then
+# remove it here. The list may only shrink.
+STILL_LONG = {"convogen_tui/core/making/templates.py _parse"}
 
 
 def test_no_function_is_over_80_lines() -> None:
