@@ -67,7 +67,7 @@ async def run(presses: int, max_tokens: int, stream: bool) -> dict[str, list[flo
             await pilot.press("ctrl+g")
             view = screen.query_one("#gen-conv", StreamView)
             await wait_for(pilot, lambda: bool(view.text), 120)
-        start_tokens = screen.generate.tokens
+        start_tokens = screen.generate.model.tokens_done()
         for i in range(presses):
             key, pane = ("f4", "seeds") if i % 2 == 0 else ("f5", "generate")
             out["tabs"].append(await measure(pilot, frames, key, lambda p=pane: tabs.active == p))  # type: ignore[union-attr]
@@ -78,7 +78,7 @@ async def run(presses: int, max_tokens: int, stream: bool) -> dict[str, list[flo
         for _ in range(presses):
             before = len(editor.text)
             out["typing"].append(await measure(pilot, frames, "x", lambda b=before: len(editor.text) > b))  # type: ignore[union-attr]
-        out["tokens"] = screen.generate.tokens - start_tokens if screen.generate.running else -1
+        out["tokens"] = screen.generate.model.tokens_done() - start_tokens if screen.generate.running else -1
         if stream and screen.generate.running:
             screen.generate.action_cancel()
             await wait_for(pilot, lambda: not screen.generate.running, 60)

@@ -119,8 +119,6 @@ class Backend(ABC):
     """
 
     info: ModelInfo
-    #: run_many decodes several requests together (llama.cpp batching, several servers)
-    batched: ClassVar[bool] = False
     #: route even a single stream through run_many (a remote backend's retries and failover live there)
     always_run_many: ClassVar[bool] = False
     #: count_tokens guesses (a server without a tokenize route): the app says "~" before counts
