@@ -11,6 +11,7 @@ no text field has focus) and the footer says which one works where the focus is.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from rich.cells import cell_len
 from textual.app import ComposeResult
@@ -56,6 +57,13 @@ def key_label(key: str, short: bool = False) -> str:
             name = "^" + name
         labels.append("+".join([*mods, name]))
     return "/".join(dict.fromkeys(labels))
+
+
+class HelpSection(NamedTuple):
+    """One part of the help screen: a title and (key label, what it does) lines."""
+
+    title: str
+    keys: list[tuple[str, str]]
 
 
 def binding_keys(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static, TextArea
 
 from convogen_tui.tui.editing import EditedFile, KeepsEdits
+from convogen_tui.tui.keys import HelpSection
 from convogen_tui.tui.screens.choice import ChoiceDialog, DiffDialog
 from convogen_tui.tui.widgets.editor import Editor
 
@@ -175,7 +176,8 @@ class PersonaDialog(KeepsEdits, ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of every screen, built from the bindings themselves so it cannot drift."""
+    """Every key of every screen, built from the bindings themselves so it cannot drift; it opens
+    at the section of the screen (and tab) it was asked from."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q,question_mark", "close", "Close"),
@@ -183,14 +185,25 @@ class HelpScreen(ModalScreen[None]):
         Binding("k", "scroll(-1)", "Up", show=False),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    def __init__(self, sections: list[HelpSection], start: str | None = None) -> None:
         super().__init__()
         self.sections = sections
+        self.start = start
+
+    def start_line(self) -> int:
+        """The line where the ``start`` section's title is (0 when there is none)."""
+        line = 0
+        for title, keys in self.sections:
+            if title == self.start:
+                return line
+            line += len(keys) + 2
+        return 0
 
     def compose(self) -> ComposeResult:
         lines: list[str] = []
         for title, keys in self.sections:
-            lines.append(f"[b]{escape(title)}[/b]")
+            mark = "  [$accent]◀ here[/]" if title == self.start else ""
+            lines.append(f"[b]{escape(title)}[/b]{mark}")
             lines += [f"  [$accent]{escape(key):<14}[/] {escape(description)}" for key, description in keys]
             lines.append("")
         with VerticalScroll(classes="dialog wide", id="help") as scroll:
@@ -199,7 +212,9 @@ class HelpScreen(ModalScreen[None]):
         yield Static("↑ ↓ j k PgUp PgDn: scroll   Esc / ? / F1: close", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#help").focus()
+        scroll = self.query_one("#help", VerticalScroll)
+        scroll.focus()
+        self.call_after_refresh(scroll.scroll_to, y=self.start_line(), animate=False, immediate=True)
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -38,6 +38,7 @@ from convogen_tui.core.making.scaffold import (
     experiment_counts,
 )
 from convogen_tui.tui.cells import display_safe
+from convogen_tui.tui.commands import PaletteCommand
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.dialogs import AskDialog
 from convogen_tui.tui.typed import convogen_app
@@ -85,10 +86,17 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
     """Pick an experiment to open, or make a new one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "new", "New from sample"),
-        Binding("c", "copy", "Copy"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("n", "new", "New from sample", id="new"),
+        Binding("c", "copy", "Copy", id="copy"),
+        Binding("r", "refresh", "Refresh", id="refresh"),
     ]
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """This screen's commands for the palette (tui/commands.py)."""
+        return [
+            PaletteCommand("New experiment from the sample", "n", self.action_new),
+            PaletteCommand("Copy the selected experiment", "c", self.action_copy),
+        ]
 
     class Scanned(Message):
         def __init__(self, rows: list[ExperimentCounts], stamps: dict[Path, Stamps]) -> None:
