@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.tracked import Stamp, stamp
@@ -43,6 +43,7 @@ from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.dialogs import AskDialog
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 POLL_S = 2.0
@@ -111,7 +112,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self.stamps: dict[Path, Stamps] = {}
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static(f"Experiments under {self.root}", id="expts-title", markup=False)
         yield ExperimentTable(id="expts", cursor_type="row", zebra_stripes=True)
         yield Static("", id="expts-hint", markup=False)

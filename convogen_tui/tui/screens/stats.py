@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Static
 from textual_plotext import PlotextPlot
 
 from convogen_tui.core.errors import ConvogenError
@@ -27,6 +27,7 @@ from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
@@ -109,7 +110,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self._seen: object = None  # what the last computation saw, to skip unchanged polls
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static("computing…", id="stats-summary", markup=False)
         with Grid(id="stats-grid"):
             yield PlotextPlot(id="stats-lengths")

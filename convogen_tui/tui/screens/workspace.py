@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Header, TabbedContent, TabPane
+from textual.widgets import Select, TabbedContent, TabPane
 
 from convogen_tui.core.errors import StorageError
 from convogen_tui.core.keeping.backups import backup_path, change_summary, keep_backup, restore_backup
@@ -44,6 +44,7 @@ from convogen_tui.tui.panes.setup import SetupPane
 from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 PANES = [
@@ -65,6 +66,13 @@ FOCUS = {
     "generate": "#gen-conv",
     "review": "#rev-table",
 }
+#: each tab's drop-down, opened by its own key (p, v) instead of 2-4 Tabs
+DROP_DOWNS = {"generate": "#gen-persona", "review": "#rev-show"}
+DROP_HELP = {
+    "generate": "choose the personas: random, all, or one (opens the drop-down)",
+    "review": "show: all, a mark, any flag, no flag, not restyled, one rule (opens the drop-down)",
+}
+DROP_KEYS = ("Enter/space", "on a drop-down: open it; ↑ ↓ choose, Enter takes, Esc closes")
 HELP_TITLES = {pane: f"{label.split(' ', 1)[1]} ({key.upper()})" for pane, label, key in PANES}
 
 
@@ -104,6 +112,10 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         Binding(
             "e,enter", "edit", "Edit", tooltip="Setup, Templates: into the editor (Esc leaves)", id="edit"
         ),
+        Binding(
+            "p", "drop_down('generate')", "Personas", tooltip=DROP_HELP["generate"], id="dropdown.generate"
+        ),
+        Binding("v", "drop_down('review')", "Show", tooltip=DROP_HELP["review"], id="dropdown.review"),
         Binding("ctrl+u", "undo_save", "Undo save", tooltip=UNDO_SAVE_HELP, id="undo_save"),
         Binding(
             "ctrl+o",
@@ -125,7 +137,7 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         self._run_saved: list[Path] = []  # templates a run saved, whose old text ctrl+u puts back
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with TabbedContent(initial="templates", id="tabs"):
             with TabPane(PANES[0][1], id="setup"):
                 yield SetupPane(self.session, id="setup-pane")
@@ -223,9 +235,17 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "edit":
             return self.active_pane() in ("setup", "templates")
+        if action == "drop_down":
+            return self.active_pane() == parameters[0]
         if action == "undo_save":
             return bool(self._run_saved)
         return True
+
+    def action_drop_down(self, pane: str) -> None:
+        """Focus the tab's drop-down and open it (↑ ↓ choose, Enter takes, Esc closes)."""
+        select = self.query_one(DROP_DOWNS[pane], Select)
+        select.focus()
+        select.expanded = True
 
     # what the app asks --------------------------------------------------------------------
     def run_going(self) -> bool:
@@ -247,8 +267,10 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     def help_sections(cls) -> list[HelpSection]:
         """This screen's keys and each tab's, from their own bindings (tabs come from PANES)."""
         tabs = [(f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES]
-        own = [b for b in cls.BINDINGS if isinstance(b, Binding) and not (b.id or "").startswith("tab.")]
-        drop_down = ("Enter/space", "on a drop-down: open it; ↑ ↓ choose, Enter takes, Esc closes")
+        bindings = [b for b in cls.BINDINGS if isinstance(b, Binding)]
+        own = [b for b in bindings if not (b.id or "").startswith(("tab.", "dropdown."))]
+        drops = {pane: binding_keys(b for b in bindings if b.id == f"dropdown.{pane}") for pane in DROP_DOWNS}
+        drops = {pane: [*keys, DROP_KEYS] for pane, keys in drops.items()}
         return [
             HelpSection("Experiment (any tab; digits outside text fields)", tabs + binding_keys(own)),
             HelpSection(
@@ -265,8 +287,8 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             ),
             HelpSection(HELP_TITLES["templates"], binding_keys(TemplatesPane.BINDINGS)),
             HelpSection(HELP_TITLES["seeds"], binding_keys([*SeedTable.BINDINGS, *SeedsPane.BINDINGS])),
-            HelpSection(HELP_TITLES["generate"], [*binding_keys(GeneratePane.BINDINGS), drop_down]),
-            HelpSection(HELP_TITLES["review"], [*binding_keys(ReviewPane.BINDINGS), drop_down]),
+            HelpSection(HELP_TITLES["generate"], [*binding_keys(GeneratePane.BINDINGS), *drops["generate"]]),
+            HelpSection(HELP_TITLES["review"], [*binding_keys(ReviewPane.BINDINGS), *drops["review"]]),
         ]
 
     def palette_commands(self) -> list[PaletteCommand]:
