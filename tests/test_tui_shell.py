@@ -120,7 +120,9 @@ async def test_help_opens_at_the_tab_it_was_asked_from_and_lists_drop_down_keys(
         help_screen = app.screen
         assert isinstance(help_screen, HelpScreen) and help_screen.start == "Review (F6)"
         scroll = help_screen.query_one("#help", VerticalScroll)
-        await wait_for(pilot, lambda: scroll.scroll_y == help_screen.start_line() > 0)
+        section = help_screen.start_section()
+        assert section is not None
+        await wait_for(pilot, lambda: scroll.scroll_y == section.virtual_region.y > 0)
         sections = dict(app.key_sections())
         assert ("v", sections["Review (F6)"][-2][1]) == sections["Review (F6)"][-2]
         assert any(key == "p" for key, _ in sections["Generate (F5)"])

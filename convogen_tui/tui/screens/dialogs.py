@@ -190,31 +190,29 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
         self.start = start
 
-    def start_line(self) -> int:
-        """The line where the ``start`` section's title is (0 when there is none)."""
-        line = 0
-        for title, keys in self.sections:
-            if title == self.start:
-                return line
-            line += len(keys) + 2
-        return 0
-
     def compose(self) -> ComposeResult:
-        lines: list[str] = []
-        for title, keys in self.sections:
-            mark = "  [$accent]◀ here[/]" if title == self.start else ""
-            lines.append(f"[b]{escape(title)}[/b]{mark}")
-            lines += [f"  [$accent]{escape(key):<14}[/] {escape(description)}" for key, description in keys]
-            lines.append("")
         with VerticalScroll(classes="dialog wide", id="help") as scroll:
             scroll.can_focus = True
-            yield Static("\n".join(lines))
+            for title, keys in self.sections:
+                mark = "  [$accent]◀ here[/]" if title == self.start else ""
+                lines = [f"[b]{escape(title)}[/b]{mark}"]
+                lines += [f"  [$accent]{escape(key):<14}[/] {escape(what)}" for key, what in keys]
+                yield Static("\n".join(lines) + "\n", classes="help-section")
         yield Static("↑ ↓ j k PgUp PgDn: scroll   Esc / ? / F1: close", classes="dialog-hint")
+
+    def start_section(self) -> Static | None:
+        """The section of the screen help was asked from."""
+        titles = [title for title, _keys in self.sections]
+        if self.start not in titles:
+            return None
+        return list(self.query(".help-section").results(Static))[titles.index(self.start)]
 
     def on_mount(self) -> None:
         scroll = self.query_one("#help", VerticalScroll)
         scroll.focus()
-        self.call_after_refresh(scroll.scroll_to, y=self.start_line(), animate=False, immediate=True)
+        section = self.start_section()
+        if section is not None:
+            self.call_after_refresh(scroll.scroll_to_widget, section, animate=False, top=True, immediate=True)
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -99,6 +99,13 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             )
             for pane, label, key in PANES
         ],
+        Binding(
+            "e,enter", "edit", "Edit", tooltip="Setup, Templates: into the editor (Esc leaves)", id="edit"
+        ),
+        Binding(
+            "p", "drop_down('generate')", "Personas", tooltip=DROP_HELP["generate"], id="dropdown.generate"
+        ),
+        Binding("v", "drop_down('review')", "Show", tooltip=DROP_HELP["review"], id="dropdown.review"),
         Binding("ctrl+g", "generate", "Generate", priority=True, tooltip=GENERATE_HELP, id="generate"),
         Binding("ctrl+r", "rerun", "Rerun", priority=True, tooltip=RERUN_HELP, id="rerun"),
         Binding(
@@ -109,13 +116,6 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             tooltip="the first problem of the check",
             id="problems",
         ),
-        Binding(
-            "e,enter", "edit", "Edit", tooltip="Setup, Templates: into the editor (Esc leaves)", id="edit"
-        ),
-        Binding(
-            "p", "drop_down('generate')", "Personas", tooltip=DROP_HELP["generate"], id="dropdown.generate"
-        ),
-        Binding("v", "drop_down('review')", "Show", tooltip=DROP_HELP["review"], id="dropdown.review"),
         Binding("ctrl+u", "undo_save", "Undo save", tooltip=UNDO_SAVE_HELP, id="undo_save"),
         Binding(
             "ctrl+o",
