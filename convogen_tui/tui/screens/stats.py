@@ -18,13 +18,14 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
+from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.titlebar import TitleBar
@@ -117,7 +118,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             yield PlotextPlot(id="stats-turns")
             yield CoverageMap(id="stats-coverage")
             yield PlotextPlot(id="stats-flags")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
