@@ -8,14 +8,16 @@ closing an experiment with unsaved edits.
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
@@ -38,6 +40,8 @@ from convogen_tui.tui.typed import ShellApp
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background, describe_error
 
 WORKER_JOBS = {"model": "the model did not load"}
+GC_EVERY_S = 30.0  # a full garbage collection this often, when no key came for GC_QUIET_S
+GC_QUIET_S = 3.0
 
 
 class ConvogenApp(ReportsWorkerErrors, ShellApp):
@@ -77,6 +81,9 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
         self.model_loading = False  # a load is under way: runs asked for now wait for it
         self.session: Session | None = None
         self.workspace: ExperimentScreen | None = None  # the open experiment's screen, if any
+        # no sliding tab underline or smooth scrolling: each frame of an animation is redrawn and,
+        # over SSH, sent; a tab switch drew ~20 frames instead of one
+        self.animation_level = "none"
 
     def notify(
         self,
@@ -92,6 +99,12 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
         super().notify(redact(message), title=redact(title), severity=severity, markup=markup, **kwargs)
 
     def on_mount(self) -> None:
+        self._last_key = time.monotonic()
+        # Python's full collection walks every object the app holds (a few hundred ms on a busy
+        # machine) and came in the middle of key presses; it runs here while the user is idle
+        # instead, and what the app has built is frozen out of the scans
+        gc.set_threshold(*gc.get_threshold()[:2], 1_000_000)
+        self.set_interval(GC_EVERY_S, self._collect_when_idle)
         self.push_screen(ExperimentsScreen(self.root))
         if self.start_experiment is not None:
             from convogen_tui.core.making.experiment import locate_experiment
@@ -100,6 +113,17 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
                 self.open_experiment(locate_experiment(self.start_experiment, self.root))
             except ConvogenError as exc:
                 self.notify(str(exc), title="cannot open", severity="error", timeout=10)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self._last_key = time.monotonic()
+        await super().on_event(event)
+
+    def _collect_when_idle(self) -> None:
+        """Collect garbage while nobody types, then freeze what survives out of later scans."""
+        if time.monotonic() - self._last_key >= GC_QUIET_S:
+            gc.collect()
+            gc.freeze()
 
     # experiments --------------------------------------------------------------------------
     def open_experiment(self, path: Path) -> None:
@@ -112,6 +136,7 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
             self.pop_screen()
         self.workspace = ExperimentScreen(self.session)
         self.push_screen(self.workspace)  # it checks the experiment and says so
+        self.call_after_refresh(gc.freeze)  # the screen as built: never scanned by the collector
         self._start_model_load()
 
     def _start_model_load(self) -> None:

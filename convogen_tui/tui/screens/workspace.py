@@ -184,6 +184,11 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     def show_pane(self, pane: str, target: str | None = None) -> None:
         """Switch tab and focus its main widget (or ``target``, a selector in that tab)."""
         self.query_one(TabbedContent).active = pane
+        # focused now, before the tab is laid out: a focus left in the hidden tab would pull it
+        # back (TabbedContent shows the tab of a focused widget), costing two more layouts
+        widget = self.query_one(target or FOCUS[pane])
+        if widget.focusable:
+            widget.focus(scroll_visible=False)
         self._focus_pane(pane, target)
 
     def action_show_pane(self, pane: str) -> None:
