@@ -15,8 +15,6 @@ from convogen_tui.cli.common import (
     temperature,
 )
 from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
-from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.judging.coverage import fill_plan
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
@@ -24,6 +22,8 @@ from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
 from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.planner import Plan, PlanRequest
+from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -70,6 +70,13 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="conversations decoded together on the model (default auto: the most that pays on this "
         "hardware, 64 on a GPU and 16 on a CPU, that fits free memory); on CPU the text is the same "
         "for any N",
+    )
+    parser.add_argument(
+        "--constrain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample under a grammar of the dialog's form (SocBot first, alternating, the turn "
+        'target, no text around it) where the backend can (default: the setup\'s "constrain", on)',
     )
     parser.add_argument(
         "--threads",
@@ -184,7 +191,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
-    return Pipeline(experiment, backend, sampling=sampling)
+    return Pipeline(experiment, backend, sampling=sampling, constrain=args.constrain)
 
 
 def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
@@ -192,6 +199,7 @@ def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], res
     tokens = pipeline.stream_tokens(jobs, restyle)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
+    print(pipeline.constraint_line())
     return choice.n
 
 
@@ -218,9 +226,9 @@ def _prepare(experiment: Experiment) -> None:
         print(f"removed {len(removed)} temporary file(s) left by an interrupted run")
 
 
-def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:
-    passes = sum(1 if job.conv_id else (2 if restyle else 1) for job in jobs)
-    eta = EtaEstimate(passes, pipeline.sampling.max_tokens)
+def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parallel: int = 1) -> int:
+    jobs = plan.jobs
+    eta = EtaEstimate(plan.passes, pipeline.sampling.max_tokens)
     reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
     cancel = threading.Event()
     result: RunFinished | None = None
@@ -245,6 +253,22 @@ def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, p
     return 1 if result.failed else 0
 
 
+def _request(args: argparse.Namespace, seeds: list[Seed]) -> PlanRequest:
+    """What `convogen generate` was asked for, for the planner."""
+    return PlanRequest(
+        seeds=seeds,
+        personas=args.personas,
+        motivations=args.motivation,
+        dispositions=args.disposition,
+        limit=args.limit,
+        again=args.again,
+        fill=args.fill,
+        base_seed=args.seed,
+        restyle=bool(args.restyle),
+        resume=not args.fill,
+    )
+
+
 def run_generate(args: argparse.Namespace) -> int:
     experiment = open_experiment(args)
     seeds = seeds_for(experiment, args.seeds)
@@ -252,78 +276,58 @@ def run_generate(args: argparse.Namespace) -> int:
         err(f"convogen: {problem}")
     with _lock(args, experiment):
         _prepare(experiment)
-        if args.fill:
-            return _fill(args, experiment, seeds.seeds)
+        plan = plan_jobs(_request(args, seeds.seeds), experiment)
+        _report_unreadable(plan)
+        if not _announce(plan):
+            return 0
         pipeline = _pipeline(args, experiment)
-        plan = pipeline.plan(
-            seeds.seeds,
-            personas=args.personas,
-            limit=args.limit,
-            seed=args.seed,
-            again=args.again,
-            motivations=args.motivation,
-            dispositions=args.disposition,
+        _warn_space(experiment, pipeline, len(plan.jobs) - plan.resumed, bool(args.restyle))
+        parallel = _parallel(args, pipeline, plan.jobs, bool(args.restyle))
+        return _execute(pipeline, plan, args.restyle, plan.already_done, parallel)
+
+
+def _announce(plan: Plan) -> bool:
+    """Say what the run will do (resuming, filling) or that there is nothing to do."""
+    grid = plan.coverage
+    counts = grid.counts() if grid is not None else {}
+    if plan.resumed:
+        print(
+            f"resuming: {plan.resumed} conversation(s) saved earlier have no restyled twin; "
+            "restyling them first"
         )
-        unfinished = _restyle_jobs(pipeline, args.seed) if args.restyle else []
-        if unfinished:
+    if not plan.jobs:
+        if grid is not None:
             print(
-                f"resuming: {len(unfinished)} conversation(s) saved earlier have no restyled twin; "
-                "restyling them first"
+                f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
+                f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
             )
-        jobs = unfinished + plan.jobs
-        if not jobs:
+        else:
             print(
                 f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)"
             )
-            return 0
-        _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
-        parallel = _parallel(args, pipeline, jobs, bool(args.restyle))
-        return _execute(pipeline, jobs, args.restyle, plan.already_done, parallel)
-
-
-def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
-    """--fill: the missing cells of the grid, the persona with the fewest conversations first."""
-    if args.again:
-        raise ConvogenError(Problem(None, "--fill runs only missing cells: it cannot go with --again"))
-    jobs, grid = fill_plan(
-        experiment,
-        ConversationStore(experiment.dir),
-        seeds,
-        args.limit,
-        args.seed,
-        args.motivation,
-        args.disposition,
-    )
-    counts = grid.counts()
-    if not jobs:
-        print(
-            f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
-            f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
-        )
-        return 0
-    print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
-    pipeline = _pipeline(args, experiment)
-    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
+        return False
+    if grid is not None:
+        print(f"filling {len(plan.jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
+    return True
 
 
 def run_restyle(args: argparse.Namespace) -> int:
     experiment = open_experiment(args)
     with _lock(args, experiment):
         _prepare(experiment)
-        pipeline = _pipeline(args, experiment)
-        jobs = _restyle_jobs(pipeline, args.seed)
-        if not jobs:
+        plan = plan_jobs(PlanRequest(kind="restyle", base_seed=args.seed), experiment)
+        _report_unreadable(plan)
+        if not plan.jobs:
             print("nothing to do: every conversation has a restyled twin")
             return 0
-        return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, jobs, True))
+        pipeline = _pipeline(args, experiment)
+        return _execute(pipeline, plan, True, 0, _parallel(args, pipeline, plan.jobs, True))
 
 
-def _restyle_jobs(pipeline: Pipeline, seed: int | None) -> list[Job]:
-    """Conversations without a twin; an unreadable one is named (and left alone), never hidden."""
-    jobs, unreadable = pipeline.restyle_plan(seed)
-    for problem in unreadable:
+def _report_unreadable(plan: Plan) -> None:
+    """Conversations without a twin that cannot be read are named (and left alone), never hidden."""
+    for problem in plan.unreadable:
         err(f"convogen: warning: not restyled, unreadable: {problem}")
-    return jobs
 
 
 def _warn_space(experiment: Experiment, pipeline: Pipeline, n_jobs: int, restyle: bool) -> None:

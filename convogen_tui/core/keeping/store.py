@@ -53,6 +53,7 @@ from convogen_tui.core.keeping.records import (
     read_restyled,
 )
 from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
+from convogen_tui.core.persona import persona_label
 
 INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 
@@ -93,7 +94,7 @@ class ConversationSummary:
 
     @property
     def persona(self) -> str:
-        return f"{self.motivation} x {self.disposition}"
+        return persona_label(self.motivation, self.disposition)
 
 
 @dataclass

@@ -8,15 +8,12 @@ or skipped job leaves no file.
 
 from __future__ import annotations
 
-import hashlib
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError, Problem
@@ -25,6 +22,7 @@ from convogen_tui.core.keeping.records import (
     ConversationRecord,
     ModelProvenance,
     PersonaNames,
+    Phase,
     Provenance,
     RestyledRecord,
     TemplateRef,
@@ -32,6 +30,7 @@ from convogen_tui.core.keeping.records import (
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import (
     Backend,
+    Constraint,
     GenerationStats,
     Request,
     StreamChunk,
@@ -42,7 +41,11 @@ from convogen_tui.core.making.backend import (
     run_sequential,
 )
 from convogen_tui.core.making.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
-from convogen_tui.core.making.personas import PersonaMode, draw_persona, filter_personas
+from convogen_tui.core.making.grammar import dialog_shape, restyle_constraint
+from convogen_tui.core.making.personas import PersonaMode
+from convogen_tui.core.making.planner import Job, PlanRequest
+from convogen_tui.core.making.planner import Plan as Plan
+from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.prompts import (
     GEN_CUE,
     GEN_SYSTEM,
@@ -55,34 +58,7 @@ from convogen_tui.core.making.prompts import (
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, load_template
 
-Phase = Literal["generate", "restyle"]
 RESTYLE_SLACK = 32  # tokens: a conversation tokenized again inside the restyle prompt may grow a little
-
-
-@dataclass(frozen=True)
-class Job:
-    """One conversation to write: a seed, a persona, and the random seed that makes it repeatable."""
-
-    seed: Seed
-    persona: Persona
-    random_seed: int
-    conv_id: str | None = None  # set for restyle-only jobs on an existing conversation
-    conv: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.seed.tweet_id, self.persona.motivation, self.persona.disposition)
-
-    @property
-    def label(self) -> str:
-        return f"{self.seed.tweet_id} / {self.persona.label}"
-
-
-@dataclass
-class Plan:
-    jobs: list[Job]
-    already_done: int = 0
-    personas: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,14 +185,6 @@ class Skips:
         return event
 
 
-def job_random_seed(base: int | None, *parts: str) -> int:
-    """A per-job seed derived from the run's --seed, so each job repeats alone or in any order."""
-    if base is None:
-        return random.SystemRandom().randrange(2**31)
-    digest = hashlib.sha256(":".join([str(base), *parts]).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 class Pipeline:
     """An experiment's templates and settings bound to a loaded backend and a store."""
 
@@ -226,6 +194,7 @@ class Pipeline:
         backend: Backend,
         store: ConversationStore | None = None,
         sampling: SamplingSettings | None = None,
+        constrain: bool | None = None,
     ) -> None:
         if experiment.setup is None or experiment.errors:
             problems = experiment.errors or [Problem(experiment.setup_file, "cannot be read")]
@@ -234,6 +203,8 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        # None: as the setup says ("constrain", default true); False: --no-constrain
+        self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
         self.restyle_template: Template
         self.reload_templates()
@@ -243,6 +214,7 @@ class Pipeline:
         """Read the templates again (after an edit); the model stays loaded."""
         self.conv_template = load_template(self.experiment.conv_template_path, "conv-gen")
         self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
+        self.quality = self._setup.quality.resolve(self.conv_template.text, self.restyle_template.text)
 
     @property
     def _setup(self) -> ExperimentSetup:
@@ -294,6 +266,35 @@ class Pipeline:
             self.backend.token_counts_estimated,
         )
 
+    # constrained output (core/making/grammar.py) ------------------------------------------
+    @property
+    def constrained(self) -> bool:
+        """Requests carry a grammar: the setup or the CLI wants it and the backend enforces it."""
+        return self.constrain and self.backend.constraint_support() == "grammar"
+
+    def constraint_line(self) -> str:
+        """One line for the run's status: the grammar in force, or why there is none.
+
+        Raises ConvogenError when max_tokens cannot hold a constrained dialog (before any token).
+        """
+        if not self.constrain:
+            return 'unconstrained: "constrain" is false in the setup, or --no-constrain'
+        if not self.constrained:
+            return (
+                "unconstrained: this backend enforces no grammar "
+                "(llama.cpp, llama-server, llama_cpp.server and vLLM do)"
+            )
+        return dialog_shape(self.quality, self.sampling.max_tokens).summary()
+
+    def constraint(self, phase: Phase, conv: str = "") -> Constraint | None:
+        """The grammar a pass is sampled under, or None (unconstrained, or a conversation with no
+        dialog to keep in its restyle)."""
+        if not self.constrained:
+            return None
+        if phase == "generate":
+            return dialog_shape(self.quality, self.sampling.max_tokens).constraint()
+        return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+
     # planning ----------------------------------------------------------------------------
     def plan(
         self,
@@ -306,66 +307,25 @@ class Pipeline:
         dispositions: Sequence[str] | None = None,
         draw_seed: int | None = None,
     ) -> Plan:
-        """The jobs of a run, in seed order; jobs already on disk are skipped unless ``again``.
+        """The jobs of a run, in seed order (``core.making.planner``; for notebooks and tests).
 
-        ``limit`` counts new jobs: the first ``limit`` jobs that are not done yet, so each run with
-        ``--limit N`` makes N new conversations (while undone jobs are left).
-        In random mode a seed counts as done when any conversation exists for it.
+        ``limit`` counts new jobs, so each run with ``--limit N`` makes N new conversations.
         """
-        grid = filter_personas(self.experiment.personas(), motivations, dispositions)
-        if not grid:
-            raise ConvogenError(
-                Problem(self.experiment.setup_file, "no persona to run", hint="check user_profiles")
-            )
-        draw = draw_seed if draw_seed is not None else (seed or 0)
-        candidates: list[tuple[Seed, Persona]] = []
-        for s in seeds:
-            if personas == "all":
-                candidates += [(s, p) for p in grid]
-            else:
-                candidates.append((s, draw_persona(grid, s.tweet_id, draw)))
-        done_keys = set() if again else self.store.done_keys()
-        done_seeds = {k[0] for k in done_keys}
-        jobs, skipped = [], 0
-        for s, p in candidates:
-            finished = (
-                s.tweet_id in done_seeds
-                if personas == "random"
-                else (s.tweet_id, p.motivation, p.disposition) in done_keys
-            )
-            if finished:
-                skipped += 1
-                continue
-            if limit is not None and len(jobs) >= limit:
-                break
-            rs = job_random_seed(seed, s.tweet_id, p.motivation, p.disposition)
-            jobs.append(Job(s, p, rs))
-        return Plan(jobs, skipped, len(grid))
+        request = PlanRequest(
+            seeds=seeds,
+            personas=personas,
+            limit=limit,
+            base_seed=seed,
+            again=again,
+            motivations=motivations,
+            dispositions=dispositions,
+            draw_seed=draw_seed,
+        )
+        return plan_jobs(request, self.experiment, self.store)
 
     def restyle_jobs(self, seed: int | None = None) -> list[Job]:
         """Restyle-only jobs for conversations that have no twin yet (unreadable ones skipped)."""
-        return self.restyle_plan(seed)[0]
-
-    def restyle_plan(self, seed: int | None = None) -> tuple[list[Job], list[Problem]]:
-        """Restyle-only jobs for conversations without a twin, and the files that cannot be read."""
-        jobs: list[Job] = []
-        problems: list[Problem] = []
-        for conv_id in self.store.without_twin():
-            try:
-                record, _ = self.store.load(conv_id)
-            except ConvogenError as exc:
-                path = self.store.conversation_path(conv_id)
-                problems.extend(exc.problems[:1] or [Problem(path, str(exc))])
-                continue
-            persona = Persona(
-                record.persona.motivation if record.persona else "",
-                record.persona.disposition if record.persona else "",
-                record.motivation,
-                record.disposition,
-            )
-            tweet = Seed(record.tweet_id, record.tweet)
-            jobs.append(Job(tweet, persona, job_random_seed(seed, conv_id, "restyle"), conv_id, record.conv))
-        return jobs, problems
+        return plan_jobs(PlanRequest(kind="restyle", base_seed=seed), self.experiment, self.store).jobs
 
     # running -----------------------------------------------------------------------------
     def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True) -> int | None:
@@ -423,13 +383,14 @@ class Pipeline:
         ``skips`` lets the caller skip single jobs while the others go on.
         """
         cancel = cancel or threading.Event()
+        self.constraint_line()  # a max_tokens too small for the grammar fails here, before any token
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
         info = self.backend.info
         total = len(jobs)
         queue: deque[tuple[Job, Phase, int]] = deque(
-            (job, "restyle" if job.conv_id else "generate", i) for i, job in enumerate(jobs)
+            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
         )
         active: dict[int, tuple[Job, Phase, int]] = {}
         own_cancel: dict[int, threading.Event] = {}
@@ -447,11 +408,11 @@ class Pipeline:
                     try:
                         if phase == "generate":
                             parts = self.generation_parts(job.seed, job.persona)
-                            seed = job.random_seed
                         else:
                             parts = self.restyle_parts(job.seed.tweet, job.conv or "")
-                            seed = job_random_seed(job.random_seed, "restyle")
+                        seed = job.pass_seed(phase)
                         prompt = self.render(parts)
+                        constraint = self.constraint(phase, job.conv or "")
                     except ConvogenError as exc:
                         failed_early.append(JobFailed(job, phase, str(exc)))
                         continue
@@ -460,7 +421,7 @@ class Pipeline:
                     own = skips.started(index) if skips is not None else None
                     if own is not None:
                         own_cancel[key] = own
-                    return Request(key, prompt, seed, self.sampling, parts, cancel=own)
+                    return Request(key, prompt, seed, self.sampling, parts, cancel=own, constraint=constraint)
                 return None
 
         yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
@@ -497,15 +458,12 @@ class Pipeline:
                     yield finished
                     if isinstance(finished, JobFailed):
                         continue
-                    if phase == "generate" and restyle:
+                    follow = _next_pass(job.runs(restyle), phase)
+                    if follow is not None:
+                        if phase == "generate":
+                            job = replace(job, conv_id=finished.conv_id, conv=event.text.strip())
                         with lock:
-                            queue.appendleft(
-                                (
-                                    replace(job, conv_id=finished.conv_id, conv=event.text.strip()),
-                                    "restyle",
-                                    index,
-                                )
-                            )
+                            queue.appendleft((job, follow, index))
         finally:
             if isinstance(stream, Generator):
                 stream.close()
@@ -570,9 +528,7 @@ class Pipeline:
             phase=phase,
             model=model,
             sampling=self.sampling.model_dump(),
-            random_seed=(
-                job.random_seed if phase == "generate" else job_random_seed(job.random_seed, "restyle")
-            ),
+            random_seed=job.pass_seed(phase),
             prompt_format=stats.prompt_format or self.prompt_format(),
             system=system,
             cue=cue,
@@ -583,7 +539,19 @@ class Pipeline:
             elapsed_s=round(stats.elapsed_s, 3),
             time_to_first_token_s=round(stats.first_token_s or 0.0, 3),
             tokens_per_second=round(stats.tokens_per_second, 2),
+            constrained=stats.constrained,
+            grammar_sha256=self._grammar_sha256(job, stats, phase),
         )
+
+    def _grammar_sha256(self, job: Job, stats: GenerationStats, phase: Phase) -> str | None:
+        """The sha256 of the grammar a pass was sampled under (None when it was not)."""
+        if not stats.constrained:
+            return None
+        try:
+            constraint = self.constraint(phase, job.conv or "")
+        except ConvogenError:
+            return None
+        return constraint.sha256 if constraint is not None else None
 
     def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> ConversationRecord:
         return ConversationRecord(
@@ -602,3 +570,9 @@ class Pipeline:
             restyled_conv=restyled,
             provenance=self._provenance(job, stats, "restyle", self.restyle_template),
         )
+
+
+def _next_pass(passes: Sequence[Phase], phase: Phase) -> Phase | None:
+    """The pass that follows ``phase`` in a job's passes, if any."""
+    at = passes.index(phase) if phase in passes else len(passes)
+    return passes[at + 1] if at + 1 < len(passes) else None

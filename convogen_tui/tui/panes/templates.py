@@ -22,7 +22,9 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.judging.quality import turn_mentions
 from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.grammar import grammar_in_force
 from convogen_tui.core.making.pipeline import Pipeline, PromptPreview
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, TemplateKind, check_template, parse_template
@@ -167,7 +169,9 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         problems = self.query_one("#tpl-problems", Static)
         found = check_template(text, kind, self.path_of(kind))
         self.editor(kind).border_title = self.files[kind].title()
-        problems.update("\n".join(problem_line(p) for p in found) if found else "✓ placeholders OK")
+        disagree = self._grammar()[1]
+        ok = "\n".join(["✓ placeholders OK", *disagree])
+        problems.update("\n".join(problem_line(p) for p in found) if found else ok)
         problems.set_class(bool(found), "-error")
         if found:
             self._info("fix the template to see the prompt")
@@ -202,7 +206,31 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
             count = f"{preview.n_tokens} / {preview.n_ctx} tokens · {preview.prompt_format}"
-        self._info(f"{count}\n{position} · {persona}")
+        self._info(f"{count}\n{position} · {persona}\n{self._grammar()[0]}")
+
+    def _grammar(self) -> tuple[str, list[str]]:
+        """The grammar a run samples this template's output under (core/making/grammar.py), as the
+        editors read now, and each "N turns" in conv-gen.txt that is not the turn target."""
+        setup = self.session.experiment.setup
+        if setup is None:
+            return "", []
+        conv_text = self.editor("conv-gen").text
+        quality = setup.quality.resolve(conv_text, self.editor("conv-restyle").text)
+        disagree = [
+            f'⚠ line {line}: "{words}", but the turn target is {quality.turns}'
+            for line, number, words in turn_mentions(conv_text)
+            if number != quality.turns and self.kind == "conv-gen"
+        ]
+        backend = self.session.backend
+        if not setup.constrain:
+            return "grammar: off (constrain: false)", disagree
+        if backend is not None and backend.constraint_support() != "grammar":
+            return "grammar: none (the backend has none)", disagree
+        try:
+            grammar = grammar_in_force(quality, self.session.max_tokens or setup.sampling.max_tokens)
+        except ConvogenError:
+            return "grammar: max_tokens too small (F2)", disagree
+        return (grammar.dialog if self.kind == "conv-gen" else grammar.restyle).short(), disagree
 
     def _info(self, text: str) -> None:
         self.query_one("#tpl-info", Static).update(text)
