@@ -44,6 +44,7 @@ from convogen_tui.tui.panes.setup import SetupPane
 from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.editor import takes_text
 from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
@@ -238,8 +239,8 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         self.show_pane(pane, "#setup-editor" if pane == "setup" else f"#tpl-{self.templates.kind}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "edit":
-            return self.active_pane() in ("setup", "templates")
+        if action == "edit":  # not from inside a text field, where e and Enter are typed
+            return self.active_pane() in ("setup", "templates") and not takes_text(self.app.focused)
         if action == "drop_down":
             return self.active_pane() == parameters[0]
         if action == "undo_save":
