@@ -240,7 +240,8 @@ async def test_setup_problems_are_those_of_convogen_check(sample_root: Path) -> 
         editor = screen.query_one("#setup-editor", TextArea)
         problems = screen.query_one("#setup-problems", OptionList)
         await wait_for(pilot, lambda: "valid" in str(problems.get_option_at_index(0).prompt))
-        await wait_for(pilot, lambda: app.focused is editor)  # F2 puts the cursor in the editor
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.focused is editor)  # e (after F2) puts the cursor in the editor
         editor.load_text(editor.text.replace('"llm": "default"', '"llm": "defaultX"'))
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: problems.border_title == "Problems (1)")

@@ -69,6 +69,11 @@ class Session:
         self._seeds = None
         return self.experiment
 
+    def use_backend(self, backend: Backend) -> None:
+        """A newly loaded model: the next pipeline is built on it."""
+        self.backend = backend
+        self._pipeline = None
+
     def personas(self) -> list[Persona]:
         return self.experiment.personas()
 
