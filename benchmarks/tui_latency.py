@@ -73,7 +73,7 @@ async def start_streams(pilot, screen: ExperimentScreen, streams: int) -> None: 
     seeds = app.session.seeds().seeds
     jobs = app.session.jobs_for((seeds * streams)[:streams])
     screen.post_message(RunJobs(jobs))
-    await wait_for(pilot, lambda: screen.generate.running and screen.generate.tokens > streams, 60)
+    await wait_for(pilot, lambda: screen.generate.running and screen.generate.model.tokens_done() > streams, 60)
 
 
 async def run(presses: int, max_tokens: int, load: str, streams: int) -> dict[str, list[float] | int]:
@@ -111,7 +111,7 @@ async def run(presses: int, max_tokens: int, load: str, streams: int) -> dict[st
         elif load == "streams":
             await start_streams(pilot, screen, streams)
         await pilot.pause(0.3)
-        start_tokens = screen.generate.tokens
+        start_tokens = screen.generate.model.tokens_done()
         CPU.clear()
         for i in range(presses):
             key, pane = TAB_KEYS[i % len(TAB_KEYS)]
@@ -126,7 +126,7 @@ async def run(presses: int, max_tokens: int, load: str, streams: int) -> dict[st
             before = len(editor.text)
             out["typing"].append(await measure(pilot, frames, "x", lambda b=before: len(editor.text) > b))  # type: ignore[union-attr]
         out["typing_cpu"] = list(CPU)
-        out["tokens"] = screen.generate.tokens - start_tokens if screen.generate.running else -1
+        out["tokens"] = screen.generate.model.tokens_done() - start_tokens if screen.generate.running else -1
         if screen.generate.running:
             screen.generate.action_cancel()
             await wait_for(pilot, lambda: not screen.generate.running, 60)

@@ -136,7 +136,7 @@ def test_review_snapshot_at_120_columns(snap_compare, app: ConvogenApp) -> None:
 
 
 def test_generate_running_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
-    """Two streams: one reading its prompt, the live one writing; status fits in two lines."""
+    """Two streams: the first (live) reading its prompt, the other writing; status fits in two lines."""
     persona = Persona("distrust", "cynical", "m", "d")
     a = Job(Seed("1700000000000000001", "fluoride"), persona, 1)
     b = Job(Seed(WIDE_ID, WIDE_TWEET), persona, 2)
@@ -144,11 +144,11 @@ def test_generate_running_snapshot(snap_compare, app: ConvogenApp) -> None:  # t
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await steady("f5")(pilot)
         pane = pilot.app.screen.generate
-        pane.show_rates = False
-        pane.running, pane.total = True, 2
+        pane.model.clock = lambda: 0.0  # a still clock: no rate yet, so the ETA reads -:--:--
+        pane.running = True
         pane.events.extend(
             [
-                RunStarted(2, "m", "CPU", parallel=2),
+                RunStarted(2, "m", "CPU", parallel=2, passes=4, max_tokens=1444),
                 JobStarted(a, 0, 2, "generate", 1249),
                 PromptProgress(a, "generate", 812, 1249),
                 JobStarted(b, 1, 2, "generate", 1180),

@@ -26,10 +26,12 @@ from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.redact import redact
+from convogen_tui.core.making.pipeline import Job
 from convogen_tui.tui.commands import PaletteCommand, ScreenCommands
 from convogen_tui.tui.editing import KeepsEdits
 from convogen_tui.tui.keys import HelpSection, binding_keys
-from convogen_tui.tui.messages import ModelFailed, ModelReady
+from convogen_tui.tui.messages import ModelFailed, ModelReady, RunJobs
+from convogen_tui.tui.screens.compare import CompareScreen
 from convogen_tui.tui.screens.dialogs import ChoiceDialog, HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen, ExperimentTable
 from convogen_tui.tui.screens.models import ModelsScreen, ModelTable
@@ -235,6 +237,23 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
         elif not isinstance(self.screen, StatsScreen):
             self.push_screen(StatsScreen(self.session))
 
+    def action_compare(self, a: str | None = None) -> None:
+        """Two template versions side by side, and their paired conversations (c on Review)."""
+        if self.session is None:
+            self.notify(
+                "open an experiment first: Compare shows one experiment's versions", severity="warning"
+            )
+            return
+        if isinstance(self.screen, CompareScreen):
+            return
+        experiment = next((s for s in reversed(self.screen_stack) if isinstance(s, ExperimentScreen)), None)
+
+        def closed(jobs: list[Job] | None) -> None:
+            if jobs and experiment is not None:
+                experiment.post_message(RunJobs(jobs))
+
+        self.push_screen(CompareScreen(self.session, a), closed)
+
     def action_experiments(self) -> None:
         def leave() -> None:
             while isinstance(self.screen, ExperimentScreen):
@@ -314,6 +333,7 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
             *ExperimentScreen.help_sections(),
             HelpSection("Models (F7)", binding_keys([*ModelTable.BINDINGS, *ModelsScreen.BINDINGS])),
             HelpSection("Stats (F8)", binding_keys(StatsScreen.BINDINGS)),
+            HelpSection("Compare (c on Review)", binding_keys(CompareScreen.BINDINGS)),
         ]
 
     def help_start(self) -> str:
@@ -347,6 +367,13 @@ class ConvogenApp(ReportsWorkerErrors, ShellApp):
                     "Stats: quality, diversity, coverage",
                     "plots of the open experiment (F8)",
                     self.action_stats,
+                )
+            )
+            commands.append(
+                PaletteCommand(
+                    "Compare template versions",
+                    "figures, paired conversations, diff, rerun with the current templates (c on Review)",
+                    self.action_compare,
                 )
             )
         commands.append(

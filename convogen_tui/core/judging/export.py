@@ -22,12 +22,13 @@ from convogen_tui.core.judging.dialog import SOCBOT, USER, Dialog, Message, pars
 from convogen_tui.core.keeping.files import atomic_write_text
 from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.keeping.versions import version_names
 
 Format = Literal["jsonl", "sharegpt", "csv", "hf"]
 FORMATS: tuple[Format, ...] = ("jsonl", "sharegpt", "csv", "hf")
 CSV_COLUMNS = [
     "id", "tweet_id", "tweet", "motivation", "disposition", "conv", "restyled_conv", "turns", "flags",
-    "mark", "near_duplicate_of", "model", "fingerprint", "created_at",
+    "mark", "near_duplicate_of", "model", "fingerprint", "created_at", "version",
 ]  # fmt: skip
 
 
@@ -40,8 +41,12 @@ class Selection:
     exclude_rules: tuple[str, ...] = ()  # no conversation with one of these flags (kept wins)
     restyled_only: bool = False
     no_near_duplicates: bool = False
+    version: str | None = None  # only the conversations of this version id (core.keeping.versions)
+    version_name: str = ""
 
     def admits(self, row: ConversationSummary) -> bool:
+        if self.version is not None and row.version != self.version:
+            return False
         if self.only_kept and row.mark != "kept":
             return False
         if self.restyled_only and not row.restyled:
@@ -56,6 +61,8 @@ class Selection:
     def describe(self) -> str:
         """The selection in words, for the dataset card and the summary line."""
         parts = []
+        if self.version is not None:
+            parts.append(f"only version {self.version_name or self.version[:12]}")
         if self.only_kept:
             parts.append("only those marked kept")
         if self.exclude_flagged:
@@ -76,6 +83,7 @@ class Item:
     row: ConversationSummary
     record: ConversationRecord
     twin: RestyledRecord | None
+    version: str = ""  # its version's name (v1, v2...)
 
 
 @dataclass
@@ -95,6 +103,7 @@ class ExportReport:
 def selected(store: ConversationStore, selection: Selection) -> tuple[list[Item], int, int]:
     """The chosen conversations, oldest first, with their files; and how many were left out, of how many."""
     rows = store.list()
+    names = version_names(store.dir, rows)
     chosen = [row for row in rows if selection.admits(row)]
     items = []
     for row in sorted(chosen, key=lambda r: (r.created_at, r.id)):
@@ -102,7 +111,7 @@ def selected(store: ConversationStore, selection: Selection) -> tuple[list[Item]
             record, twin = store.load(row.id)
         except ConvogenError:
             continue  # removed since the listing
-        items.append(Item(row, record, twin))
+        items.append(Item(row, record, twin, names.get(row.version, "")))
     return items, len(rows) - len(chosen), len(rows)
 
 
@@ -120,6 +129,7 @@ def jsonl_row(item: Item) -> dict[str, Any]:
     data["flags"] = list(row.flags)
     data["mark"] = row.mark
     data["near_duplicate_of"] = row.near_duplicate_of or None
+    data["version"] = item.version
     return data
 
 
@@ -172,6 +182,7 @@ def sharegpt_row(item: Item, use: Literal["conv", "restyled"] = "conv") -> dict[
         "disposition": record.disposition_name,
         "flags": list(row.flags),
         "mark": row.mark,
+        "version": item.version,
     }
 
 
@@ -192,6 +203,7 @@ def csv_row(item: Item) -> dict[str, Any]:
         "model": row.model,
         "fingerprint": row.fingerprint,
         "created_at": row.created_at,
+        "version": item.version,
     }
 
 

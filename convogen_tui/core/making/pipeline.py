@@ -28,6 +28,7 @@ from convogen_tui.core.keeping.records import (
     TemplateRef,
 )
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionKeeper
 from convogen_tui.core.making.backend import (
     Backend,
     Constraint,
@@ -35,6 +36,7 @@ from convogen_tui.core.making.backend import (
     Request,
     StreamChunk,
     StreamDone,
+    StreamEvent,
     StreamFailed,
     StreamPrompt,
     StreamStarted,
@@ -77,6 +79,9 @@ class RunStarted:
     model: str
     offload: str
     parallel: int = 1  # streams the run uses at most
+    passes: int = 0  # passes the run plans (``Job.runs``); 0: one a job
+    max_tokens: int = 0  # per pass
+    restyle: bool = True  # generations get their restyle pass
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        self.versions = VersionKeeper(experiment, self.store.list)
         # None: as the setup says ("constrain", default true); False: --no-constrain
         self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
@@ -269,31 +275,45 @@ class Pipeline:
     # constrained output (core/making/grammar.py) ------------------------------------------
     @property
     def constrained(self) -> bool:
-        """Requests carry a grammar: the setup or the CLI wants it and the backend enforces it."""
-        return self.constrain and self.backend.constraint_support() == "grammar"
+        """Requests carry a grammar: the setup or the CLI wants it, the backend enforces it, and
+        max_tokens leaves room for the whole dialog (a grammar that cannot close is no guarantee)."""
+        return self.constrain and self.backend.constraint_support() == "grammar" and self._too_small() is None
+
+    def _too_small(self) -> ConvogenError | None:
+        """Why max_tokens cannot hold a constrained dialog, or None when it can."""
+        try:
+            dialog_shape(self.quality, self.sampling.max_tokens)
+        except ConvogenError as exc:
+            return exc
+        return None
 
     def constraint_line(self) -> str:
-        """One line for the run's status: the grammar in force, or why there is none.
-
-        Raises ConvogenError when max_tokens cannot hold a constrained dialog (before any token).
-        """
+        """One line for the run's status: the grammar in force, or why there is none."""
         if not self.constrain:
             return 'unconstrained: "constrain" is false in the setup, or --no-constrain'
-        if not self.constrained:
+        if self.backend.constraint_support() != "grammar":
             return (
                 "unconstrained: this backend enforces no grammar "
                 "(llama.cpp, llama-server, llama_cpp.server and vLLM do)"
             )
+        too_small = self._too_small()
+        if too_small is not None:
+            problem = too_small.problems[0] if too_small.problems else None
+            hint = f" ({problem.hint})" if problem is not None and problem.hint else ""
+            return f"unconstrained: {problem.message if problem else too_small}{hint}"
         return dialog_shape(self.quality, self.sampling.max_tokens).summary()
 
     def constraint(self, phase: Phase, conv: str = "") -> Constraint | None:
         """The grammar a pass is sampled under, or None (unconstrained, or a conversation with no
-        dialog to keep in its restyle)."""
+        dialog to keep in its restyle, or one too long for max_tokens to restyle under a grammar)."""
         if not self.constrained:
             return None
         if phase == "generate":
             return dialog_shape(self.quality, self.sampling.max_tokens).constraint()
-        return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+        try:
+            return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+        except ConvogenError:
+            return None
 
     # planning ----------------------------------------------------------------------------
     def plan(
@@ -311,17 +331,8 @@ class Pipeline:
 
         ``limit`` counts new jobs, so each run with ``--limit N`` makes N new conversations.
         """
-        request = PlanRequest(
-            seeds=seeds,
-            personas=personas,
-            limit=limit,
-            base_seed=seed,
-            again=again,
-            motivations=motivations,
-            dispositions=dispositions,
-            draw_seed=draw_seed,
-        )
-        return plan_jobs(request, self.experiment, self.store)
+        request = PlanRequest(seeds, personas, motivations, dispositions, limit, again)
+        return plan_jobs(replace(request, base_seed=seed, draw_seed=draw_seed), self.experiment, self.store)
 
     def restyle_jobs(self, seed: int | None = None) -> list[Job]:
         """Restyle-only jobs for conversations that have no twin yet (unreadable ones skipped)."""
@@ -383,95 +394,72 @@ class Pipeline:
         ``skips`` lets the caller skip single jobs while the others go on.
         """
         cancel = cancel or threading.Event()
-        self.constraint_line()  # a max_tokens too small for the grammar fails here, before any token
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
+        queue = _Queue(self, jobs, restyle, cancel, skips)
         info = self.backend.info
-        total = len(jobs)
-        queue: deque[tuple[Job, Phase, int]] = deque(
-            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
+        passes = sum(len(job.runs(restyle)) for job in jobs)
+        streams = max(1, min(parallel, len(jobs)))
+        yield RunStarted(
+            len(jobs), info.name, info.offload_summary, streams, passes, self.sampling.max_tokens, restyle
         )
-        active: dict[int, tuple[Job, Phase, int]] = {}
-        own_cancel: dict[int, threading.Event] = {}
-        lock = threading.Lock()
-        keys = iter(range(1, 2**62))
-        failed_early: list[JobFailed | JobSkipped] = []
-
-        def next_request() -> Request | None:
-            with lock:
-                while queue and not cancel.is_set():
-                    job, phase, index = queue.popleft()
-                    if skips is not None and skips.asked(index):
-                        failed_early.append(JobSkipped(job, phase))
-                        continue
-                    try:
-                        if phase == "generate":
-                            parts = self.generation_parts(job.seed, job.persona)
-                        else:
-                            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
-                        seed = job.pass_seed(phase)
-                        prompt = self.render(parts)
-                        constraint = self.constraint(phase, job.conv or "")
-                    except ConvogenError as exc:
-                        failed_early.append(JobFailed(job, phase, str(exc)))
-                        continue
-                    key = next(keys)
-                    active[key] = (job, phase, index)
-                    own = skips.started(index) if skips is not None else None
-                    if own is not None:
-                        own_cancel[key] = own
-                    return Request(key, prompt, seed, self.sampling, parts, cancel=own, constraint=constraint)
-                return None
-
-        yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
-        if parallel > 1 or self.backend.always_run_many:
-            stream = self.backend.run_many(next_request, cancel, parallel)
+        if parallel > 1 or self.backend.always_run_many or self.constrained:  # stream() takes no grammar
+            stream = self.backend.run_many(queue.next_request, cancel, parallel)
         else:
-            stream = run_sequential(self.backend, next_request, cancel)
+            stream = run_sequential(self.backend, queue.next_request, cancel)
         try:
             for event in stream:
-                while failed_early:
-                    yield self._early(failed_early.pop(0), summary)
-                job, phase, index = active[event.key]
-                if isinstance(event, StreamStarted):
-                    yield JobStarted(job, index, total, phase, event.prompt_tokens)
-                elif isinstance(event, StreamPrompt):
-                    yield PromptProgress(job, phase, event.done, event.total)
-                elif isinstance(event, StreamChunk):
-                    yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
-                elif isinstance(event, StreamFailed):
-                    del active[event.key]
-                    own_cancel.pop(event.key, None)
-                    summary.failed += 1
-                    yield JobFailed(job, phase, event.message)
-                elif isinstance(event, StreamDone):
-                    del active[event.key]
-                    own = own_cancel.pop(event.key, None)
-                    summary.completion_tokens += event.stats.completion_tokens
-                    if event.stats.finish_reason == "cancelled":
-                        if own is not None and own.is_set() and not cancel.is_set():
-                            summary.skipped += 1
-                            yield JobSkipped(job, phase)
-                        continue
-                    finished = self._save(job, phase, event.text.strip(), event.stats, summary)
-                    yield finished
-                    if isinstance(finished, JobFailed):
-                        continue
-                    follow = _next_pass(job.runs(restyle), phase)
-                    if follow is not None:
-                        if phase == "generate":
-                            job = replace(job, conv_id=finished.conv_id, conv=event.text.strip())
-                        with lock:
-                            queue.appendleft((job, follow, index))
+                while queue.early:
+                    yield self._early(queue.early.pop(0), summary)
+                yield from self._translate(event, queue, summary, len(jobs))
         finally:
             if isinstance(stream, Generator):
                 stream.close()
-        while failed_early:
-            yield self._early(failed_early.pop(0), summary)
+        while queue.early:
+            yield self._early(queue.early.pop(0), summary)
         summary.cancelled = cancel.is_set()
         summary.elapsed_s = time.perf_counter() - started
         yield summary
+
+    def _translate(
+        self, event: StreamEvent, queue: _Queue, summary: RunFinished, total: int
+    ) -> Iterator[Event]:
+        """A backend's stream event as the run's events; a finished pass is saved, its next queued."""
+        job, phase, index = queue.active[event.key]
+        if isinstance(event, StreamStarted):
+            yield JobStarted(job, index, total, phase, event.prompt_tokens)
+        elif isinstance(event, StreamPrompt):
+            yield PromptProgress(job, phase, event.done, event.total)
+        elif isinstance(event, StreamChunk):
+            yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
+        elif isinstance(event, StreamFailed):
+            queue.end(event.key)
+            summary.failed += 1
+            yield JobFailed(job, phase, event.message)
+        elif isinstance(event, StreamDone):
+            own = queue.end(event.key)
+            summary.completion_tokens += event.stats.completion_tokens
+            if event.stats.finish_reason == "cancelled":
+                if own is not None and own.is_set() and not queue.cancel.is_set():
+                    summary.skipped += 1
+                    yield JobSkipped(job, phase)
+                return
+            text = event.text.strip()
+            finished = self._save(job, phase, text, event.stats, summary)
+            yield finished
+            if isinstance(finished, JobFinished):
+                if phase == "generate":
+                    job = replace(job, conv_id=finished.conv_id, conv=text)
+                queue.then(job, phase, index)
+
+    def pass_request(self, job: Job, phase: Phase) -> tuple[PromptParts, str, Constraint | None]:
+        """What one pass of a job sends: its prompt parts, the rendered prompt and its grammar."""
+        if phase == "generate":
+            parts = self.generation_parts(job.seed, job.persona)
+        else:
+            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
+        return parts, self.render(parts), self.constraint(phase, job.conv or "")
 
     @staticmethod
     def _early(event: JobFailed | JobSkipped, summary: RunFinished) -> JobFailed | JobSkipped:
@@ -533,6 +521,7 @@ class Pipeline:
             system=system,
             cue=cue,
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            version=self.versions.keep(self.conv_template.text, self.restyle_template.text, job.persona),
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
             finish_reason=stats.finish_reason,
@@ -576,3 +565,64 @@ def _next_pass(passes: Sequence[Phase], phase: Phase) -> Phase | None:
     """The pass that follows ``phase`` in a job's passes, if any."""
     at = passes.index(phase) if phase in passes else len(passes)
     return passes[at + 1] if at + 1 < len(passes) else None
+
+
+class _Queue:
+    """A run's passes: waiting (a job's next pass goes first) and running, shared with the backend's
+    thread through :meth:`next_request`. A pass whose prompt cannot be made, or that the user skipped
+    while it waited, ends here (``early``) without reaching the backend."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        jobs: Sequence[Job],
+        restyle: bool,
+        cancel: threading.Event,
+        skips: Skips | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.restyle = restyle
+        self.cancel = cancel
+        self.skips = skips
+        self.waiting: deque[tuple[Job, Phase, int]] = deque(
+            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
+        )
+        self.active: dict[int, tuple[Job, Phase, int]] = {}
+        self.own_cancel: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.keys = iter(range(1, 2**62))
+        self.early: list[JobFailed | JobSkipped] = []
+
+    def next_request(self) -> Request | None:
+        with self.lock:
+            while self.waiting and not self.cancel.is_set():
+                job, phase, index = self.waiting.popleft()
+                if self.skips is not None and self.skips.asked(index):
+                    self.early.append(JobSkipped(job, phase))
+                    continue
+                try:
+                    parts, prompt, constraint = self.pipeline.pass_request(job, phase)
+                except ConvogenError as exc:
+                    self.early.append(JobFailed(job, phase, str(exc)))
+                    continue
+                key = next(self.keys)
+                self.active[key] = (job, phase, index)
+                own = self.skips.started(index) if self.skips is not None else None
+                if own is not None:
+                    self.own_cancel[key] = own
+                sampling = self.pipeline.sampling
+                seed = job.pass_seed(phase)
+                return Request(key, prompt, seed, sampling, parts, cancel=own, constraint=constraint)
+            return None
+
+    def end(self, key: int) -> threading.Event | None:
+        """A pass is over: forget it; its own cancel (set if the user skipped it), if any."""
+        del self.active[key]
+        return self.own_cancel.pop(key, None)
+
+    def then(self, job: Job, phase: Phase, index: int) -> None:
+        """Queue the job's next pass ahead of new jobs, so it joins the running batch at once."""
+        follow = _next_pass(job.runs(self.restyle), phase)
+        if follow is not None:
+            with self.lock:
+                self.waiting.appendleft((job, follow, index))
