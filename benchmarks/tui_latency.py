@@ -73,7 +73,9 @@ async def start_streams(pilot, screen: ExperimentScreen, streams: int) -> None: 
     seeds = app.session.seeds().seeds
     jobs = app.session.jobs_for((seeds * streams)[:streams])
     screen.post_message(RunJobs(jobs))
-    await wait_for(pilot, lambda: screen.generate.running and screen.generate.model.tokens_done() > streams, 60)
+    await wait_for(
+        pilot, lambda: screen.generate.running and screen.generate.model.tokens_done() > streams, 60
+    )
 
 
 async def run(presses: int, max_tokens: int, load: str, streams: int) -> dict[str, list[float] | int]:
