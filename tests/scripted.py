@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.making.backend import (
@@ -85,12 +85,15 @@ class ScriptedBackend(Backend):
         chat_template: str | None = None,
         memory_per_stream: int | None = None,
         memory_free: int | None = None,
+        constraints: Literal["grammar", "json_schema", ""] = "",
     ) -> None:
         self.scripts: deque[Script] = deque(scripts)
         self.default = default if default is not None else Script()
         self.slots = slots
         self.memory_per_stream = memory_per_stream
         self.memory_free = memory_free
+        self.constraints = constraints  # what constraint_support() answers (scripts ignore it)
+        self.requests: list[Request] = []  # every request, in order (its constraint, sampling)
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
@@ -121,6 +124,9 @@ class ScriptedBackend(Backend):
 
     def reserve(self, parallel: int, stream_tokens: int | None = None) -> None:
         self.reserved.append((parallel, stream_tokens))
+
+    def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
+        return self.constraints
 
     def stream(
         self,
@@ -189,6 +195,7 @@ class ScriptedBackend(Backend):
 
     # the script -----------------------------------------------------------------------------
     def _begin(self, request: Request) -> _Live:
+        self.requests.append(request)
         self.prompts.append(request.prompt)
         self.seeds.append(request.seed)
         script = self.scripts.popleft() if self.scripts else self.default

@@ -76,10 +76,15 @@ def check_experiment(
     if experiment.setup is None:
         return report
     report.personas = len(experiment.personas())
-    for path, kind in (
+    templates = [
         (experiment.conv_template_path, "conv-gen"),
         (experiment.restyle_template_path, "conv-restyle"),
-    ):
+    ]
+    if experiment.setup.judge is not None:
+        templates.append((experiment.judge_template_path, "judge"))
+    elif experiment.judge_template_path.is_file():
+        report.problems.append(_judge_without_criteria(experiment))
+    for path, kind in templates:
         if not path.is_file():
             report.problems.append(Problem(path, "template file not found", hint=f"create {path.name}"))
             continue
@@ -116,6 +121,17 @@ def check_experiment(
     finally:
         tokenizer.close()
     return report
+
+
+def _judge_without_criteria(experiment: Experiment) -> Problem:
+    return Problem(
+        experiment.judge_template_path,
+        "a judge template but no criteria to judge",
+        key="judge",
+        hint='add a "judge": {"criteria": {...}} block to expt-setup.json (see the sample), '
+        "or remove judge.txt",
+        severity="warning",
+    )
 
 
 def _model_problems(experiment: Experiment, model: str | None, exc: ConvogenError) -> list[Problem]:

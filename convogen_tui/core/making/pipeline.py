@@ -20,9 +20,20 @@ from typing import Literal
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.judging.judge import (
+    FAILED,
+    JUDGE_SYSTEM,
+    AnswerError,
+    JudgePass,
+    PairText,
+    load_judge,
+    parse_answer,
+)
 from convogen_tui.core.keeping.records import (
     SCHEMA_VERSION,
     ConversationRecord,
+    JudgmentProvenance,
+    JudgmentRecord,
     ModelProvenance,
     PersonaNames,
     Provenance,
@@ -32,6 +43,7 @@ from convogen_tui.core.keeping.records import (
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import (
     Backend,
+    Constraint,
     GenerationStats,
     Request,
     StreamChunk,
@@ -55,7 +67,7 @@ from convogen_tui.core.making.prompts import (
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, load_template
 
-Phase = Literal["generate", "restyle"]
+Phase = Literal["generate", "restyle", "judge"]
 RESTYLE_SLACK = 32  # tokens: a conversation tokenized again inside the restyle prompt may grow a little
 
 
@@ -68,6 +80,12 @@ class Job:
     random_seed: int
     conv_id: str | None = None  # set for restyle-only jobs on an existing conversation
     conv: str | None = None
+    restyled: str | None = None  # the twin's thread, for judge jobs
+    kind: Phase | None = None  # the first pass to run; None: generate, or restyle when conv_id is set
+
+    @property
+    def first_phase(self) -> Phase:
+        return self.kind or ("restyle" if self.conv_id else "generate")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -83,6 +101,17 @@ class Plan:
     jobs: list[Job]
     already_done: int = 0
     personas: int = 0
+
+
+@dataclass
+class JudgePlan:
+    """The judge jobs of a run and what was left out, so the CLI can say why."""
+
+    jobs: list[Job] = field(default_factory=list)
+    judged: int = 0  # pairs with a current judgment (not redone without --again)
+    stale: int = 0  # judged under another judge.txt or other criteria (marked; --again redoes them)
+    not_restyled: int = 0  # conversations without a twin: nothing to judge yet
+    problems: list[Problem] = field(default_factory=list)  # pairs that cannot be read
 
 
 @dataclass(frozen=True)
@@ -161,6 +190,8 @@ class RunFinished:
     restyled: int = 0
     failed: int = 0
     skipped: int = 0
+    judged: int = 0  # judgments written (judge-failed ones included)
+    judge_failed: int = 0  # judgments whose answer could not be used, even asked twice
     cancelled: bool = False
     completion_tokens: int = 0
     elapsed_s: float = 0.0
@@ -236,6 +267,7 @@ class Pipeline:
         self.sampling = sampling or experiment.sampling
         self.conv_template: Template
         self.restyle_template: Template
+        self._judge: JudgePass | None = None
         self.reload_templates()
 
     # prompts -----------------------------------------------------------------------------
@@ -243,6 +275,14 @@ class Pipeline:
         """Read the templates again (after an edit); the model stays loaded."""
         self.conv_template = load_template(self.experiment.conv_template_path, "conv-gen")
         self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
+        self._judge = None  # judge.txt is read when a judge pass first needs it
+
+    @property
+    def judge_pass(self) -> JudgePass:
+        """The experiment's judge (criteria and judge.txt), read on first use; ConvogenError if none."""
+        if self._judge is None:
+            self._judge = load_judge(self.experiment)
+        return self._judge
 
     @property
     def _setup(self) -> ExperimentSetup:
@@ -273,6 +313,32 @@ class Pipeline:
     def restyle_parts(self, tweet: str, conv: str, template: Template | None = None) -> PromptParts:
         template = template or self.restyle_template
         return self._parts("restyle", template.render(tweet=tweet, conv=conv))
+
+    def judge_parts(self, job: Job, retry_reason: str | None = None) -> PromptParts:
+        """The judge's prompt for a pair; the answer opens with the JSON object (no cue)."""
+        persona = job.persona
+        pair = PairText(
+            job.seed.tweet,
+            persona.motivation_text,
+            persona.disposition_text,
+            job.conv or "",
+            job.restyled or "",
+        )
+        instruction = self.judge_pass.instruction(pair, retry_reason)
+        return PromptParts(instruction, JUDGE_SYSTEM, "", self.prompt_format())
+
+    def _request_parts(
+        self, job: Job, phase: Phase, retry_reason: str | None
+    ) -> tuple[PromptParts, int, SamplingSettings, Constraint | None]:
+        """What one pass sends: prompt parts, random seed, sampling and the output's constraint."""
+        if phase == "generate":
+            return self.generation_parts(job.seed, job.persona), job.random_seed, self.sampling, None
+        if phase == "restyle":
+            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
+            return parts, job_random_seed(job.random_seed, "restyle"), self.sampling, None
+        judge = self.judge_pass
+        seed = job_random_seed(job.random_seed, "judge", "again" if retry_reason else "")
+        return self.judge_parts(job, retry_reason), seed, judge.sampling(self.sampling), judge.constraint
 
     def render(self, parts: PromptParts) -> str:
         """The prompt text the model sees (for chat messages, a readable stand-in)."""
@@ -367,8 +433,52 @@ class Pipeline:
             jobs.append(Job(tweet, persona, job_random_seed(seed, conv_id, "restyle"), conv_id, record.conv))
         return jobs, problems
 
+    def judge_plan(self, again: bool = False, limit: int | None = None, seed: int | None = None) -> JudgePlan:
+        """Judge jobs for restyled pairs without a judgment (every pair with ``again``), oldest first.
+
+        The planner's judge kind: a pair judged under another template or other criteria is
+        counted as stale, not redone, unless ``again``.
+        """
+        plan = JudgePlan()
+        judge = self.judge_pass
+        rows = sorted(self.store.list(), key=lambda r: r.created_at)
+        for row in rows:
+            if not row.restyled:
+                plan.not_restyled += 1
+                continue
+            try:
+                record, twin = self.store.load(row.id)
+                judgment = self.store.load_judgment(row.id)
+            except ConvogenError as exc:
+                plan.problems.extend(
+                    exc.problems[:1] or [Problem(self.store.conversation_path(row.id), str(exc))]
+                )
+                continue
+            if judgment is not None and not again:
+                current = judgment.provenance is not None and judge.is_current(
+                    judgment.provenance.template.sha256, judgment.provenance.criteria_sha256
+                )
+                plan.judged += current
+                plan.stale += not current
+                continue
+            if twin is None or (limit is not None and len(plan.jobs) >= limit):
+                continue
+            persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
+            rs = job_random_seed(seed, row.id, "judge")
+            job = Job(
+                Seed(record.tweet_id, record.tweet),
+                persona,
+                rs,
+                row.id,
+                record.conv,
+                twin.restyled_conv,
+                "judge",
+            )
+            plan.jobs.append(job)
+        return plan
+
     # running -----------------------------------------------------------------------------
-    def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True) -> int | None:
+    def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True, judge: bool = False) -> int | None:
         """The most tokens one request of a run over ``jobs`` holds: its prompt and max_tokens.
 
         What a backend with a KV cache sizes each stream for (``Backend.reserve``), instead of the
@@ -401,9 +511,27 @@ class Pipeline:
             if longest_conv is not None:
                 prompt = count(self.restyle_prompt(longest_conv.seed.tweet, longest_conv.conv or ""))
                 longest = max(longest, prompt + RESTYLE_SLACK + max_tokens)
+            longest = max(longest, self._judge_stream_tokens(jobs, judge and restyle and bool(longest_tweet)))
         except ConvogenError:
             return None  # a template that does not render fails its jobs in the run itself
         return longest or None
+
+    def _judge_stream_tokens(self, jobs: Sequence[Job], after_restyle: bool) -> int:
+        """The longest judge request of a run: a judge job's pair as it is, or (judging what the
+        run writes) an empty pair plus a conversation and a thread of max_tokens each."""
+        pairs = [job for job in jobs if job.kind == "judge"]
+        if not pairs and not after_restyle:
+            return 0
+        count, judge = self.backend.count_tokens, self.judge_pass
+        longest = 0
+        if pairs:
+            job = max(pairs, key=lambda j: len(j.conv or "") + len(j.restyled or ""))
+            longest = count(self.render(self.judge_parts(job))) + RESTYLE_SLACK + judge.max_tokens
+        if after_restyle:
+            job = max(jobs, key=lambda j: len(j.seed.tweet))
+            empty = count(self.render(self.judge_parts(replace(job, conv="", restyled=""))))
+            longest = max(longest, empty + 2 * (self.sampling.max_tokens + RESTYLE_SLACK) + judge.max_tokens)
+        return longest
 
     def run(
         self,
@@ -412,6 +540,7 @@ class Pipeline:
         cancel: threading.Event | None = None,
         parallel: int = 1,
         skips: Skips | None = None,
+        judge: bool = False,
     ) -> Iterator[Event]:
         """Run jobs, yielding events; stops cleanly when ``cancel`` is set.
 
@@ -420,17 +549,19 @@ class Pipeline:
         the last few restyles together, not one alone). With ``parallel`` > 1 a backend that
         offers ``run_many`` runs that many streams at once. The backend's KV cache is sized for
         the run first (:meth:`stream_tokens`); a run that cannot fit raises ModelError then.
-        ``skips`` lets the caller skip single jobs while the others go on.
+        ``skips`` lets the caller skip single jobs while the others go on. With ``judge`` each
+        restyled pair is judged as soon as its twin is saved (jobs of kind "judge" always are).
         """
         cancel = cancel or threading.Event()
-        self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
+        if judge or any(job.kind == "judge" for job in jobs):
+            self.judge_pass  # noqa: B018  (a missing or broken judge.txt stops the run before it starts)
+        self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle, judge))
         summary = RunFinished()
         started = time.perf_counter()
         info = self.backend.info
         total = len(jobs)
-        queue: deque[tuple[Job, Phase, int]] = deque(
-            (job, "restyle" if job.conv_id else "generate", i) for i, job in enumerate(jobs)
-        )
+        queue: deque[tuple[Job, Phase, int]] = deque((job, job.first_phase, i) for i, job in enumerate(jobs))
+        retries: dict[int, str] = {}  # job index -> why its judge answer is asked for again
         active: dict[int, tuple[Job, Phase, int]] = {}
         own_cancel: dict[int, threading.Event] = {}
         lock = threading.Lock()
@@ -445,12 +576,9 @@ class Pipeline:
                         failed_early.append(JobSkipped(job, phase))
                         continue
                     try:
-                        if phase == "generate":
-                            parts = self.generation_parts(job.seed, job.persona)
-                            seed = job.random_seed
-                        else:
-                            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
-                            seed = job_random_seed(job.random_seed, "restyle")
+                        parts, seed, sampling, constraint = self._request_parts(
+                            job, phase, retries.get(index)
+                        )
                         prompt = self.render(parts)
                     except ConvogenError as exc:
                         failed_early.append(JobFailed(job, phase, str(exc)))
@@ -460,7 +588,7 @@ class Pipeline:
                     own = skips.started(index) if skips is not None else None
                     if own is not None:
                         own_cancel[key] = own
-                    return Request(key, prompt, seed, self.sampling, parts, cancel=own)
+                    return Request(key, prompt, seed, sampling, parts, cancel=own, constraint=constraint)
                 return None
 
         yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
@@ -493,19 +621,22 @@ class Pipeline:
                             summary.skipped += 1
                             yield JobSkipped(job, phase)
                         continue
+                    if phase == "judge":
+                        judged = self._judged(job, index, event.text, event.stats, summary, retries)
+                        if judged is None:  # asked once more, with what was wrong
+                            with lock:
+                                queue.appendleft((job, "judge", index))
+                        else:
+                            yield judged
+                        continue
                     finished = self._save(job, phase, event.text.strip(), event.stats, summary)
                     yield finished
                     if isinstance(finished, JobFailed):
                         continue
-                    if phase == "generate" and restyle:
+                    follow = self._next_pass(job, phase, finished.conv_id, event.text.strip(), restyle, judge)
+                    if follow is not None:
                         with lock:
-                            queue.appendleft(
-                                (
-                                    replace(job, conv_id=finished.conv_id, conv=event.text.strip()),
-                                    "restyle",
-                                    index,
-                                )
-                            )
+                            queue.appendleft((follow[0], follow[1], index))
         finally:
             if isinstance(stream, Generator):
                 stream.close()
@@ -514,6 +645,58 @@ class Pipeline:
         summary.cancelled = cancel.is_set()
         summary.elapsed_s = time.perf_counter() - started
         yield summary
+
+    @staticmethod
+    def _next_pass(
+        job: Job, phase: Phase, conv_id: str, text: str, restyle: bool, judge: bool
+    ) -> tuple[Job, Phase] | None:
+        """The pass that follows a saved one: a conversation's restyle, a restyled pair's judgment."""
+        if phase == "generate" and restyle:
+            return replace(job, conv_id=conv_id, conv=text), "restyle"
+        if phase == "restyle" and judge:
+            return replace(job, conv_id=conv_id, restyled=text, kind="judge"), "judge"
+        return None
+
+    def _judged(
+        self,
+        job: Job,
+        index: int,
+        text: str,
+        stats: GenerationStats,
+        summary: RunFinished,
+        retries: dict[int, str],
+    ) -> JobFinished | JobFailed | None:
+        """A judge answer checked and saved (``judge-failed`` with the reason when unusable).
+
+        A backend that cannot constrain the answer gets one more try (None: queue it again).
+        """
+        judge = self.judge_pass
+        attempts = 2 if index in retries else 1
+        try:
+            answer = parse_answer(text, judge.settings)
+        except AnswerError as exc:
+            if attempts == 1 and not self.backend.constraint_support():
+                retries[index] = str(exc)
+                return None
+            fields = {
+                "scores": {},
+                "rationale": "",
+                "verdict": FAILED,
+                "reason": str(exc),
+                "answer": text[:500],
+            }
+        else:
+            fields = {"scores": answer.scores, "rationale": answer.rationale}
+        record = JudgmentRecord(**fields, provenance=self._judgment_provenance(job, stats, attempts))
+        assert job.conv_id is not None
+        path = self.store.save_judgment(job.conv_id, record)
+        if path is None:
+            summary.failed += 1
+            gone = f"conversation {job.conv_id} was deleted for good while it was judged; judgment not kept"
+            return JobFailed(job, "judge", gone)
+        summary.judged += 1
+        summary.judge_failed += record.failed
+        return JobFinished(job, "judge", job.conv_id, path, stats)
 
     @staticmethod
     def _early(event: JobFailed | JobSkipped, summary: RunFinished) -> JobFailed | JobSkipped:
@@ -546,9 +729,8 @@ class Pipeline:
         return JobFinished(job, phase, conv_id, path, stats)
 
     # records -----------------------------------------------------------------------------
-    def _provenance(self, job: Job, stats: GenerationStats, phase: Phase, template: Template) -> Provenance:
+    def _model_provenance(self, stats: GenerationStats) -> ModelProvenance:
         info = self.backend.info
-        system, cue = self._system_and_cue(phase)
         model = ModelProvenance(
             name=info.name,
             file=info.path.name if info.path else None,
@@ -562,6 +744,30 @@ class Pipeline:
         )
         if stats.endpoint:
             model.endpoint = stats.endpoint
+        return model
+
+    def _judgment_provenance(self, job: Job, stats: GenerationStats, attempts: int) -> JudgmentProvenance:
+        judge = self.judge_pass
+        template = judge.template
+        return JudgmentProvenance(
+            created_at=time.time(),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            convogen_version=__version__,
+            model=self._model_provenance(stats),
+            template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            criteria_sha256=judge.settings.sha256,
+            sampling=judge.sampling(self.sampling).model_dump(),
+            random_seed=job_random_seed(job.random_seed, "judge", "again" if attempts > 1 else ""),
+            constraint=self.backend.constraint_support(),
+            attempts=attempts,
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.completion_tokens,
+            elapsed_s=round(stats.elapsed_s, 3),
+        )
+
+    def _provenance(self, job: Job, stats: GenerationStats, phase: Phase, template: Template) -> Provenance:
+        system, cue = self._system_and_cue(phase)
+        model = self._model_provenance(stats)
         return Provenance(
             schema_version=SCHEMA_VERSION,
             created_at=time.time(),
