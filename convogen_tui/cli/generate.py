@@ -144,6 +144,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
     parser.add_argument(
+        "--judge",
+        action="store_true",
+        help="judge each pair as soon as it is restyled (criteria: the setup's judge block, judge.txt)",
+    )
+    parser.add_argument(
+        "--judge-model",
+        default=None,
+        metavar="REF",
+        help='judge model (default: the setup\'s "judge": {"model"}, else this run\'s model)',
+    )
+    parser.add_argument(
         "--fill",
         action="store_true",
         help="run only the seed x persona cells with no conversation yet (none in the trash either), "
@@ -187,9 +198,11 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     return Pipeline(experiment, backend, sampling=sampling)
 
 
-def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
+def _parallel(
+    args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool, judge: bool = False
+) -> int:
     """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
-    tokens = pipeline.stream_tokens(jobs, restyle)
+    tokens = pipeline.stream_tokens(jobs, restyle, judge)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
     return choice.n
@@ -218,8 +231,20 @@ def _prepare(experiment: Experiment) -> None:
         print(f"removed {len(removed)} temporary file(s) left by an interrupted run")
 
 
-def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1) -> int:
-    passes = sum(1 if job.conv_id else (2 if restyle else 1) for job in jobs)
+def _passes(jobs: list[Job], restyle: bool, judge: bool) -> int:
+    """Passes a run will make: a judge job is one; a restyle job one more with judging; a new one
+    its generation, its restyle and its judgment."""
+    after_restyle = 1 + int(judge)
+    return sum(
+        1 if job.kind == "judge" else after_restyle if job.conv_id else 1 + int(restyle) * after_restyle
+        for job in jobs
+    )
+
+
+def _execute(
+    pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1, judge: bool = False
+) -> int:
+    passes = _passes(jobs, restyle, judge)
     eta = EtaEstimate(passes, pipeline.sampling.max_tokens)
     reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
     cancel = threading.Event()
@@ -227,7 +252,7 @@ def _execute(pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, p
     done = 0
     try:
         with reporter:
-            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel):
+            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel, judge=judge):
                 reporter.handle(event)
                 if isinstance(event, RunFinished):
                     result = event
@@ -277,8 +302,33 @@ def run_generate(args: argparse.Namespace) -> int:
             )
             return 0
         _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
-        parallel = _parallel(args, pipeline, jobs, bool(args.restyle))
-        return _execute(pipeline, jobs, args.restyle, plan.already_done, parallel)
+        judge = _judge_here(args, experiment, pipeline)
+        parallel = _parallel(args, pipeline, jobs, bool(args.restyle), judge)
+        code = _execute(pipeline, jobs, args.restyle, plan.already_done, parallel, judge)
+        return _judge_after(args, experiment, code, judge)
+
+
+def _judge_here(args: argparse.Namespace, experiment: Experiment, pipeline: Pipeline) -> bool:
+    """--judge with the run's own model: judge in the same run (its judge.txt checked first)."""
+    from convogen_tui.cli.judge import same_model
+
+    if not args.judge:
+        return False
+    if not args.restyle:
+        raise ConvogenError(Problem(None, "--judge judges restyled pairs: it cannot go with --no-restyle"))
+    pipeline.judge_pass  # noqa: B018  (no criteria or a broken judge.txt: said before any token)
+    return same_model(args, experiment)
+
+
+def _judge_after(args: argparse.Namespace, experiment: Experiment, code: int, judged: bool) -> int:
+    """--judge with another model: once the run is done, that model judges the new pairs."""
+    from convogen_tui.cli.judge import run_judged
+
+    if not args.judge or judged or code == 130:
+        return code
+    print("judging with the judge model now that generation is done")
+    judge_args = argparse.Namespace(**{**vars(args), "again": False, "limit": None})
+    return max(code, run_judged(judge_args, experiment))
 
 
 def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
