@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.judging.calibration import calibrate, cohen_kappa
-from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord
+from convogen_tui.core.judging.judge import current_keys
+from convogen_tui.core.keeping.records import (
+    ConversationRecord,
+    JudgmentProvenance,
+    JudgmentRecord,
+    TemplateRef,
+)
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.making.experiment import load_experiment
 
 CRITERIA = ["addresses_claim", "evidence", "civility", "persona_fit", "restyle_faithful"]
 
@@ -33,10 +40,15 @@ def add(
     conv_id = store.save_conversation(record, f"conv-{n:02d}")
     if mark:
         store.set_mark(conv_id, mark)
+    keys = current_keys(load_experiment(store.dir))
+    assert keys is not None
+    made = JudgmentProvenance(template=TemplateRef(file="judge.txt", sha256=keys[0]), criteria_sha256=keys[1])
     if failed:
-        store.save_judgment(conv_id, JudgmentRecord(verdict="judge-failed", reason="not valid JSON"))
+        store.save_judgment(
+            conv_id, JudgmentRecord(verdict="judge-failed", reason="not valid JSON", provenance=made)
+        )
     elif scores is not None:
-        store.save_judgment(conv_id, JudgmentRecord(scores=scores, rationale="by hand"))
+        store.save_judgment(conv_id, JudgmentRecord(scores=scores, rationale="by hand", provenance=made))
     return conv_id
 
 

@@ -23,7 +23,7 @@ from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pipeline import Job, JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.pipeline import Job, JobFinished, JudgePlan, Pipeline, RunFinished
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -310,8 +310,6 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def _judge_here(args: argparse.Namespace, experiment: Experiment, pipeline: Pipeline) -> bool:
     """--judge with the run's own model: judge in the same run (its judge.txt checked first)."""
-    from convogen_tui.cli.judge import same_model
-
     if not args.judge:
         return False
     if not args.restyle:
@@ -322,8 +320,6 @@ def _judge_here(args: argparse.Namespace, experiment: Experiment, pipeline: Pipe
 
 def _judge_after(args: argparse.Namespace, experiment: Experiment, code: int, judged: bool) -> int:
     """--judge with another model: once the run is done, that model judges the new pairs."""
-    from convogen_tui.cli.judge import run_judged
-
     if not args.judge or judged or code == 130:
         return code
     print("judging with the judge model now that generation is done")
@@ -366,6 +362,63 @@ def run_restyle(args: argparse.Namespace) -> int:
             print("nothing to do: every conversation has a restyled twin")
             return 0
         return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, jobs, True))
+
+
+# the judge pass (convogen judge, generate --judge) ---------------------------------------------
+def judge_model_ref(args: argparse.Namespace, experiment: Experiment) -> str | None:
+    """--judge-model, else the setup's judge model; None: the generator's own model."""
+    setup = experiment.setup
+    configured = setup.judge.model if setup is not None and setup.judge is not None else None
+    return getattr(args, "judge_model", None) or configured
+
+
+def judge_pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
+    """A pipeline on the judge model (the same loaded model when it is the generator's)."""
+    ref = judge_model_ref(args, experiment)
+    judge_args = argparse.Namespace(**vars(args))
+    if ref is not None:
+        remote = (args.backend or (experiment.setup.backend.kind if experiment.setup else "")) == "openai"
+        if remote or (args.base_urls and args.backend != "llama.cpp"):
+            judge_args.api_model = ref  # a served model's name
+        else:
+            judge_args.model = ref
+    return _pipeline(judge_args, experiment)
+
+
+def same_model(args: argparse.Namespace, experiment: Experiment) -> bool:
+    """Whether the judge is the generator's model (then one loaded model does both passes)."""
+    from convogen_tui.llm.loader import backend_settings, resolve_experiment_model
+
+    ref = judge_model_ref(args, experiment)
+    if ref is None:
+        return True
+    if backend_settings(experiment, kind=args.backend, base_urls=args.base_urls).kind == "openai":
+        return ref == args.api_model
+    return resolve_experiment_model(experiment, ref) == resolve_experiment_model(experiment, args.model)
+
+
+def report_plan(plan: JudgePlan) -> None:
+    for problem in plan.problems:
+        err(f"convogen: warning: not judged, unreadable: {problem}")
+    if plan.stale:
+        err(
+            f"convogen: {plan.stale} judgment(s) are stale (judge.txt or the criteria changed since); "
+            "judge them again with --again"
+        )
+
+
+def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
+    """Judge every restyled pair without a judgment (all with --again), holding the run lock."""
+    pipeline = judge_pipeline(args, experiment)
+    plan = pipeline.judge_plan(again=args.again, limit=args.limit, seed=args.seed)
+    report_plan(plan)
+    if not plan.jobs:
+        untouched = f"; {plan.not_restyled} not restyled yet" if plan.not_restyled else ""
+        print(f"nothing to judge: {plan.judged + plan.stale} pair(s) already judged{untouched}")
+        return 0
+    print(f"judging {len(plan.jobs)} pair(s) on {', '.join(pipeline.judge_pass.settings.names)}")
+    parallel = _parallel(args, pipeline, plan.jobs, False)
+    return _execute(pipeline, plan.jobs, False, 0, parallel)
 
 
 def _restyle_jobs(pipeline: Pipeline, seed: int | None) -> list[Job]:

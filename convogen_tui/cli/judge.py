@@ -10,17 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from convogen_tui.cli.common import add_experiment_arg, err, open_experiment, positive_int
+from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
+from convogen_tui.cli.generate import _backend_args, _lock, _lock_args, _prepare, parallel_count, run_judged
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.calibration import calibrate, describe_calibration
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pipeline import JudgePlan, Pipeline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from convogen_tui.cli.generate import _backend_args, _lock_args, parallel_count
-
     parser = subparsers.add_parser(
         "judge", help="score restyled pairs on the setup's judge criteria (or --calibration)"
     )
@@ -54,69 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_judge, model=None, max_tokens=None, temperature=None)
 
 
-def judge_model_ref(args: argparse.Namespace, experiment: Experiment) -> str | None:
-    """--judge-model, else the setup's judge model; None: the generator's own model."""
-    setup = experiment.setup
-    configured = setup.judge.model if setup is not None and setup.judge is not None else None
-    return getattr(args, "judge_model", None) or configured
-
-
-def judge_pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
-    """A pipeline on the judge model (the same loaded model when it is the generator's)."""
-    from convogen_tui.cli.generate import _pipeline
-
-    ref = judge_model_ref(args, experiment)
-    judge_args = argparse.Namespace(**vars(args))
-    if ref is not None:
-        remote = (args.backend or (experiment.setup.backend.kind if experiment.setup else "")) == "openai"
-        if remote or (args.base_urls and args.backend != "llama.cpp"):
-            judge_args.api_model = ref  # a served model's name
-        else:
-            judge_args.model = ref
-    return _pipeline(judge_args, experiment)
-
-
-def same_model(args: argparse.Namespace, experiment: Experiment) -> bool:
-    """Whether the judge is the generator's model (then one loaded model does both passes)."""
-    from convogen_tui.llm.loader import backend_settings, resolve_experiment_model
-
-    ref = judge_model_ref(args, experiment)
-    if ref is None:
-        return True
-    if backend_settings(experiment, kind=args.backend, base_urls=args.base_urls).kind == "openai":
-        return ref == args.api_model
-    return resolve_experiment_model(experiment, ref) == resolve_experiment_model(experiment, args.model)
-
-
-def report_plan(plan: JudgePlan) -> None:
-    for problem in plan.problems:
-        err(f"convogen: warning: not judged, unreadable: {problem}")
-    if plan.stale:
-        err(
-            f"convogen: {plan.stale} judgment(s) are stale (judge.txt or the criteria changed since); "
-            "judge them again with --again"
-        )
-
-
-def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
-    """Judge every restyled pair without a judgment (all with --again), holding the run lock."""
-    from convogen_tui.cli.generate import _execute, _parallel
-
-    pipeline = judge_pipeline(args, experiment)
-    plan = pipeline.judge_plan(again=args.again, limit=args.limit, seed=args.seed)
-    report_plan(plan)
-    if not plan.jobs:
-        untouched = f"; {plan.not_restyled} not restyled yet" if plan.not_restyled else ""
-        print(f"nothing to judge: {plan.judged + plan.stale} pair(s) already judged{untouched}")
-        return 0
-    print(f"judging {len(plan.jobs)} pair(s) on {', '.join(pipeline.judge_pass.settings.names)}")
-    parallel = _parallel(args, pipeline, plan.jobs, False)
-    return _execute(pipeline, plan.jobs, False, 0, parallel)
-
-
 def run_judge(args: argparse.Namespace) -> int:
-    from convogen_tui.cli.generate import _lock, _prepare
-
     experiment = open_experiment(args)
     if args.json and not args.calibration:
         raise ConvogenError(Problem(None, "--json goes with --calibration"))

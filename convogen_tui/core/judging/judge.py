@@ -10,6 +10,7 @@ stays listed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.criteria import JudgeSettings
+from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.making.backend import Constraint
 from convogen_tui.core.making.experiment import Experiment, SamplingSettings
 from convogen_tui.core.making.templates import Template, load_template
@@ -207,3 +209,25 @@ def load_judge(experiment: Experiment, template_path: Path | None = None) -> Jud
     settings = judge_settings(experiment)
     template = load_template(template_path or experiment.judge_template_path, "judge")
     return JudgePass(settings, template)
+
+
+def current_keys(experiment: Experiment) -> tuple[str, str] | None:
+    """(judge.txt sha256, criteria sha256) in force now: a judgment made under others is stale.
+
+    None when the experiment has no judge block or its judge.txt cannot be read.
+    """
+    if experiment.setup is None or experiment.setup.judge is None:
+        return None
+    try:
+        text = experiment.judge_template_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), experiment.setup.judge.sha256
+
+
+def is_stale(judgment: JudgmentRecord, keys: tuple[str, str] | None) -> bool:
+    """Made with another judge.txt or other criteria than ``keys`` (:func:`current_keys`)."""
+    if keys is None:
+        return False
+    provenance = judgment.provenance
+    return provenance is None or (provenance.template.sha256, provenance.criteria_sha256) != keys
