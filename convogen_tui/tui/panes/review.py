@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.quality import RULE_NAMES
-from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.pipeline import Job, job_random_seed
@@ -51,10 +51,51 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
     ("unreadable", "flag:unreadable"),  # conversation files that cannot be read
 ]
+LOW_SCORE = 2  # the judge filters show pairs scored this or lower
+JUDGE_FILTERS: list[tuple[str, str]] = [
+    (f"any score <= {LOW_SCORE}", "judge:low"),
+    ("judge-failed", "judge:failed"),
+    ("not judged", "judge:none"),
+]
 
 
-def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
+def show_filters(criteria: list[str]) -> list[tuple[str, str]]:
+    """The drop-down: marks, flags, rules; with judge criteria, the judge's filters too."""
+    if not criteria:
+        return SHOW_FILTERS
+    per_criterion = [(f"{name} <= {LOW_SCORE}", f"judge:{name}") for name in criteria]
+    return [*SHOW_FILTERS[:7], *JUDGE_FILTERS, *per_criterion, *SHOW_FILTERS[7:]]
+
+
+def judge_matches(judgment: JudgmentRecord | None, show: str) -> bool:
+    """A judge filter (``judge:low``, ``judge:failed``, ``judge:none``, ``judge:CRITERION``)."""
+    what = show[6:]
+    if what == "none":
+        return judgment is None
+    if judgment is None:
+        return False
+    if what == "failed":
+        return judgment.failed
+    if judgment.failed:
+        return False
+    if what == "low":
+        return min(judgment.scores.values(), default=LOW_SCORE + 1) <= LOW_SCORE
+    return judgment.scores.get(what, LOW_SCORE + 1) <= LOW_SCORE
+
+
+def judge_cell(judgment: JudgmentRecord | None) -> str:
+    """The Review column: the lowest score, ✗ for judge-failed, empty when not judged."""
+    if judgment is None:
+        return ""
+    return "✗" if judgment.failed else str(judgment.lowest)
+
+
+def matches(
+    row: ConversationSummary, words: list[str], show: str, judgment: JudgmentRecord | None = None
+) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
+    if show.startswith("judge:") and not judge_matches(judgment, show):
+        return False
     if show.startswith("mark:") and row.mark != show[5:]:
         return False
     if show == "flags:any" and not row.flags:
@@ -94,9 +135,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             trash: int,
             unreadable: list[Problem] | None = None,
             generation: int = 0,
+            judgments: dict[str, JudgmentRecord] | None = None,
         ) -> None:
             super().__init__()
             self.rows = rows
+            self.judgments = judgments or {}
             self.generation = generation
             self.trash = trash
             self.unreadable = unreadable or []
@@ -115,6 +158,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.session = session
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
+        self.judgments: dict[str, JudgmentRecord] = {}  # the judge's verdicts, by conversation id
         self.trash = 0
         self.unreadable: dict[str, Problem] = {}  # conversation files that cannot be read, by id
         self.stale = True
@@ -132,7 +176,9 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
             yield Input(placeholder="/ filter: words in persona, seed, text, flags", id="rev-filter")
-            yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
+            setup = self.session.experiment.setup
+            criteria = setup.judge.names if setup is not None and setup.judge is not None else []
+            yield Select(show_filters(criteria), value="all", allow_blank=False, compact=True, id="rev-show")
         yield KeyTable(id="rev-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="rev-detail"):
             conv = StreamView("", id="rev-conv", follow=False)
@@ -164,7 +210,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def _list(self, generation: int) -> None:
         store = self.session.store
         listing = store.scan()
-        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable, generation))
+        judgments = store.judgments()
+        self.post_message(
+            self.Listed(listing.rows, store.trash_count(), listing.unreadable, generation, judgments)
+        )
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
@@ -173,6 +222,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
         self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
+        self.judgments = message.judgments
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
         self.filter()
@@ -195,7 +245,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        self.shown = [r for r in self.rows if matches(r, words, show)]
+        self.shown = [r for r in self.rows if matches(r, words, show, self.judgments.get(r.id))]
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -221,13 +271,18 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         width = self.query_one(DataTable).size.width or self.app.size.width
         shown = self.shown[:MAX_ROWS]
         columns = 8 if width >= WIDE else 7
+        judged = bool(self.judgments)  # the judge column (lowest score) once anything is judged
+        columns += judged
         room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
+        room -= 3 if judged else 0
         longest = max((len(r.persona) for r in shown), default=7)
         persona = max(7, min(longest, 22, room - 10))
         flags_longest = max((len(self._marks(r)) for r in shown), default=5)
-        flags = max(5, room - persona) if columns == 7 else max(5, min(flags_longest, 24))
-        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
-        if columns == 8:
+        flags = max(5, room - persona) if columns - judged == 7 else max(5, min(flags_longest, 24))
+        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5)]
+        layout += [("jdg", 3)] if judged else []
+        layout.append(("flags", flags))
+        if columns - judged == 8:
             layout.append(("tweet", max(10, room - persona - flags)))
         return layout
 
@@ -244,6 +299,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             fit(self._persona_cell(row), widths["persona"]),
             str(row.turns),
             str(row.length),
+            *([judge_cell(self.judgments.get(row.id))] if "jdg" in widths else []),
             fit(self._marks(row), widths["flags"]),
         ]
         if "tweet" in widths:
@@ -303,6 +359,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         twin = self.query_one("#rev-restyled", StreamView)
         marks = self._marks(row)
         conv.border_title = display_safe(f"{row.persona} · {row.tweet_id}" + (f" · {marks}" if marks else ""))
+        conv.border_subtitle = judge_line(self.judgments.get(row.id))
         problem = self.unreadable.get(message.conv_id)
         if message.record is None and problem is not None:
             conv.set_text("", f"unreadable: {problem}")
@@ -434,6 +491,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self.post_message(
             RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
         )
+
+
+def judge_line(judgment: JudgmentRecord | None) -> str:
+    """The judge's scores under the conversation, short enough for half of 80 columns."""
+    if judgment is None:
+        return ""
+    if judgment.failed:
+        return "judge-failed"
+    return "judge " + " ".join(f"{name[:3]} {score}" for name, score in judgment.scores.items())
 
 
 def _unreadable_row(problem: Problem) -> ConversationSummary:

@@ -18,10 +18,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.judging.calibration import MIN_MARKED
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
@@ -82,6 +83,45 @@ class CoverageMap(Static):
         return text
 
 
+class JudgePanel(Static):
+    """The judge's scores: a bar per score value for each criterion, the mean, and calibration."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.border_title = "Judge scores"
+
+    def show(self, stats: dict[str, Any]) -> None:
+        self.update(judge_panel_text(stats))
+
+
+def judge_panel_text(stats: dict[str, Any]) -> Text:
+    """One line per criterion (bars over the scale, mean, n), then the calibration in brief."""
+    criteria, counts = stats.get("judge"), stats.get("judgments")
+    if not criteria or not counts:
+        return Text("no judge criteria in expt-setup.json", style="dim")
+    if not counts["judged"]:
+        return Text("nothing judged yet: convogen judge EXPT,\nor generate --judge", style="dim")
+    low, high = counts["scale"]
+    text = Text(no_wrap=True, overflow="crop")
+    text.append(f"{'':15} {''.join(str(v % 10) for v in range(low, high + 1))}  mean\n", style="dim")
+    for name, figures in criteria.items():
+        peak = max(figures["histogram"].values(), default=0) or 1
+        bars = "".join(SHADES[-(-4 * n // peak)] if n else "·" for n in figures["histogram"].values())
+        mean = f"{figures['mean']:.1f}" if figures["mean"] is not None else "-"
+        text.append(f"{name[:15]:15} ", style="bold")
+        text.append(bars, style="green")
+        text.append(f"  {mean:>4} n{figures['n']}\n")
+    calibration = stats["calibration"]
+    if calibration["enough"]:
+        mean = calibration["mean"]
+        text.append(f"vs marks: kappa {mean['kappa']:.2f} at mean>={mean['threshold']:g} (n {mean['n']})")
+    else:
+        text.append(f"vs marks: {calibration['n']} marked, need {MIN_MARKED}", style="dim")
+    if counts["failed"] or counts["stale"]:
+        text.append(f"\n{counts['failed']} judge-failed · {counts['stale']} stale", style="yellow")
+    return text
+
+
 class StatsScreen(ReportsWorkerErrors, Screen[None]):
     """Plots of the open experiment; Esc goes back, r recomputes now."""
 
@@ -89,6 +129,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "refresh_stats", "Refresh"),
+        Binding("j", "toggle_judge", "Judge", tooltip="judge scores per criterion instead of flag rates"),
     ]
 
     class Computed(Message):
@@ -115,7 +156,9 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             yield PlotextPlot(id="stats-lengths")
             yield PlotextPlot(id="stats-turns")
             yield CoverageMap(id="stats-coverage")
-            yield PlotextPlot(id="stats-flags")
+            with ContentSwitcher(initial="stats-flags", id="stats-corner"):
+                yield PlotextPlot(id="stats-flags")
+                yield JudgePanel(id="stats-judge")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -126,6 +169,10 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
 
     def _model_changed(self, status: str) -> None:
         self.sub_title = status
+
+    def action_toggle_judge(self) -> None:
+        corner = self.query_one("#stats-corner", ContentSwitcher)
+        corner.current = "stats-judge" if corner.current == "stats-flags" else "stats-flags"
 
     def action_refresh_stats(self) -> None:
         self._seen = None
@@ -140,7 +187,12 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     def _compute(self, last_seen: object) -> None:
         store = self.session.store
         rows = store.list()
-        seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
+        judged = store.judgments_dir.stat().st_mtime_ns if store.judgments_dir.is_dir() else 0
+        seen = (
+            store.trash_count(),
+            judged,
+            frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows),
+        )
         if seen == last_seen:
             return
         diversity = self._diversity.update(store, rows)
@@ -158,6 +210,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self._summary(message.stats)
         self._plots(message.stats)
         self.query_one(CoverageMap).show(message.coverage)
+        self.query_one(JudgePanel).show(message.stats)
 
     def _summary(self, stats: dict[str, Any]) -> None:
         coverage = stats["coverage"]

@@ -1,0 +1,74 @@
+"""The judge's scores in the app at 80x24: Review's column (lowest score) and judge filters, the
+Stats screen's judge panel (j)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Select
+
+from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.screens.stats import JudgePanel, StatsScreen
+from convogen_tui.tui.screens.workspace import ExperimentScreen
+from tests.test_calibration import CRITERIA, add
+from tests.tui_helpers import copy_sample, wait_for
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = copy_sample(tmp_path)
+    store = ConversationStore(root / "inst-templates" / "sample")
+    add(store, 1, "kept", {**dict.fromkeys(CRITERIA, 4), "civility": 5})
+    add(store, 2, "flagged", {**dict.fromkeys(CRITERIA, 3), "persona_fit": 1})
+    add(store, 3, "", {**dict.fromkeys(CRITERIA, 5), "evidence": 2})
+    add(store, 4, "", None, failed=True)
+    add(store, 5, "", None)
+    return root
+
+
+def column(table: DataTable, label: str) -> list[str]:
+    index = [c.label.plain for c in table.ordered_columns].index(label)
+    return sorted(str(table.get_row_at(i)[index]) for i in range(table.row_count))
+
+
+async def test_review_shows_the_lowest_score_and_filters_by_it(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f6")
+        table = app.screen.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 5)
+        assert column(table, "jdg") == ["", "1", "2", "4", "✗"]
+        assert sum(c.width for c in table.ordered_columns) + 2 * len(table.ordered_columns) <= 80
+        show = app.screen.query_one("#rev-show", Select)
+        show.value = "judge:low"
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert column(table, "jdg") == ["1", "2"]
+        show.value = "judge:persona_fit"
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert column(table, "jdg") == ["1"]
+        show.value = "judge:failed"
+        await wait_for(pilot, lambda: table.row_count == 1 and column(table, "jdg") == ["✗"])
+        show.value = "judge:none"
+        await wait_for(pilot, lambda: table.row_count == 1 and column(table, "jdg") == [""])
+
+
+async def test_stats_judge_panel_shows_every_criterion_at_80x24(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        await pilot.press("j")
+        panel = app.screen.query_one(JudgePanel)
+        await wait_for(pilot, lambda: panel.display and panel.region.width > 0)
+        text = str(panel.render())
+        for name in CRITERIA:
+            assert name[:15] in text
+        assert "persona_fit" in text and "vs marks: 2 marked, need 6" in text and "1 judge-failed" in text
+        assert panel.region.right <= 80 and panel.region.bottom <= 23
+        lines = text.splitlines()
+        assert panel.content_size.height >= len(lines)
+        assert max(len(line) for line in lines) <= panel.content_size.width
