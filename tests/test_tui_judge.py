@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Select, Static, TextArea
 
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.tui.app import ConvogenApp
@@ -72,3 +72,24 @@ async def test_stats_judge_panel_shows_every_criterion_at_80x24(root: Path) -> N
         lines = text.splitlines()
         assert panel.content_size.height >= len(lines)
         assert max(len(line) for line in lines) <= panel.content_size.width
+
+
+async def test_judge_template_is_edited_beside_the_others(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f3")
+        await pilot.press("ctrl+t", "ctrl+t")
+        editor = app.screen.query_one("#tpl-judge", TextArea)
+        await wait_for(pilot, lambda: editor.display and editor.region.width > 0)
+        preview = app.screen.query_one("#tpl-preview", TextArea)
+        await wait_for(pilot, lambda: "- civility: SocBot stays calm" in preview.text)
+        assert "1 (worst) to 5 (best)" in preview.text
+        editor.focus()
+        editor.move_cursor(editor.document.end)
+        await pilot.press(*" {persona}")
+        problems = app.screen.query_one("#tpl-problems", Static)
+        await wait_for(pilot, lambda: "{persona}" in str(problems.render()))
+        assert "judge.txt" in str(problems.render()) or "unknown placeholder" in str(problems.render())
+        await pilot.press("ctrl+t")
+        assert app.screen.query_one("#tpl-conv-gen", TextArea).display

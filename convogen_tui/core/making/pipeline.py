@@ -26,6 +26,7 @@ from convogen_tui.core.judging.judge import (
     AnswerError,
     JudgePass,
     PairText,
+    judge_settings,
     load_judge,
     parse_answer,
 )
@@ -314,8 +315,13 @@ class Pipeline:
         template = template or self.restyle_template
         return self._parts("restyle", template.render(tweet=tweet, conv=conv))
 
-    def judge_parts(self, job: Job, retry_reason: str | None = None) -> PromptParts:
-        """The judge's prompt for a pair; the answer opens with the JSON object (no cue)."""
+    def judge_parts(
+        self, job: Job, retry_reason: str | None = None, template: Template | None = None
+    ) -> PromptParts:
+        """The judge's prompt for a pair; the answer opens with the JSON object (no cue).
+
+        ``template``: a judge.txt being edited (the Templates screen's preview) instead of the file's.
+        """
         persona = job.persona
         pair = PairText(
             job.seed.tweet,
@@ -324,7 +330,8 @@ class Pipeline:
             job.conv or "",
             job.restyled or "",
         )
-        instruction = self.judge_pass.instruction(pair, retry_reason)
+        judge = self.judge_pass if template is None else JudgePass(judge_settings(self.experiment), template)
+        instruction = judge.instruction(pair, retry_reason)
         return PromptParts(instruction, JUDGE_SYSTEM, "", self.prompt_format())
 
     def _request_parts(
