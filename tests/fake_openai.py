@@ -63,6 +63,8 @@ class FakeOpenAI:
     hung_up: int = 0  # streams the client closed before they ended
     sent_tokens: int = 0
     url: str = ""
+    owned_by: str | None = None  # what /v1/models says ("vllm" for a vLLM server)
+    version: str | None = None  # what /version says (vLLM), None: no such route
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def completions(self) -> list[Seen]:
@@ -87,7 +89,12 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path.rstrip("/") == "/v1/models":
-                self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                model = {"id": "fake", "object": "model"}
+                if server.owned_by is not None:
+                    model["owned_by"] = server.owned_by
+                self._json(200, {"object": "list", "data": [model]})
+            elif self.path.rstrip("/") == "/version" and server.version is not None:
+                self._json(200, {"version": server.version})
             else:
                 self._json(404, {"error": "not found"})
 

@@ -8,6 +8,7 @@ pipeline, store and app code; only the text comes from a script instead of a mod
     backend = ScriptedBackend(default=Script(echo=True))       # answer every prompt with itself
     gate = threading.Event(); Script("a b c d", hold_after=2, gate=gate)  # stops after "a b " until set
     Script(prompt_steps=2, hold_after=0, gate=gate)  # reports reading its prompt, then waits
+    ScriptedBackend(constraint_support="grammar")  # accepts grammars; .constraints records them
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal, cast
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.making.backend import (
     Backend,
+    Constraint,
     FinishReason,
     Generation,
     GenerationStats,
@@ -85,19 +87,20 @@ class ScriptedBackend(Backend):
         chat_template: str | None = None,
         memory_per_stream: int | None = None,
         memory_free: int | None = None,
-        constraints: Literal["grammar", "json_schema", ""] = "",
+        constraint_support: Literal["grammar", "json_schema", ""] = "",
     ) -> None:
         self.scripts: deque[Script] = deque(scripts)
         self.default = default if default is not None else Script()
         self.slots = slots
         self.memory_per_stream = memory_per_stream
         self.memory_free = memory_free
-        self.constraints = constraints  # what constraint_support() answers (scripts ignore it)
         self.requests: list[Request] = []  # every request, in order (its constraint, sampling)
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
         self.reserved: list[tuple[int, int | None]] = []  # every reserve(parallel, stream_tokens)
+        self.support: Literal["grammar", "json_schema", ""] = constraint_support
+        self.constraints: list[Constraint | None] = []  # every request's constraint, in order
         self.info = ModelInfo(
             name=name,
             path=None,
@@ -126,7 +129,7 @@ class ScriptedBackend(Backend):
         self.reserved.append((parallel, stream_tokens))
 
     def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
-        return self.constraints
+        return self.support
 
     def stream(
         self,
@@ -198,10 +201,12 @@ class ScriptedBackend(Backend):
         self.requests.append(request)
         self.prompts.append(request.prompt)
         self.seeds.append(request.seed)
+        self.constraints.append(request.constraint)
         script = self.scripts.popleft() if self.scripts else self.default
         if not isinstance(script, Script):
             script = cast(Callable[[str], Script], script)(request.prompt)
         stats = GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
+        stats.constrained = request.constraint is not None and bool(self.support)
         return _Live(request, script, script.pieces(request.prompt), stats)
 
     def _next(self, live: _Live, cancel: threading.Event) -> StreamChunk | StreamFailed | None:

@@ -8,15 +8,17 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from convogen_tui.core.judging.coverage import fill_plan
 from convogen_tui.core.judging.stats import experiment_coverage
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.check import seeds_for
-from convogen_tui.core.making.experiment import load_experiment
+from convogen_tui.core.making.experiment import Experiment, load_experiment
 from convogen_tui.core.making.pipeline import JobFinished, Pipeline
+from convogen_tui.core.making.planner import Plan, PlanRequest, plan
+from convogen_tui.core.making.seeds import Seed
 from tests.scripted import Script, ScriptedBackend
 
 _TEXT = (
@@ -40,6 +42,11 @@ def run(pipeline: Pipeline, jobs) -> list[str]:  # type: ignore[no-untyped-def]
     return [e.conv_id for e in pipeline.run(jobs, restyle=False) if isinstance(e, JobFinished)]
 
 
+def fill(experiment: Experiment, store: ConversationStore, seeds: list[Seed], **options: Any) -> Plan:
+    """`generate --fill` as the planner sees it."""
+    return plan(PlanRequest(seeds=seeds, fill=True, **options), experiment, store)
+
+
 def test_cells_are_done_flagged_deleted_or_missing_and_fill_runs_only_missing_ones(sample: Path) -> None:
     experiment = load_experiment(sample)
     pipeline = Pipeline(experiment, ScriptedBackend(default=distinct_conversation))
@@ -58,7 +65,7 @@ def test_cells_are_done_flagged_deleted_or_missing_and_fill_runs_only_missing_on
     assert grid.state(seeds[0], p0) == "deleted" and grid.state(seeds[0], p1) == "flagged"
     assert grid.state(seeds[0], personas[2]) == "done" and grid.state(seeds[1], p0) == "missing"
 
-    jobs, _ = fill_plan(experiment, store, seeds, limit=7, seed=1)
+    jobs = fill(experiment, store, seeds, limit=7, base_seed=1).jobs
     assert all(grid.state(job.seed, job.persona) == "missing" for job in jobs)
     # the persona that lost its conversation catches up first, then every persona in turn
     assert [job.persona.label for job in jobs[:2]] == [p0.label, p0.label]
@@ -69,16 +76,16 @@ def test_cells_are_done_flagged_deleted_or_missing_and_fill_runs_only_missing_on
     after = experiment_coverage(experiment, store, ConversationStore(sample).list()).counts()
     assert after["missing"] == 114 - 7 and after["done"] == 4 + 7 and after["deleted"] == 1
 
-    rest, _ = fill_plan(experiment, store, seeds, seed=1)
+    rest = fill(experiment, store, seeds, base_seed=1).jobs
     assert len(rest) == 107 and len({job.key for job in rest}) == 107
     assert not {job.key for job in rest} & {r.key for r in ConversationStore(sample).list()}
 
 
 def test_fill_respects_the_persona_filters(sample: Path) -> None:
     experiment = load_experiment(sample)
-    jobs, grid = fill_plan(
-        experiment, ConversationStore(sample), seeds_for(experiment).seeds, motivations=["attention"]
-    )
+    plan = fill(experiment, ConversationStore(sample), seeds_for(experiment).seeds, motivations=["attention"])
+    jobs, grid = plan.jobs, plan.coverage
+    assert grid is not None
     assert grid.counts()["cells"] == 40 and len(jobs) == 40
     assert {job.persona.motivation for job in jobs} == {"attention"}
     assert [job.persona.disposition for job in jobs[:4]] == ["hostile", "earnest", "hostile", "earnest"]

@@ -31,8 +31,9 @@ def run_generate_and_judge(
     sample: Path, backend: ScriptedBackend, n: int = 1
 ) -> tuple[Pipeline, RunFinished]:
     pipeline = Pipeline(load_experiment(sample), backend)
-    plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=n, seed=1)
-    events = list(pipeline.run(plan.jobs, judge=True, parallel=2))
+    plan = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=n, seed=1, judge=True)
+    assert all(job.passes == ("generate", "restyle", "judge") for job in plan.jobs)
+    events = list(pipeline.run(plan.jobs, parallel=2))
     result = events[-1]
     assert isinstance(result, RunFinished)
     return pipeline, result
@@ -151,9 +152,8 @@ def test_twice_unusable_is_judge_failed_with_the_reason_and_the_pair_stays(
 
 
 def test_a_backend_that_constrains_the_answer_is_not_asked_twice(sample: Path) -> None:
-    backend = ScriptedBatchBackend(
-        [Script(), Script("SocBot: a\nUser: b"), Script(MALFORMED), Script(VALID)], constraints="grammar"
-    )
+    scripts = [Script(), Script("SocBot: a\nUser: b"), Script(MALFORMED), Script(VALID)]
+    backend = ScriptedBatchBackend(scripts, constraint_support="grammar")
     _, result = run_generate_and_judge(sample, backend)
     assert (result.judged, result.judge_failed) == (1, 1) and len(backend.prompts) == 3
     (judgment,) = judgments(sample)
@@ -166,13 +166,13 @@ def test_judge_plan_resumes_marks_stale_and_redoes_with_again(sample: Path) -> N
     )
     pipeline, _ = run_generate_and_judge(sample, backend, n=2)
     plan = pipeline.judge_plan()
-    assert (len(plan.jobs), plan.judged, plan.stale) == (0, 2, 0)
+    assert (len(plan.jobs), plan.already_done, plan.stale) == (0, 2, 0)
     (sample / "judge.txt").write_text(
         (sample / "judge.txt").read_text(encoding="utf-8") + "\nBe strict.\n", encoding="utf-8"
     )
     pipeline.reload_templates()
     plan = pipeline.judge_plan()
-    assert (len(plan.jobs), plan.judged, plan.stale) == (0, 0, 2)
+    assert (len(plan.jobs), plan.already_done, plan.stale) == (0, 0, 2)
     again = pipeline.judge_plan(again=True, limit=1)
     assert len(again.jobs) == 1 and again.jobs[0].kind == "judge" and again.jobs[0].restyled
     events = list(pipeline.run(again.jobs))

@@ -16,6 +16,7 @@ from convogen_tui.core.judging.verdicts import judge
 from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.making.experiment import Experiment, find_experiments, load_experiment
+from convogen_tui.core.persona import persona_label
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -118,7 +119,7 @@ def run_show(args: argparse.Namespace) -> int:
     record, twin = store.load(conv_id)
     print(f"id: {conv_id}")
     print(f"tweet {record.tweet_id}: {record.tweet}")
-    print(f"persona: {record.motivation_name} x {record.disposition_name}")
+    print(f"persona: {persona_label(record.motivation_name, record.disposition_name)}")
     row = next((r for r in store.list() if r.id == conv_id), None)
     verdicts = judge(record, twin, store.quality)
     if row is not None and row.near_duplicate_of:

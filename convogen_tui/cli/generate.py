@@ -16,14 +16,16 @@ from convogen_tui.cli.common import (
 )
 from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.judging.coverage import fill_plan
+from convogen_tui.core.judging.judge import load_judge
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
-from convogen_tui.core.making.pipeline import Job, JobFinished, JudgePlan, Pipeline, RunFinished
+from convogen_tui.core.making.pipeline import JobFinished, Pipeline, RunFinished
+from convogen_tui.core.making.planner import Job, Plan, PlanRequest
+from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed
 
 
@@ -70,6 +72,13 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="conversations decoded together on the model (default auto: the most that pays on this "
         "hardware, 64 on a GPU and 16 on a CPU, that fits free memory); on CPU the text is the same "
         "for any N",
+    )
+    parser.add_argument(
+        "--constrain",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sample under a grammar of the dialog's form (SocBot first, alternating, the turn "
+        'target, no text around it) where the backend can (default: the setup\'s "constrain", on)',
     )
     parser.add_argument(
         "--threads",
@@ -195,7 +204,7 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     backend = open_backend(experiment, args.model, args.n_gpu_layers, settings, threads=args.threads)
     for warning in backend.warnings:
         err(f"convogen: warning: {warning}")
-    return Pipeline(experiment, backend, sampling=sampling)
+    return Pipeline(experiment, backend, sampling=sampling, constrain=args.constrain)
 
 
 def _parallel(
@@ -205,6 +214,7 @@ def _parallel(
     tokens = pipeline.stream_tokens(jobs, restyle, judge)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
+    print(pipeline.constraint_line())
     return choice.n
 
 
@@ -231,28 +241,16 @@ def _prepare(experiment: Experiment) -> None:
         print(f"removed {len(removed)} temporary file(s) left by an interrupted run")
 
 
-def _passes(jobs: list[Job], restyle: bool, judge: bool) -> int:
-    """Passes a run will make: a judge job is one; a restyle job one more with judging; a new one
-    its generation, its restyle and its judgment."""
-    after_restyle = 1 + int(judge)
-    return sum(
-        1 if job.kind == "judge" else after_restyle if job.conv_id else 1 + int(restyle) * after_restyle
-        for job in jobs
-    )
-
-
-def _execute(
-    pipeline: Pipeline, jobs: list[Job], restyle: bool, skipped: int, parallel: int = 1, judge: bool = False
-) -> int:
-    passes = _passes(jobs, restyle, judge)
-    eta = EtaEstimate(passes, pipeline.sampling.max_tokens)
+def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parallel: int = 1) -> int:
+    jobs = plan.jobs
+    eta = EtaEstimate(plan.passes, pipeline.sampling.max_tokens)
     reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
     cancel = threading.Event()
     result: RunFinished | None = None
     done = 0
     try:
         with reporter:
-            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel, judge=judge):
+            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel):
                 reporter.handle(event)
                 if isinstance(event, RunFinished):
                     result = event
@@ -270,6 +268,23 @@ def _execute(
     return 1 if result.failed else 0
 
 
+def _request(args: argparse.Namespace, seeds: list[Seed], judge: bool = False) -> PlanRequest:
+    """What `convogen generate` was asked for, for the planner."""
+    return PlanRequest(
+        seeds=seeds,
+        personas=args.personas,
+        motivations=args.motivation,
+        dispositions=args.disposition,
+        limit=args.limit,
+        again=args.again,
+        fill=args.fill,
+        base_seed=args.seed,
+        restyle=bool(args.restyle),
+        resume=not args.fill,
+        judge=judge,
+    )
+
+
 def run_generate(args: argparse.Namespace) -> int:
     experiment = open_experiment(args)
     seeds = seeds_for(experiment, args.seeds)
@@ -277,44 +292,51 @@ def run_generate(args: argparse.Namespace) -> int:
         err(f"convogen: {problem}")
     with _lock(args, experiment):
         _prepare(experiment)
-        if args.fill:
-            return _fill(args, experiment, seeds.seeds)
+        judge_here = _judge_here(args, experiment)
+        plan = plan_jobs(_request(args, seeds.seeds, judge_here), experiment)
+        _report_unreadable(plan)
+        if not _announce(plan):
+            return 0
         pipeline = _pipeline(args, experiment)
-        plan = pipeline.plan(
-            seeds.seeds,
-            personas=args.personas,
-            limit=args.limit,
-            seed=args.seed,
-            again=args.again,
-            motivations=args.motivation,
-            dispositions=args.disposition,
+        _warn_space(experiment, pipeline, len(plan.jobs) - plan.resumed, bool(args.restyle))
+        parallel = _parallel(args, pipeline, plan.jobs, bool(args.restyle))
+        code = _execute(pipeline, plan, args.restyle, plan.already_done, parallel)
+        return _judge_after(args, experiment, code, judge_here)
+
+
+def _announce(plan: Plan) -> bool:
+    """Say what the run will do (resuming, filling) or that there is nothing to do."""
+    grid = plan.coverage
+    counts = grid.counts() if grid is not None else {}
+    if plan.resumed:
+        print(
+            f"resuming: {plan.resumed} conversation(s) saved earlier have no restyled twin; "
+            "restyling them first"
         )
-        unfinished = _restyle_jobs(pipeline, args.seed) if args.restyle else []
-        if unfinished:
+    if not plan.jobs:
+        if grid is not None:
             print(
-                f"resuming: {len(unfinished)} conversation(s) saved earlier have no restyled twin; "
-                "restyling them first"
+                f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
+                f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
             )
-        jobs = unfinished + plan.jobs
-        if not jobs:
+        else:
             print(
                 f"nothing to do: all {plan.already_done} job(s) already have a conversation (--again to redo)"
             )
-            return 0
-        _warn_space(experiment, pipeline, len(plan.jobs), bool(args.restyle))
-        judge = _judge_here(args, experiment, pipeline)
-        parallel = _parallel(args, pipeline, jobs, bool(args.restyle), judge)
-        code = _execute(pipeline, jobs, args.restyle, plan.already_done, parallel, judge)
-        return _judge_after(args, experiment, code, judge)
+        return False
+    if grid is not None:
+        print(f"filling {len(plan.jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
+    return True
 
 
-def _judge_here(args: argparse.Namespace, experiment: Experiment, pipeline: Pipeline) -> bool:
-    """--judge with the run's own model: judge in the same run (its judge.txt checked first)."""
+def _judge_here(args: argparse.Namespace, experiment: Experiment) -> bool:
+    """--judge with the run's own model: each pair is judged in the same run (judge.txt checked
+    before any token); False with another judge model (it judges after) or without --judge."""
     if not args.judge:
         return False
     if not args.restyle:
         raise ConvogenError(Problem(None, "--judge judges restyled pairs: it cannot go with --no-restyle"))
-    pipeline.judge_pass  # noqa: B018  (no criteria or a broken judge.txt: said before any token)
+    load_judge(experiment)
     return same_model(args, experiment)
 
 
@@ -327,41 +349,17 @@ def _judge_after(args: argparse.Namespace, experiment: Experiment, code: int, ju
     return max(code, run_judged(judge_args, experiment))
 
 
-def _fill(args: argparse.Namespace, experiment: Experiment, seeds: list[Seed]) -> int:
-    """--fill: the missing cells of the grid, the persona with the fewest conversations first."""
-    if args.again:
-        raise ConvogenError(Problem(None, "--fill runs only missing cells: it cannot go with --again"))
-    jobs, grid = fill_plan(
-        experiment,
-        ConversationStore(experiment.dir),
-        seeds,
-        args.limit,
-        args.seed,
-        args.motivation,
-        args.disposition,
-    )
-    counts = grid.counts()
-    if not jobs:
-        print(
-            f"nothing to fill: {counts['cells']} cell(s), {counts['done']} done, "
-            f"{counts['flagged']} flagged, {counts['deleted']} deleted, none missing"
-        )
-        return 0
-    print(f"filling {len(jobs)} of {counts['missing']} missing cell(s) of {counts['cells']}")
-    pipeline = _pipeline(args, experiment)
-    return _execute(pipeline, jobs, args.restyle, 0, _parallel(args, pipeline, jobs, args.restyle))
-
-
 def run_restyle(args: argparse.Namespace) -> int:
     experiment = open_experiment(args)
     with _lock(args, experiment):
         _prepare(experiment)
-        pipeline = _pipeline(args, experiment)
-        jobs = _restyle_jobs(pipeline, args.seed)
-        if not jobs:
+        plan = plan_jobs(PlanRequest(kind="restyle", base_seed=args.seed), experiment)
+        _report_unreadable(plan)
+        if not plan.jobs:
             print("nothing to do: every conversation has a restyled twin")
             return 0
-        return _execute(pipeline, jobs, True, 0, _parallel(args, pipeline, jobs, True))
+        pipeline = _pipeline(args, experiment)
+        return _execute(pipeline, plan, True, 0, _parallel(args, pipeline, plan.jobs, True))
 
 
 # the judge pass (convogen judge, generate --judge) ---------------------------------------------
@@ -397,8 +395,8 @@ def same_model(args: argparse.Namespace, experiment: Experiment) -> bool:
     return resolve_experiment_model(experiment, ref) == resolve_experiment_model(experiment, args.model)
 
 
-def report_plan(plan: JudgePlan) -> None:
-    for problem in plan.problems:
+def report_plan(plan: Plan) -> None:
+    for problem in plan.unreadable:
         err(f"convogen: warning: not judged, unreadable: {problem}")
     if plan.stale:
         err(
@@ -414,19 +412,17 @@ def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
     report_plan(plan)
     if not plan.jobs:
         untouched = f"; {plan.not_restyled} not restyled yet" if plan.not_restyled else ""
-        print(f"nothing to judge: {plan.judged + plan.stale} pair(s) already judged{untouched}")
+        print(f"nothing to judge: {plan.already_done + plan.stale} pair(s) already judged{untouched}")
         return 0
     print(f"judging {len(plan.jobs)} pair(s) on {', '.join(pipeline.judge_pass.settings.names)}")
     parallel = _parallel(args, pipeline, plan.jobs, False)
-    return _execute(pipeline, plan.jobs, False, 0, parallel)
+    return _execute(pipeline, plan, False, 0, parallel)
 
 
-def _restyle_jobs(pipeline: Pipeline, seed: int | None) -> list[Job]:
-    """Conversations without a twin; an unreadable one is named (and left alone), never hidden."""
-    jobs, unreadable = pipeline.restyle_plan(seed)
-    for problem in unreadable:
+def _report_unreadable(plan: Plan) -> None:
+    """Conversations without a twin that cannot be read are named (and left alone), never hidden."""
+    for problem in plan.unreadable:
         err(f"convogen: warning: not restyled, unreadable: {problem}")
-    return jobs
 
 
 def _warn_space(experiment: Experiment, pipeline: Pipeline, n_jobs: int, restyle: bool) -> None:

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.making.backend import (
@@ -28,6 +28,7 @@ from convogen_tui.core.making.backend import (
 )
 from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
+from convogen_tui.llm.sampler import check_grammar
 
 FINGERPRINT_BYTES = 16 * 1024 * 1024
 # --parallel auto: the most streams that pay. A GPU decoding a big model is bound by reading the
@@ -257,7 +258,13 @@ class LlamaCppBackend(Backend):
         self.engine.reserve(max(1, parallel), stream_tokens or self.info.n_ctx)
 
     # generation --------------------------------------------------------------------------
+    def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
+        """Any GBNF grammar, per sequence, inside the batched decode (llm/sampler.py)."""
+        return "grammar"
+
     def _work(self, request: Request) -> Work:
+        if request.constraint is not None:
+            check_grammar(self._vocab, request.constraint)  # a grammar that does not parse fails here
         tokens = self.tokenize(request.prompt)
         n_ctx = self.info.n_ctx
         if len(tokens) >= n_ctx:
@@ -270,7 +277,8 @@ class LlamaCppBackend(Backend):
                 )
             )
         budget = min(request.sampling.max_tokens, n_ctx - len(tokens))
-        return Work(request, tokens, budget, GenerationStats(prompt_tokens=len(tokens)))
+        stats = GenerationStats(prompt_tokens=len(tokens), constrained=request.constraint is not None)
+        return Work(request, tokens, budget, stats)
 
     def stream(
         self,

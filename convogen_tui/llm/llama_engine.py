@@ -69,9 +69,9 @@ from convogen_tui.core.making.backend import (
     StreamPrompt,
     StreamStarted,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
+from convogen_tui.llm.sampler import GrammarError, Scratch, SequenceSampler, make_sampler
 
-PENALTY_LAST_N = 64  # what Llama.generate used, so repeat_penalty keeps its meaning
+__all__ = ["LlamaEngine", "Work", "cells_for", "make_sampler"]
 MIN_COPY = 16  # copying another sequence's stream pays only when it saves this many tokens
 EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
 CELL_ALIGN = 256  # llama.cpp pads every KV stream to a multiple of this many cells
@@ -107,7 +107,7 @@ Pull = Callable[[], "Work | StreamFailed | None"]
 class _Slot:
     seq: int
     work: Work | None = None
-    sampler: Any = None
+    sampler: SequenceSampler | None = None
     pending: int = -1
     parts: list[str] = field(default_factory=list)
     decoder: Any = None
@@ -176,6 +176,7 @@ class LlamaEngine:
         self.compact = True
         self.ignore_eos = False  # for benchmarks: run every request to its full budget
         self.counters = EngineCounters()
+        self._scratch: Scratch | None = None  # the vocabulary-wide buffer constrained sampling uses
 
     @property
     def prompt_tokens_evaluated(self) -> int:
@@ -390,15 +391,20 @@ class LlamaEngine:
                     failed[slot.seq] = error
                     continue
                 keep = share
-            slot.sampler = make_sampler(work.request.sampling, work.request.seed, self._vocab)
+            try:
+                slot.sampler = self._sampler(work.request)
+            except GrammarError as exc:
+                failed[slot.seq] = str(exc)
+                continue
             plan.append((slot, work, keep))
         firsts: dict[int, int] = {}
         error = yield from self._decode_prompts(
             [(slot.seq, work.tokens, keep, len(work.tokens)) for slot, work, keep in plan],
             keys,
-            {slot.seq: slot.sampler for slot, _, _ in plan},
+            {slot.seq: slot.sampler for slot, _, _ in plan if slot.sampler is not None},
             firsts,
             skipped,
+            failed,
         )
         self.counters.prompt_s += time.perf_counter() - t0
         for slot, work in new:
@@ -417,6 +423,14 @@ class LlamaEngine:
             slot.parts = []
             slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             yield from self._accept(slot, firsts[slot.seq], llama_cpp)
+
+    def _sampler(self, request: Request) -> SequenceSampler:
+        """The request's sampler: its seeded chain, and its grammar when it is constrained."""
+        if request.constraint is not None and self._scratch is None:
+            import llama_cpp
+
+            self._scratch = Scratch(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        return SequenceSampler(request.sampling, request.seed, self._vocab, request.constraint, self._scratch)
 
     def _step(self, active: list[_Slot], llama_cpp: Any) -> Iterator[StreamEvent]:
         """One llama_decode with the pending token of every running sequence, then sample each."""
@@ -442,11 +456,20 @@ class LlamaEngine:
         counters.steps += 1
         counters.step_sequences += len(active)
         counters.step_tokens += len(active)
-        sample = llama_cpp.llama_sampler_sample
         ctx = self._ctx
         for i, slot in enumerate(active):
             self._held[slot.seq].append(slot.pending)
-            yield from self._accept(slot, sample(slot.sampler, ctx, i), llama_cpp)
+            assert slot.sampler is not None
+            try:
+                token = slot.sampler.sample(ctx, i)
+            except GrammarError as exc:
+                assert slot.work is not None
+                key = slot.work.request.key
+                self._drop(slot.seq)
+                self._release(slot)
+                yield StreamFailed(key, str(exc))
+                continue
+            yield from self._accept(slot, token, llama_cpp)
 
     def _accept(self, slot: _Slot, token: int, llama_cpp: Any) -> Iterator[StreamEvent]:
         work = slot.work
@@ -483,10 +506,8 @@ class LlamaEngine:
 
     def _release(self, slot: _Slot) -> None:
         """Free the slot for the next request; its KV stays cached as a prefix source."""
-        import llama_cpp
-
         if slot.sampler is not None:
-            llama_cpp.llama_sampler_free(slot.sampler)
+            slot.sampler.free()
             slot.sampler = None
         slot.work = None
 
@@ -550,9 +571,10 @@ class LlamaEngine:
         self,
         prompts: list[tuple[int, list[int], int, int]],
         keys: dict[int, int],
-        samplers: dict[int, Any],
+        samplers: dict[int, SequenceSampler],
         firsts: dict[int, int] | None = None,
         skipped: Callable[[int], bool] | None = None,
+        failed: dict[int, str] | None = None,
     ) -> Generator[StreamPrompt, None, str | None]:
         """Decode each (seq, tokens, start, end)'s tokens[start:end]; sample a first token where asked.
 
@@ -562,7 +584,8 @@ class LlamaEngine:
         A sequence's first token is sampled right after the llama_decode that holds its last prompt
         token (the next one overwrites the logits). Yields how far each prompt got (StreamPrompt,
         for the request ``keys`` names) first and then every PROMPT_REPORT_S; returns an error.
-        A sequence for which ``skipped`` turns true is read no further and gets no first token.
+        A sequence for which ``skipped`` turns true is read no further and gets no first token;
+        one whose grammar allows no first token is put in ``failed``.
         """
         import llama_cpp
 
@@ -627,7 +650,11 @@ class LlamaEngine:
                 self.counters.prompt_tokens_evaluated += len(chunk)
             for seq, index in ends:
                 assert firsts is not None
-                firsts[seq] = llama_cpp.llama_sampler_sample(samplers[seq], self._ctx, index)
+                try:
+                    firsts[seq] = samplers[seq].sample(self._ctx, index)
+                except GrammarError as exc:  # a sequence whose grammar allows no first token
+                    assert failed is not None
+                    failed[seq] = str(exc)
         for seq, _, _, end in prompts:
             # a last, partial chunk is not reusable
             self._chunked[seq] = end // self.chunk * self.chunk
@@ -650,32 +677,3 @@ def _cancelled_stats(work: Work) -> GenerationStats:
 
 def _cancelled(request: Request) -> bool:
     return request.cancel is not None and request.cancel.is_set()
-
-
-def make_sampler(sampling: SamplingSettings, seed: int, vocab: Any) -> Any:
-    """The sampler chain Llama.generate built (penalties, top-k, top-p, temperature, seeded draw).
-
-    Each sequence owns one, so its random stream depends only on its own seed.
-    """
-    import llama_cpp
-
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    add = llama_cpp.llama_sampler_chain_add
-    if sampling.repeat_penalty != 1.0:
-        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
-        add(
-            chain,
-            llama_cpp.llama_sampler_init_penalties(
-                n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0
-            ),
-        )
-    if sampling.temperature <= 0:
-        add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
-    if sampling.top_k > 0:
-        add(chain, llama_cpp.llama_sampler_init_top_k(sampling.top_k))
-    if sampling.top_p < 1.0:
-        add(chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
-    add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
-    add(chain, llama_cpp.llama_sampler_init_dist(seed % 0xFFFFFFFF))  # 0xFFFFFFFF means "random"
-    return chain

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ from convogen_tui.core.errors import ModelError, Problem
 from convogen_tui.core.keeping.redact import redact, register_secret
 from convogen_tui.core.making.backend import (
     Backend,
+    Constraint,
     FinishReason,
     Generation,
     GenerationStats,
@@ -52,6 +54,15 @@ KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
 URL_HINT = "check --base-url (it usually ends in /v1) and that the server is running"
 
 ErrorKind = Literal["retry", "interrupted", "endpoint", "request", "no-completions"]
+# "grammar": llama-server and llama_cpp.server; "structured_outputs" / "guided": vLLM (>= 0.10.2 / older)
+ConstraintMode = Literal["grammar", "structured_outputs", "guided", ""]
+CONSTRAINT_FIELDS = {
+    "grammar": "'grammar' (llama.cpp server)",
+    "structured_outputs": "'structured_outputs' (vLLM)",
+    "guided": "'guided_grammar' (vLLM)",
+}
+# a server's refusal that is about the grammar we sent: it then runs unconstrained
+_GRAMMAR_REFUSAL = re.compile(r"grammar|guided|structured|schema|gbnf|xgrammar", re.I)
 
 
 def api_key_from_env() -> str | None:
@@ -98,6 +109,8 @@ class Endpoint:
     chat_only: bool = False
     tokenize_route: str | None = None
     tokenize_checked: bool = False
+    # the request field this server takes a grammar in (see ``_constraint_mode``); "" for none
+    constraint_mode: ConstraintMode = ""
     in_flight: int = 0
     completed: int = 0
     tokens: int = 0
@@ -263,6 +276,7 @@ class OpenAIBackend(Backend):
                 continue
             rows = data.get("data") if isinstance(data, dict) else None
             rows = rows if isinstance(rows, list) else []
+            ep.constraint_mode = self._constraint_mode(ep, rows)
             served[ep.label] = [str(r.get("id")) for r in rows if isinstance(r, dict) and r.get("id")]
             for r in rows:
                 if isinstance(r, dict) and isinstance(r.get("max_model_len"), int):
@@ -297,6 +311,32 @@ class OpenAIBackend(Backend):
         if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
             ctx = settings["n_ctx"]
         return api_model, ctx, props
+
+    def _constraint_mode(self, ep: Endpoint, rows: list[Any]) -> ConstraintMode:
+        """Which field this server reads a grammar from, told by what it says about itself.
+
+        llama-server answers /props; llama_cpp.server lists its models as owned by "me"; vLLM as
+        owned by "vllm" (with /version: structured_outputs from 0.10.2, guided_grammar before).
+        """
+        owners = {str(r.get("owned_by", "")) for r in rows if isinstance(r, dict)}
+        if "vllm" in owners:
+            return "structured_outputs" if self._vllm_version(ep) >= (0, 10, 2) else "guided"
+        if owners & {"llamacpp", "me"} or self._props(ep):
+            return "grammar"
+        return ""
+
+    def _vllm_version(self, ep: Endpoint) -> tuple[int, ...]:
+        try:
+            version = str(ep.client.get(f"{ep.root}/version").json().get("version", ""))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return (0,)
+        numbers = re.findall(r"\d+", version)[:3]
+        return tuple(int(n) for n in numbers) or (0,)
+
+    def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
+        """ "grammar" when every server that answered takes one (llama.cpp servers, vLLM)."""
+        answered = [ep for ep in self.endpoints if ep.disabled is None]
+        return "grammar" if answered and all(ep.constraint_mode for ep in answered) else ""
 
     def _props(self, ep: Endpoint) -> dict[str, Any]:
         """llama-server's /props holds the chat template, so the prompt can be the local text."""
@@ -422,6 +462,8 @@ class OpenAIBackend(Backend):
             "seed": request.seed,
             "stream_options": {"include_usage": True},
         }
+        if request.constraint is not None:
+            body.update(_constraint_fields(ep.constraint_mode, request.constraint))
         parts = request.parts
         want_chat = self.api == "chat" or (parts is not None and parts.format == "chat-messages")
         if self.api == "completions" or not (want_chat or ep.chat_only) or parts is None:
@@ -449,6 +491,7 @@ class OpenAIBackend(Backend):
             route, body, sent_format = self._body(ep, request)
             prompt_tokens = self._tokenize(ep, request.prompt) or 0
             stats = GenerationStats(prompt_tokens=prompt_tokens, endpoint=ep.label, prompt_format=sent_format)
+            stats.constrained = request.constraint is not None and bool(ep.constraint_mode)
             stats.finish_reason = "cancelled"
             parts: list[str] = []
             finish: str | None = None
@@ -663,6 +706,9 @@ class OpenAIBackend(Backend):
         ep.in_flight -= 1
         pending.last_error = str(exc) + (f" ({exc.hint})" if exc.hint else "")
         key = pending.request.key
+        if exc.kind == "request" and self._refused_grammar(ep, pending.request, str(exc)):
+            retry.appendleft(pending)
+            return None
         if exc.kind == "request":
             return StreamFailed(key, pending.last_error)
         if exc.kind == "interrupted" and ep.in_flight > 0:
@@ -688,6 +734,15 @@ class OpenAIBackend(Backend):
             return StreamFailed(key, f"gave up after {pending.attempts} attempt(s): {pending.last_error}")
         retry.append(pending)
         return None
+
+    def _refused_grammar(self, ep: Endpoint, request: Request, message: str) -> bool:
+        """A server that rejects the grammar field runs unconstrained from now on (said once)."""
+        if request.constraint is None or not ep.constraint_mode or not _GRAMMAR_REFUSAL.search(message):
+            return False
+        field = CONSTRAINT_FIELDS[ep.constraint_mode]
+        ep.constraint_mode = ""
+        self._warnings.append(f"{message}; {ep.label} runs unconstrained from now on (it refused {field})")
+        return True
 
     def _disabled_text(self) -> str:
         return "; ".join(e.disabled or "" for e in self.endpoints)
@@ -739,6 +794,21 @@ class OpenAIBackend(Backend):
                 with contextlib.suppress(Exception):
                     if client is not None:
                         client.close()
+
+
+def _constraint_fields(mode: ConstraintMode, constraint: Constraint) -> dict[str, Any]:
+    """The request fields that carry a constraint to a server of this kind ({} for none)."""
+    if mode == "grammar":
+        return {"grammar": constraint.gbnf}
+    if mode == "structured_outputs":
+        if constraint.json_schema is not None:
+            return {"structured_outputs": {"json": constraint.json_schema}}
+        return {"structured_outputs": {"grammar": constraint.gbnf}}
+    if mode == "guided":
+        if constraint.json_schema is not None:
+            return {"guided_json": constraint.json_schema}
+        return {"guided_grammar": constraint.gbnf}
+    return {}
 
 
 def _skipped(request: Request) -> bool:

@@ -16,12 +16,12 @@ from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import Backend
 from convogen_tui.core.making.check import CheckReport, seeds_for
 from convogen_tui.core.making.experiment import Experiment, Persona, load_experiment
-from convogen_tui.core.making.personas import draw_persona
-from convogen_tui.core.making.pipeline import Job, Pipeline, job_random_seed
+from convogen_tui.core.making.pipeline import Pipeline
+from convogen_tui.core.making.planner import ALL, RANDOM, Cell, Job, PlanRequest, job_random_seed
+from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed, SeedSet
 
-RANDOM = "random"
-ALL = "all"
+__all__ = ["ALL", "RANDOM", "Session"]
 
 
 @dataclass
@@ -128,24 +128,22 @@ class Session:
     def jobs_for(self, seeds: list[Seed]) -> list[Job]:
         """These seeds x the persona choice, run again even if done (the user asked for them).
 
-        The same jobs ``Pipeline.plan(..., again=True)`` makes, without needing the model loaded, so
-        a run asked for while the model loads can wait for it.
+        Planned without the model (``core.making.planner``), so a run asked for while the model
+        loads can wait for it. Without a fixed seed each run draws its personas afresh, so repeated
+        runs of one seed visit different personas.
         """
-        grid = self.personas()
-        if not grid:
-            raise ConvogenError("no persona to run: check user_profiles on the Setup tab (F2)")
-        if self.persona_choice == ALL:
-            pairs = [(s, p) for s in seeds for p in grid]
-        elif self.persona_choice == RANDOM:
-            # a fresh draw each time, so repeated runs of one seed visit different personas
-            draw = self.seed if self.seed is not None else _fresh()
-            pairs = [(s, draw_persona(grid, s.tweet_id, draw)) for s in seeds]
-        else:
-            persona = self.persona(self.persona_choice)
-            return [Job(s, persona, job_random_seed(self.seed, s.tweet_id)) for s in seeds]
-        return [
-            Job(s, p, job_random_seed(self.seed, s.tweet_id, p.motivation, p.disposition)) for s, p in pairs
-        ]
+        draw = self.seed if self.seed is not None else job_random_seed(None)
+        request = PlanRequest(
+            seeds=seeds, personas=self.persona_choice, again=True, base_seed=self.seed, draw_seed=draw
+        )
+        return self._plan(request)
+
+    def cell_jobs(self, cells: list[Cell]) -> list[Job]:
+        """Jobs for cells named outright (rerun, regenerate): personas get their current texts."""
+        return self._plan(PlanRequest(cells=cells, base_seed=self.seed))
+
+    def _plan(self, request: PlanRequest) -> list[Job]:
+        return plan_jobs(request, self.experiment, self.store).jobs
 
     def persona(self, label: str) -> Persona:
         for persona in self.personas():
@@ -154,16 +152,8 @@ class Session:
         raise ConvogenError(f"no persona '{label}' in this experiment")
 
     def rerun_job(self, job: Job | None = None) -> Job:
-        """The same seed and persona (with fresh persona texts and a new random seed)."""
+        """The same seed and persona (with fresh persona texts), planned again."""
         job = job or self.last_job
         if job is None:
             raise ConvogenError("nothing to rerun yet: generate once first (ctrl+g)")
-        try:
-            persona = self.persona(job.persona.label)
-        except ConvogenError:
-            persona = job.persona
-        return Job(job.seed, persona, job_random_seed(self.seed, job.seed.tweet_id, "rerun"))
-
-
-def _fresh() -> int:
-    return job_random_seed(None)
+        return self.cell_jobs([Cell(job.seed, job.persona)])[0]

@@ -4,7 +4,7 @@ A cell is one (seed, persona). It is *done* when it holds a conversation without
 one a reviewer kept), *flagged* when all it holds is flagged, *deleted* when its only conversations
 are in the trash, and *missing* otherwise. ``convogen generate --fill`` runs the missing cells,
 always taking the next one from the persona with the fewest conversations, so a limited or
-interrupted fill leaves the personas balanced.
+interrupted fill leaves the personas balanced (``fill_cells``; the planner makes them jobs).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from typing import Literal
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.records import read_conversation
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
-from convogen_tui.core.making.experiment import CONVERSATIONS, Experiment, Persona
-from convogen_tui.core.making.personas import filter_personas
-from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.experiment import CONVERSATIONS, Persona
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.core.persona import persona_label
 
 CellState = Literal["done", "flagged", "deleted", "missing"]
 STATES: tuple[CellState, ...] = ("done", "flagged", "deleted", "missing")
@@ -54,7 +53,7 @@ class Coverage:
     def by_persona(self) -> dict[str, dict[str, int]]:
         out = {p.label: dict.fromkeys(STATES, 0) for p in self.personas}
         for (_, motivation, disposition), state in self.states.items():
-            out[f"{motivation} x {disposition}"][state] += 1
+            out[persona_label(motivation, disposition)][state] += 1
         return out
 
     def missing(self) -> list[tuple[Seed, Persona]]:
@@ -117,38 +116,24 @@ def coverage_of(
     return result
 
 
-def fill_jobs(coverage: Coverage, limit: int | None = None, seed: int | None = None) -> list[Job]:
-    """Jobs for the missing cells, balanced: each next job goes to the persona with the fewest
-    conversations so far (ties in setup order), taking that persona's seeds in file order."""
+def fill_cells(coverage: Coverage, limit: int | None = None) -> list[tuple[Seed, Persona]]:
+    """The missing cells, balanced: each next cell goes to the persona with the fewest
+    conversations so far (ties in setup order), taking that persona's seeds in file order.
+
+    The planner (``core.making.planner``, ``fill``) makes them jobs.
+    """
     queues: dict[str, list[Seed]] = {p.label: [] for p in coverage.personas}
     for s, p in coverage.missing():
         queues[p.label].append(s)
     held = {p.label: 0 for p in coverage.personas}
     for (_, motivation, disposition), count in coverage.conversations.items():
-        held[f"{motivation} x {disposition}"] += min(count, 1)
+        held[persona_label(motivation, disposition)] += min(count, 1)
     heap = [(held[p.label], i, p) for i, p in enumerate(coverage.personas) if queues[p.label]]
     heapq.heapify(heap)
-    jobs: list[Job] = []
-    while heap and (limit is None or len(jobs) < limit):
+    cells: list[tuple[Seed, Persona]] = []
+    while heap and (limit is None or len(cells) < limit):
         count, order, persona = heapq.heappop(heap)
-        tweet = queues[persona.label].pop(0)
-        random_seed = job_random_seed(seed, tweet.tweet_id, persona.motivation, persona.disposition)
-        jobs.append(Job(tweet, persona, random_seed))
+        cells.append((queues[persona.label].pop(0), persona))
         if queues[persona.label]:
             heapq.heappush(heap, (count + 1, order, persona))
-    return jobs
-
-
-def fill_plan(
-    experiment: Experiment,
-    store: ConversationStore,
-    seeds: Sequence[Seed],
-    limit: int | None = None,
-    seed: int | None = None,
-    motivations: Sequence[str] | None = None,
-    dispositions: Sequence[str] | None = None,
-) -> tuple[list[Job], Coverage]:
-    """`convogen generate --fill`: the grid of these seeds x the (chosen) personas, and its jobs."""
-    personas = filter_personas(experiment.personas(), motivations, dispositions)
-    grid = coverage_of(seeds, personas, store.list(), trashed_keys(store))
-    return fill_jobs(grid, limit, seed), grid
+    return cells

@@ -222,6 +222,16 @@ def _template_number(pattern: re.Pattern[str], text: str) -> int | None:
     return int(value) if value.isdigit() else _NUMBERS.get(value)
 
 
+def turn_mentions(text: str) -> list[tuple[int, int, str]]:
+    """Every "N turns" a template says: (line, number, the words), for checking they agree."""
+    found = []
+    for match in _TURNS_IN_TEMPLATE.finditer(text or ""):
+        value = match.group(1).lower()
+        number = int(value) if value.isdigit() else _NUMBERS[value]
+        found.append((text.count("\n", 0, match.start()) + 1, number, match.group(0)))
+    return found
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One rule that fired, and why, in words a reviewer can check against the text."""

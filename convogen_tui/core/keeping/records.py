@@ -75,6 +75,9 @@ class Provenance(_Record):
     elapsed_s: float = 0.0
     time_to_first_token_s: float = 0.0
     tokens_per_second: float = 0.0
+    # sampled under a grammar of the form (core/making/grammar.py); None in files from before
+    constrained: bool | None = None
+    grammar_sha256: str | None = None  # sha256 of the GBNF grammar it was sampled under
 
 
 class PersonaNames(_Record):

@@ -55,6 +55,7 @@ from convogen_tui.core.keeping.records import (
     read_restyled,
 )
 from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
+from convogen_tui.core.persona import persona_label
 
 INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 
@@ -95,7 +96,7 @@ class ConversationSummary:
 
     @property
     def persona(self) -> str:
-        return f"{self.motivation} x {self.disposition}"
+        return persona_label(self.motivation, self.disposition)
 
 
 @dataclass

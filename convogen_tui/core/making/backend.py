@@ -73,6 +73,7 @@ class GenerationStats:
     elapsed_s: float = 0.0
     endpoint: str | None = None  # the server that produced the text, for remote backends
     prompt_format: str | None = None  # set when the backend sent another form than the pipeline chose
+    constrained: bool = False  # the backend enforced the request's Constraint while sampling
 
     @property
     def tokens_per_second(self) -> float:

@@ -10,6 +10,7 @@ from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import Backend
 from convogen_tui.core.making.experiment import Experiment
+from convogen_tui.core.making.grammar import GrammarInForce, grammar_in_force, turn_disagreements
 from convogen_tui.core.making.pipeline import Pipeline
 from convogen_tui.core.making.seeds import SeedSet, read_seeds
 from convogen_tui.core.making.templates import check_template
@@ -33,6 +34,7 @@ class CheckReport:
     personas: int = 0
     seeds: SeedSet | None = None
     model_path: Path | None = None
+    grammar: GrammarInForce | None = None  # None: "constrain" is false, or max_tokens cannot hold it
 
     @property
     def errors(self) -> list[Problem]:
@@ -76,6 +78,7 @@ def check_experiment(
     if experiment.setup is None:
         return report
     report.personas = len(experiment.personas())
+    texts: dict[str, str] = {}
     templates = [
         (experiment.conv_template_path, "conv-gen"),
         (experiment.restyle_template_path, "conv-restyle"),
@@ -94,6 +97,8 @@ def check_experiment(
             report.problems.append(Problem(path, f"not UTF-8 text ({exc.reason})"))
             continue
         report.problems.extend(check_template(text, kind, path))  # type: ignore[arg-type]
+        texts[kind] = text
+    _check_grammar(report, texts.get("conv-gen", ""), texts.get("conv-restyle", ""))
     try:
         report.seeds = seeds_for(experiment, seeds)
         report.problems.extend(report.seeds.problems)
@@ -132,6 +137,24 @@ def _judge_without_criteria(experiment: Experiment) -> Problem:
         "or remove judge.txt",
         severity="warning",
     )
+
+
+def _check_grammar(report: CheckReport, conv_text: str, restyle_text: str) -> None:
+    """The grammars a run uses (core/making/grammar.py), and a template whose "N turns" disagrees."""
+    experiment = report.experiment
+    assert experiment.setup is not None
+    quality = experiment.setup.quality.resolve(conv_text, restyle_text)
+    report.problems.extend(turn_disagreements(experiment.conv_template_path, conv_text, quality))
+    if not experiment.setup.constrain:
+        return
+    try:
+        report.grammar = grammar_in_force(quality, experiment.sampling.max_tokens)
+    except ConvogenError as exc:
+        problem = exc.problems[0] if exc.problems else Problem(None, str(exc))
+        line = experiment.line_of("sampling.max_tokens") or experiment.line_of("sampling")
+        report.problems.append(
+            Problem(experiment.setup_file, problem.message, problem.key, line, problem.hint)
+        )
 
 
 def _model_problems(experiment: Experiment, model: str | None, exc: ConvogenError) -> list[Problem]:

@@ -19,6 +19,7 @@ from convogen_tui.core.errors import ConvogenError, Problem, errors_only
 from convogen_tui.core.judging.criteria import JudgeSettings
 from convogen_tui.core.judging.quality import QualitySettings
 from convogen_tui.core.making.jsonpos import key_lines, key_path
+from convogen_tui.core.persona import PersonaName, persona_label
 
 SETUP_FILE = "expt-setup.json"
 CONV_TEMPLATE = "conv-gen.txt"
@@ -104,6 +105,9 @@ class ExperimentSetup(BaseModel):
     quality: QualitySettings = Field(default_factory=QualitySettings)  # thresholds of the quality rules
     threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
     judge: JudgeSettings | None = None  # the judge pass's criteria and scale (judge.txt is its template)
+    # sample conversations and restyles under a grammar of their form where the backend can
+    # (core/making/grammar.py); false, or --no-constrain, lets the model write freely
+    constrain: bool = True
 
 
 def project_root_of(expt_dir: Path) -> Path:
@@ -136,17 +140,11 @@ def resolve_setup_path(raw: str, expt_dir: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Persona:
+class Persona(PersonaName):
     """One (motivation, disposition) pair with the texts that fill the template."""
 
-    motivation: str
-    disposition: str
     motivation_text: str
     disposition_text: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.motivation} x {self.disposition}"
 
 
 @dataclass
@@ -379,7 +377,7 @@ def _check_files(experiment: Experiment) -> list[Problem]:
                 problems.append(
                     Problem(
                         setup_file,
-                        f"persona {pair[0]} x {pair[1]} is listed twice (first at {names[pair]})",
+                        f"persona {persona_label(*pair)} is listed twice (first at {names[pair]})",
                         key=key,
                         line=experiment.line_of(key),
                         severity="warning",

@@ -8,15 +8,12 @@ or skipped job leaves no file.
 
 from __future__ import annotations
 
-import hashlib
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError, Problem
@@ -37,6 +34,7 @@ from convogen_tui.core.keeping.records import (
     JudgmentRecord,
     ModelProvenance,
     PersonaNames,
+    Phase,
     Provenance,
     RestyledRecord,
     TemplateRef,
@@ -55,7 +53,11 @@ from convogen_tui.core.making.backend import (
     run_sequential,
 )
 from convogen_tui.core.making.experiment import Experiment, ExperimentSetup, Persona, SamplingSettings
-from convogen_tui.core.making.personas import PersonaMode, draw_persona, filter_personas
+from convogen_tui.core.making.grammar import dialog_shape, restyle_constraint
+from convogen_tui.core.making.personas import PersonaMode
+from convogen_tui.core.making.planner import Job, PlanRequest, job_random_seed
+from convogen_tui.core.making.planner import Plan as Plan
+from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.prompts import (
     GEN_CUE,
     GEN_SYSTEM,
@@ -68,51 +70,7 @@ from convogen_tui.core.making.prompts import (
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, load_template
 
-Phase = Literal["generate", "restyle", "judge"]
 RESTYLE_SLACK = 32  # tokens: a conversation tokenized again inside the restyle prompt may grow a little
-
-
-@dataclass(frozen=True)
-class Job:
-    """One conversation to write: a seed, a persona, and the random seed that makes it repeatable."""
-
-    seed: Seed
-    persona: Persona
-    random_seed: int
-    conv_id: str | None = None  # set for restyle-only jobs on an existing conversation
-    conv: str | None = None
-    restyled: str | None = None  # the twin's thread, for judge jobs
-    kind: Phase | None = None  # the first pass to run; None: generate, or restyle when conv_id is set
-
-    @property
-    def first_phase(self) -> Phase:
-        return self.kind or ("restyle" if self.conv_id else "generate")
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.seed.tweet_id, self.persona.motivation, self.persona.disposition)
-
-    @property
-    def label(self) -> str:
-        return f"{self.seed.tweet_id} / {self.persona.label}"
-
-
-@dataclass
-class Plan:
-    jobs: list[Job]
-    already_done: int = 0
-    personas: int = 0
-
-
-@dataclass
-class JudgePlan:
-    """The judge jobs of a run and what was left out, so the CLI can say why."""
-
-    jobs: list[Job] = field(default_factory=list)
-    judged: int = 0  # pairs with a current judgment (not redone without --again)
-    stale: int = 0  # judged under another judge.txt or other criteria (marked; --again redoes them)
-    not_restyled: int = 0  # conversations without a twin: nothing to judge yet
-    problems: list[Problem] = field(default_factory=list)  # pairs that cannot be read
 
 
 @dataclass(frozen=True)
@@ -241,14 +199,6 @@ class Skips:
         return event
 
 
-def job_random_seed(base: int | None, *parts: str) -> int:
-    """A per-job seed derived from the run's --seed, so each job repeats alone or in any order."""
-    if base is None:
-        return random.SystemRandom().randrange(2**31)
-    digest = hashlib.sha256(":".join([str(base), *parts]).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 class Pipeline:
     """An experiment's templates and settings bound to a loaded backend and a store."""
 
@@ -258,6 +208,7 @@ class Pipeline:
         backend: Backend,
         store: ConversationStore | None = None,
         sampling: SamplingSettings | None = None,
+        constrain: bool | None = None,
     ) -> None:
         if experiment.setup is None or experiment.errors:
             problems = experiment.errors or [Problem(experiment.setup_file, "cannot be read")]
@@ -266,6 +217,8 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        # None: as the setup says ("constrain", default true); False: --no-constrain
+        self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
         self.restyle_template: Template
         self._judge: JudgePass | None = None
@@ -276,6 +229,7 @@ class Pipeline:
         """Read the templates again (after an edit); the model stays loaded."""
         self.conv_template = load_template(self.experiment.conv_template_path, "conv-gen")
         self.restyle_template = load_template(self.experiment.restyle_template_path, "conv-restyle")
+        self.quality = self._setup.quality.resolve(self.conv_template.text, self.restyle_template.text)
         self._judge = None  # judge.txt is read when a judge pass first needs it
 
     @property
@@ -337,15 +291,21 @@ class Pipeline:
     def _request_parts(
         self, job: Job, phase: Phase, retry_reason: str | None
     ) -> tuple[PromptParts, int, SamplingSettings, Constraint | None]:
-        """What one pass sends: prompt parts, random seed, sampling and the output's constraint."""
+        """What one pass sends: prompt parts, random seed, sampling and the output's constraint.
+
+        The judge's answer is always constrained where the backend can (its JSON must parse);
+        a second try has its own seed.
+        """
+        if phase == "judge":
+            judge = self.judge_pass
+            seed = job.pass_seed(phase)
+            seed = job_random_seed(seed, "again") if retry_reason else seed
+            return self.judge_parts(job, retry_reason), seed, judge.sampling(self.sampling), judge.constraint
         if phase == "generate":
-            return self.generation_parts(job.seed, job.persona), job.random_seed, self.sampling, None
-        if phase == "restyle":
+            parts = self.generation_parts(job.seed, job.persona)
+        else:
             parts = self.restyle_parts(job.seed.tweet, job.conv or "")
-            return parts, job_random_seed(job.random_seed, "restyle"), self.sampling, None
-        judge = self.judge_pass
-        seed = job_random_seed(job.random_seed, "judge", "again" if retry_reason else "")
-        return self.judge_parts(job, retry_reason), seed, judge.sampling(self.sampling), judge.constraint
+        return parts, job.pass_seed(phase), self.sampling, self.constraint(phase, job.conv or "")
 
     def render(self, parts: PromptParts) -> str:
         """The prompt text the model sees (for chat messages, a readable stand-in)."""
@@ -367,6 +327,35 @@ class Pipeline:
             self.backend.token_counts_estimated,
         )
 
+    # constrained output (core/making/grammar.py) ------------------------------------------
+    @property
+    def constrained(self) -> bool:
+        """Requests carry a grammar: the setup or the CLI wants it and the backend enforces it."""
+        return self.constrain and self.backend.constraint_support() == "grammar"
+
+    def constraint_line(self) -> str:
+        """One line for the run's status: the grammar in force, or why there is none.
+
+        Raises ConvogenError when max_tokens cannot hold a constrained dialog (before any token).
+        """
+        if not self.constrain:
+            return 'unconstrained: "constrain" is false in the setup, or --no-constrain'
+        if not self.constrained:
+            return (
+                "unconstrained: this backend enforces no grammar "
+                "(llama.cpp, llama-server, llama_cpp.server and vLLM do)"
+            )
+        return dialog_shape(self.quality, self.sampling.max_tokens).summary()
+
+    def constraint(self, phase: Phase, conv: str = "") -> Constraint | None:
+        """The grammar a pass is sampled under, or None (unconstrained, or a conversation with no
+        dialog to keep in its restyle)."""
+        if not self.constrained:
+            return None
+        if phase == "generate":
+            return dialog_shape(self.quality, self.sampling.max_tokens).constraint()
+        return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+
     # planning ----------------------------------------------------------------------------
     def plan(
         self,
@@ -378,114 +367,37 @@ class Pipeline:
         motivations: Sequence[str] | None = None,
         dispositions: Sequence[str] | None = None,
         draw_seed: int | None = None,
+        judge: bool = False,
     ) -> Plan:
-        """The jobs of a run, in seed order; jobs already on disk are skipped unless ``again``.
+        """The jobs of a run, in seed order (``core.making.planner``; for notebooks and tests).
 
-        ``limit`` counts new jobs: the first ``limit`` jobs that are not done yet, so each run with
-        ``--limit N`` makes N new conversations (while undone jobs are left).
-        In random mode a seed counts as done when any conversation exists for it.
+        ``limit`` counts new jobs, so each run with ``--limit N`` makes N new conversations.
+        ``judge``: each job's pair is judged once it is restyled.
         """
-        grid = filter_personas(self.experiment.personas(), motivations, dispositions)
-        if not grid:
-            raise ConvogenError(
-                Problem(self.experiment.setup_file, "no persona to run", hint="check user_profiles")
-            )
-        draw = draw_seed if draw_seed is not None else (seed or 0)
-        candidates: list[tuple[Seed, Persona]] = []
-        for s in seeds:
-            if personas == "all":
-                candidates += [(s, p) for p in grid]
-            else:
-                candidates.append((s, draw_persona(grid, s.tweet_id, draw)))
-        done_keys = set() if again else self.store.done_keys()
-        done_seeds = {k[0] for k in done_keys}
-        jobs, skipped = [], 0
-        for s, p in candidates:
-            finished = (
-                s.tweet_id in done_seeds
-                if personas == "random"
-                else (s.tweet_id, p.motivation, p.disposition) in done_keys
-            )
-            if finished:
-                skipped += 1
-                continue
-            if limit is not None and len(jobs) >= limit:
-                break
-            rs = job_random_seed(seed, s.tweet_id, p.motivation, p.disposition)
-            jobs.append(Job(s, p, rs))
-        return Plan(jobs, skipped, len(grid))
+        request = PlanRequest(
+            seeds=seeds,
+            personas=personas,
+            limit=limit,
+            base_seed=seed,
+            again=again,
+            motivations=motivations,
+            dispositions=dispositions,
+            draw_seed=draw_seed,
+            judge=judge,
+        )
+        return plan_jobs(request, self.experiment, self.store)
+
+    def judge_plan(self, again: bool = False, limit: int | None = None, seed: int | None = None) -> Plan:
+        """Judge jobs for restyled pairs without a judgment (``core.making.planner``'s judge kind)."""
+        request = PlanRequest(kind="judge", again=again, limit=limit, base_seed=seed)
+        return plan_jobs(request, self.experiment, self.store)
 
     def restyle_jobs(self, seed: int | None = None) -> list[Job]:
         """Restyle-only jobs for conversations that have no twin yet (unreadable ones skipped)."""
-        return self.restyle_plan(seed)[0]
-
-    def restyle_plan(self, seed: int | None = None) -> tuple[list[Job], list[Problem]]:
-        """Restyle-only jobs for conversations without a twin, and the files that cannot be read."""
-        jobs: list[Job] = []
-        problems: list[Problem] = []
-        for conv_id in self.store.without_twin():
-            try:
-                record, _ = self.store.load(conv_id)
-            except ConvogenError as exc:
-                path = self.store.conversation_path(conv_id)
-                problems.extend(exc.problems[:1] or [Problem(path, str(exc))])
-                continue
-            persona = Persona(
-                record.persona.motivation if record.persona else "",
-                record.persona.disposition if record.persona else "",
-                record.motivation,
-                record.disposition,
-            )
-            tweet = Seed(record.tweet_id, record.tweet)
-            jobs.append(Job(tweet, persona, job_random_seed(seed, conv_id, "restyle"), conv_id, record.conv))
-        return jobs, problems
-
-    def judge_plan(self, again: bool = False, limit: int | None = None, seed: int | None = None) -> JudgePlan:
-        """Judge jobs for restyled pairs without a judgment (every pair with ``again``), oldest first.
-
-        The planner's judge kind: a pair judged under another template or other criteria is
-        counted as stale, not redone, unless ``again``.
-        """
-        plan = JudgePlan()
-        judge = self.judge_pass
-        rows = sorted(self.store.list(), key=lambda r: r.created_at)
-        for row in rows:
-            if not row.restyled:
-                plan.not_restyled += 1
-                continue
-            try:
-                record, twin = self.store.load(row.id)
-                judgment = self.store.load_judgment(row.id)
-            except ConvogenError as exc:
-                plan.problems.extend(
-                    exc.problems[:1] or [Problem(self.store.conversation_path(row.id), str(exc))]
-                )
-                continue
-            if judgment is not None and not again:
-                current = judgment.provenance is not None and judge.is_current(
-                    judgment.provenance.template.sha256, judgment.provenance.criteria_sha256
-                )
-                plan.judged += current
-                plan.stale += not current
-                continue
-            if twin is None or (limit is not None and len(plan.jobs) >= limit):
-                continue
-            persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
-            rs = job_random_seed(seed, row.id, "judge")
-            job = Job(
-                Seed(record.tweet_id, record.tweet),
-                persona,
-                rs,
-                row.id,
-                record.conv,
-                twin.restyled_conv,
-                "judge",
-            )
-            plan.jobs.append(job)
-        return plan
+        return plan_jobs(PlanRequest(kind="restyle", base_seed=seed), self.experiment, self.store).jobs
 
     # running -----------------------------------------------------------------------------
-    def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True, judge: bool = False) -> int | None:
+    def stream_tokens(self, jobs: Sequence[Job], restyle: bool = True) -> int | None:
         """The most tokens one request of a run over ``jobs`` holds: its prompt and max_tokens.
 
         What a backend with a KV cache sizes each stream for (``Backend.reserve``), instead of the
@@ -518,24 +430,25 @@ class Pipeline:
             if longest_conv is not None:
                 prompt = count(self.restyle_prompt(longest_conv.seed.tweet, longest_conv.conv or ""))
                 longest = max(longest, prompt + RESTYLE_SLACK + max_tokens)
-            longest = max(longest, self._judge_stream_tokens(jobs, judge and restyle and bool(longest_tweet)))
+            longest = max(longest, self._judge_stream_tokens(jobs))
         except ConvogenError:
             return None  # a template that does not render fails its jobs in the run itself
         return longest or None
 
-    def _judge_stream_tokens(self, jobs: Sequence[Job], after_restyle: bool) -> int:
-        """The longest judge request of a run: a judge job's pair as it is, or (judging what the
-        run writes) an empty pair plus a conversation and a thread of max_tokens each."""
+    def _judge_stream_tokens(self, jobs: Sequence[Job]) -> int:
+        """The longest judge request of a run: a judge-only job's pair as it is, or (judging what
+        the run writes) an empty pair plus a conversation and a thread of max_tokens each."""
         pairs = [job for job in jobs if job.kind == "judge"]
-        if not pairs and not after_restyle:
+        written = [job for job in jobs if job.kind != "judge" and "judge" in job.passes]
+        if not pairs and not written:
             return 0
         count, judge = self.backend.count_tokens, self.judge_pass
         longest = 0
         if pairs:
             job = max(pairs, key=lambda j: len(j.conv or "") + len(j.restyled or ""))
             longest = count(self.render(self.judge_parts(job))) + RESTYLE_SLACK + judge.max_tokens
-        if after_restyle:
-            job = max(jobs, key=lambda j: len(j.seed.tweet))
+        if written:
+            job = max(written, key=lambda j: len(j.seed.tweet))
             empty = count(self.render(self.judge_parts(replace(job, conv="", restyled=""))))
             longest = max(longest, empty + 2 * (self.sampling.max_tokens + RESTYLE_SLACK) + judge.max_tokens)
         return longest
@@ -547,7 +460,6 @@ class Pipeline:
         cancel: threading.Event | None = None,
         parallel: int = 1,
         skips: Skips | None = None,
-        judge: bool = False,
     ) -> Iterator[Event]:
         """Run jobs, yielding events; stops cleanly when ``cancel`` is set.
 
@@ -556,18 +468,21 @@ class Pipeline:
         the last few restyles together, not one alone). With ``parallel`` > 1 a backend that
         offers ``run_many`` runs that many streams at once. The backend's KV cache is sized for
         the run first (:meth:`stream_tokens`); a run that cannot fit raises ModelError then.
-        ``skips`` lets the caller skip single jobs while the others go on. With ``judge`` each
-        restyled pair is judged as soon as its twin is saved (jobs of kind "judge" always are).
+        ``skips`` lets the caller skip single jobs while the others go on. A job with a judge
+        pass has its pair judged as soon as its twin is saved.
         """
         cancel = cancel or threading.Event()
-        if judge or any(job.kind == "judge" for job in jobs):
-            self.judge_pass  # noqa: B018  (a missing or broken judge.txt stops the run before it starts)
-        self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle, judge))
+        self.constraint_line()  # a max_tokens too small for the grammar fails here, before any token
+        if any("judge" in job.passes for job in jobs):
+            self.judge_pass  # noqa: B018  (no criteria or a broken judge.txt stops the run before it starts)
+        self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
         info = self.backend.info
         total = len(jobs)
-        queue: deque[tuple[Job, Phase, int]] = deque((job, job.first_phase, i) for i, job in enumerate(jobs))
+        queue: deque[tuple[Job, Phase, int]] = deque(
+            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
+        )
         retries: dict[int, str] = {}  # job index -> why its judge answer is asked for again
         active: dict[int, tuple[Job, Phase, int]] = {}
         own_cancel: dict[int, threading.Event] = {}
@@ -630,7 +545,7 @@ class Pipeline:
                         continue
                     if phase == "judge":
                         judged = self._judged(job, index, event.text, event.stats, summary, retries)
-                        if judged is None:  # asked once more, with what was wrong
+                        if judged is None:  # asked once more, saying what was wrong
                             with lock:
                                 queue.appendleft((job, "judge", index))
                         else:
@@ -640,10 +555,14 @@ class Pipeline:
                     yield finished
                     if isinstance(finished, JobFailed):
                         continue
-                    follow = self._next_pass(job, phase, finished.conv_id, event.text.strip(), restyle, judge)
+                    follow = _next_pass(job.runs(restyle), phase)
                     if follow is not None:
+                        if phase == "generate":
+                            job = replace(job, conv_id=finished.conv_id, conv=event.text.strip())
+                        elif phase == "restyle":
+                            job = replace(job, restyled=event.text.strip())
                         with lock:
-                            queue.appendleft((follow[0], follow[1], index))
+                            queue.appendleft((job, follow, index))
         finally:
             if isinstance(stream, Generator):
                 stream.close()
@@ -652,17 +571,6 @@ class Pipeline:
         summary.cancelled = cancel.is_set()
         summary.elapsed_s = time.perf_counter() - started
         yield summary
-
-    @staticmethod
-    def _next_pass(
-        job: Job, phase: Phase, conv_id: str, text: str, restyle: bool, judge: bool
-    ) -> tuple[Job, Phase] | None:
-        """The pass that follows a saved one: a conversation's restyle, a restyled pair's judgment."""
-        if phase == "generate" and restyle:
-            return replace(job, conv_id=conv_id, conv=text), "restyle"
-        if phase == "restyle" and judge:
-            return replace(job, conv_id=conv_id, restyled=text, kind="judge"), "judge"
-        return None
 
     def _judged(
         self,
@@ -675,14 +583,13 @@ class Pipeline:
     ) -> JobFinished | JobFailed | None:
         """A judge answer checked and saved (``judge-failed`` with the reason when unusable).
 
-        A backend that cannot constrain the answer gets one more try (None: queue it again).
+        An answer the backend did not constrain gets one more try (None: queue it again).
         """
-        judge = self.judge_pass
         attempts = 2 if index in retries else 1
         try:
-            answer = parse_answer(text, judge.settings)
+            answer = parse_answer(text, self.judge_pass.settings)
         except AnswerError as exc:
-            if attempts == 1 and not self.backend.constraint_support():
+            if attempts == 1 and not stats.constrained:
                 retries[index] = str(exc)
                 return None
             fields = {
@@ -756,6 +663,7 @@ class Pipeline:
     def _judgment_provenance(self, job: Job, stats: GenerationStats, attempts: int) -> JudgmentProvenance:
         judge = self.judge_pass
         template = judge.template
+        seed = job.pass_seed("judge")
         return JudgmentProvenance(
             created_at=time.time(),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -764,8 +672,8 @@ class Pipeline:
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
             criteria_sha256=judge.settings.sha256,
             sampling=judge.sampling(self.sampling).model_dump(),
-            random_seed=job_random_seed(job.random_seed, "judge", "again" if attempts > 1 else ""),
-            constraint=self.backend.constraint_support(),
+            random_seed=job_random_seed(seed, "again") if attempts > 1 else seed,
+            constraint=self.backend.constraint_support() if stats.constrained else "",
             attempts=attempts,
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
@@ -783,9 +691,7 @@ class Pipeline:
             phase=phase,
             model=model,
             sampling=self.sampling.model_dump(),
-            random_seed=(
-                job.random_seed if phase == "generate" else job_random_seed(job.random_seed, "restyle")
-            ),
+            random_seed=job.pass_seed(phase),
             prompt_format=stats.prompt_format or self.prompt_format(),
             system=system,
             cue=cue,
@@ -796,7 +702,19 @@ class Pipeline:
             elapsed_s=round(stats.elapsed_s, 3),
             time_to_first_token_s=round(stats.first_token_s or 0.0, 3),
             tokens_per_second=round(stats.tokens_per_second, 2),
+            constrained=stats.constrained,
+            grammar_sha256=self._grammar_sha256(job, stats, phase),
         )
+
+    def _grammar_sha256(self, job: Job, stats: GenerationStats, phase: Phase) -> str | None:
+        """The sha256 of the grammar a pass was sampled under (None when it was not)."""
+        if not stats.constrained:
+            return None
+        try:
+            constraint = self.constraint(phase, job.conv or "")
+        except ConvogenError:
+            return None
+        return constraint.sha256 if constraint is not None else None
 
     def _conversation_record(self, job: Job, conv: str, stats: GenerationStats) -> ConversationRecord:
         return ConversationRecord(
@@ -815,3 +733,9 @@ class Pipeline:
             restyled_conv=restyled,
             provenance=self._provenance(job, stats, "restyle", self.restyle_template),
         )
+
+
+def _next_pass(passes: Sequence[Phase], phase: Phase) -> Phase | None:
+    """The pass that follows ``phase`` in a job's passes, if any."""
+    at = passes.index(phase) if phase in passes else len(passes)
+    return passes[at + 1] if at + 1 < len(passes) else None

@@ -27,8 +27,9 @@ from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
 from convogen_tui.core.making.experiment import Persona
-from convogen_tui.core.making.pipeline import Job, job_random_seed
+from convogen_tui.core.making.planner import Cell
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.core.persona import persona_label
 from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog
@@ -484,13 +485,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             self.notify(str(exc), severity="error")
             return
         try:
-            persona = self.session.persona(f"{row.motivation} x {row.disposition}")
+            persona = self.session.persona(persona_label(row.motivation, row.disposition))
         except ConvogenError:
             persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
-        seed = Seed(row.tweet_id, record.tweet)
-        self.post_message(
-            RunJobs([Job(seed, persona, job_random_seed(self.session.seed, row.tweet_id, "regenerate"))])
-        )
+        self.post_message(RunJobs(self.session.cell_jobs([Cell(Seed(row.tweet_id, record.tweet), persona)])))
 
 
 def judge_line(judgment: JudgmentRecord | None) -> str:

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 from convogen_tui.core.errors import Problem
 from convogen_tui.core.making.check import CheckReport
 from convogen_tui.core.making.personas import persona_grid
+from convogen_tui.core.persona import persona_label
 from convogen_tui.tui.cells import display_safe
 from convogen_tui.tui.editing import EditedFile
 from convogen_tui.tui.messages import SetupSaved
@@ -167,7 +168,7 @@ class SetupPane(Vertical):
         entry = next((d for d in profile.dispositions if d.name == disposition), None)
         if entry is not None:
             files.append(("disposition " + disposition, self.session.experiment.resolve(entry.path)))
-        title = f"{motivation} x {disposition}" if entry else f"motivation {motivation}"
+        title = persona_label(motivation, disposition) if entry else f"motivation {motivation}"
 
         def saved(changed: bool | None) -> None:
             if changed:

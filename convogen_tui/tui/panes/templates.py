@@ -23,8 +23,11 @@ from textual.widgets import ContentSwitcher, Static, TextArea
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.judge import criteria_text, scale_text
+from convogen_tui.core.judging.quality import turn_mentions
 from convogen_tui.core.making.experiment import Persona
-from convogen_tui.core.making.pipeline import Job, Pipeline, PromptPreview
+from convogen_tui.core.making.grammar import grammar_in_force
+from convogen_tui.core.making.pipeline import Pipeline, PromptPreview
+from convogen_tui.core.making.planner import Job
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, TemplateKind, check_template, parse_template
 from convogen_tui.tui.cells import display_safe
@@ -175,7 +178,9 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         problems = self.query_one("#tpl-problems", Static)
         found = check_template(text, kind, self.path_of(kind))
         self.editor(kind).border_title = self.files[kind].title()
-        problems.update("\n".join(problem_line(p) for p in found) if found else "✓ placeholders OK")
+        disagree = self._grammar()[1]
+        ok = "\n".join(["✓ placeholders OK", *disagree])
+        problems.update("\n".join(problem_line(p) for p in found) if found else ok)
         problems.set_class(bool(found), "-error")
         if found:
             self._info("fix the template to see the prompt")
@@ -210,7 +215,31 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
             count = f"{preview.n_tokens} / {preview.n_ctx} tokens · {preview.prompt_format}"
-        self._info(f"{count}\n{position} · {persona}")
+        self._info(f"{count}\n{position} · {persona}\n{self._grammar()[0]}")
+
+    def _grammar(self) -> tuple[str, list[str]]:
+        """The grammar a run samples this template's output under (core/making/grammar.py), as the
+        editors read now, and each "N turns" in conv-gen.txt that is not the turn target."""
+        setup = self.session.experiment.setup
+        if setup is None:
+            return "", []
+        conv_text = self.editor("conv-gen").text
+        quality = setup.quality.resolve(conv_text, self.editor("conv-restyle").text)
+        disagree = [
+            f'⚠ line {line}: "{words}", but the turn target is {quality.turns}'
+            for line, number, words in turn_mentions(conv_text)
+            if number != quality.turns and self.kind == "conv-gen"
+        ]
+        backend = self.session.backend
+        if not setup.constrain:
+            return "grammar: off (constrain: false)", disagree
+        if backend is not None and backend.constraint_support() != "grammar":
+            return "grammar: none (the backend has none)", disagree
+        try:
+            grammar = grammar_in_force(quality, self.session.max_tokens or setup.sampling.max_tokens)
+        except ConvogenError:
+            return "grammar: max_tokens too small (F2)", disagree
+        return (grammar.dialog if self.kind == "conv-gen" else grammar.restyle).short(), disagree
 
     def _info(self, text: str) -> None:
         self.query_one("#tpl-info", Static).update(text)
@@ -227,7 +256,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             if request.kind == "conv-gen":
                 prompt = pipeline.generation_prompt(request.seed, persona, request.template)
             elif request.kind == "judge":
-                job = Job(request.seed, persona, 0, "example", EXAMPLE_CONV, EXAMPLE_CONV, "judge")
+                job = Job(request.seed, persona, 0, "example", EXAMPLE_CONV, ("judge",), EXAMPLE_CONV)
                 prompt = pipeline.render(pipeline.judge_parts(job, template=request.template))
             else:
                 prompt = pipeline.restyle_prompt(request.seed.tweet, EXAMPLE_CONV, request.template)

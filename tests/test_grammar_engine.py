@@ -1,0 +1,118 @@
+"""Grammars inside llama.cpp's batched decode (the embedded model), and sent to a loopback server.
+
+The engine samples a constrained sequence with its own grammar (llm/sampler.py); these tests hold
+it to what a user would see: the text obeys the grammar and ends where the grammar ends, the other
+sequences of the same batch are untouched, and a grammar that cannot be used fails its request alone.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from convogen_tui.core.making.backend import Constraint, Request, StreamDone, StreamFailed
+from convogen_tui.core.making.experiment import SamplingSettings
+
+pytestmark = pytest.mark.llama
+
+PROMPT = "Write a short dialog between SocBot and User about the weather.\n\n"
+# two speakers, lower-case words only: nothing SmolLM2 writes on its own
+TINY = Constraint("tiny", 'root ::= "SocBot: " [a-z ]{1,30} [a-z] "\\nUser: " [a-z ]{1,30} [a-z]\n')
+TINY_TEXT = re.compile(r"SocBot: [a-z ]{1,30}[a-z]\nUser: [a-z ]{1,30}[a-z]")
+
+
+def _run(backend, requests: list[Request], parallel: int) -> dict[int, StreamDone | StreamFailed]:
+    queue = list(requests)
+    ends: dict[int, StreamDone | StreamFailed] = {}
+    for event in backend.run_many(lambda: queue.pop(0) if queue else None, threading.Event(), parallel):
+        if isinstance(event, StreamDone | StreamFailed):
+            ends[event.key] = event
+    return ends
+
+
+def _sampling(max_tokens: int = 64) -> SamplingSettings:
+    return SamplingSettings(max_tokens=max_tokens)
+
+
+def test_llama_cpp_backend_enforces_grammars(embedded_backend):
+    assert embedded_backend.constraint_support() == "grammar"
+
+
+def test_constrained_sequence_obeys_its_grammar_and_stops_where_it_ends(embedded_backend):
+    ends = _run(embedded_backend, [Request(1, PROMPT, 7, _sampling(), constraint=TINY)], 1)
+    done = ends[1]
+    assert isinstance(done, StreamDone)
+    assert TINY_TEXT.fullmatch(done.text), done.text
+    assert done.stats.finish_reason == "stop"  # the grammar's end forced end-of-generation
+    assert done.stats.constrained
+
+
+def test_a_grammar_that_allows_everything_changes_no_token(embedded_backend):
+    """The constrained path samples the same chain: where the grammar never says no, same text."""
+    anything = Constraint("anything", "root ::= [^\\x00]*\n")
+    plain = _run(embedded_backend, [Request(1, PROMPT, 11, _sampling(48))], 1)[1]
+    free = _run(embedded_backend, [Request(1, PROMPT, 11, _sampling(48), constraint=anything)], 1)[1]
+    assert isinstance(plain, StreamDone) and isinstance(free, StreamDone)
+    assert free.text == plain.text and free.stats.constrained
+
+
+def test_batch_mixes_constrained_and_free_sequences(embedded_backend):
+    """Constrained neighbours change nothing for a free sequence (CPU: same text as alone)."""
+    alone = _run(embedded_backend, [Request(1, PROMPT, 5, _sampling(40))], 1)[1]
+    requests = [
+        Request(1, PROMPT, 5, _sampling(40)),
+        Request(2, PROMPT, 6, _sampling(), constraint=TINY),
+        Request(3, PROMPT + "Begin.\n", 8, _sampling(40)),
+        Request(4, PROMPT, 9, _sampling(), constraint=TINY),
+    ]
+    ends = _run(embedded_backend, requests, 4)
+    assert isinstance(alone, StreamDone)
+    assert ends[1].text == alone.text  # type: ignore[union-attr]
+    for key in (2, 4):
+        done = ends[key]
+        assert isinstance(done, StreamDone) and TINY_TEXT.fullmatch(done.text), done
+        assert done.stats.finish_reason == "stop"
+    assert isinstance(ends[3], StreamDone) and not ends[3].stats.constrained
+
+
+def test_a_grammar_that_does_not_parse_fails_its_request_alone(embedded_backend):
+    broken = Constraint("broken", 'root ::= "SocBot: " missing-rule\n')
+    requests = [
+        Request(1, PROMPT, 5, _sampling(8)),
+        Request(2, PROMPT, 6, _sampling(8), constraint=broken),
+    ]
+    ends = _run(embedded_backend, requests, 2)
+    assert isinstance(ends[1], StreamDone) and ends[1].text
+    failed = ends[2]
+    assert isinstance(failed, StreamFailed)
+    assert "cannot parse the broken grammar" in failed.message and "--no-constrain" in failed.message
+
+
+@pytest.mark.process
+def test_openai_backend_sends_the_grammar_to_a_llama_cpp_server():
+    """A real llama_cpp.server on 127.0.0.1: the grammar goes in its 'grammar' field and is obeyed."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    from convogen_tui.llm.openai_compat import OpenAIBackend
+    from tests.test_openai_backend import Server
+
+    server = Server()
+    try:
+        server.wait_ready()
+        backend = OpenAIBackend([server.url], concurrency=1, api="completions")
+        assert backend.constraint_support() == "grammar"
+        requests = [
+            Request(1, PROMPT, 3, _sampling(), constraint=TINY),
+            Request(2, PROMPT, 4, _sampling(16)),
+        ]
+        ends = _run(backend, requests, 1)
+        done = ends[1]
+        assert isinstance(done, StreamDone) and TINY_TEXT.fullmatch(done.text), done
+        assert done.stats.constrained
+        free = ends[2]
+        assert isinstance(free, StreamDone) and not free.stats.constrained
+        assert not TINY_TEXT.fullmatch(free.text)
+        backend.close()
+    finally:
+        server.kill()
