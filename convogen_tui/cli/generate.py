@@ -207,11 +207,9 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     return Pipeline(experiment, backend, sampling=sampling, constrain=args.constrain)
 
 
-def _parallel(
-    args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool, judge: bool = False
-) -> int:
+def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
     """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
-    tokens = pipeline.stream_tokens(jobs, restyle, judge)
+    tokens = pipeline.stream_tokens(jobs, restyle)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
     print(pipeline.constraint_line())

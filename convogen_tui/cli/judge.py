@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="with --calibration: print JSON")
     _backend_args(parser)
     _lock_args(parser)
-    parser.set_defaults(func=run_judge, model=None, max_tokens=None, temperature=None)
+    parser.set_defaults(func=run_judge, model=None, max_tokens=None, temperature=None, constrain=None)
 
 
 def run_judge(args: argparse.Namespace) -> int:
