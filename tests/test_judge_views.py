@@ -83,3 +83,12 @@ def test_min_score_names_an_unknown_criterion(judged: Path, tmp_path: Path, cli)
     assert code == 1 and "no criterion 'civil'" in err and "civility" in err
     with pytest.raises(SystemExit):
         cli("export", judged, "--format", "jsonl", "-o", tmp_path / "x.jsonl", "--min-score", "civility")
+
+
+def test_hf_export_has_the_judge_column(judged: Path, tmp_path: Path, cli) -> None:
+    import datasets as hf
+
+    folder = tmp_path / "hf"
+    assert cli("export", judged, "--format", "hf", "-o", folder, "--min-score", "civility=5")[0] == 0
+    (row,) = hf.load_from_disk(str(folder))
+    assert row["id"] == "conv-01" and json.loads(row["judge"])["scores"]["civility"] == 5

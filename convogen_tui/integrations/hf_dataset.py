@@ -23,6 +23,7 @@ from convogen_tui.core.judging.export import (
     Selection,
     check_output,
     dialog_messages,
+    judge_fields,
     samplings,
     selected,
 )
@@ -61,6 +62,7 @@ def hf_row(item: Item) -> dict[str, Any]:
         "created_at": row.created_at,
         "provenance": json.dumps(record.provenance.to_json()) if record.provenance else None,
         "restyled_provenance": json.dumps(twin.provenance.to_json()) if twin and twin.provenance else None,
+        "judge": json.dumps(judge_fields(item.judgment)) if item.judgment else None,  # scores, rationale
     }
 
 
@@ -89,6 +91,7 @@ def _features():  # type: ignore[no-untyped-def]
             "created_at": Value("float64"),
             "provenance": text,
             "restyled_provenance": text,
+            "judge": text,
         }
     )
 
