@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Select, Static, TextArea
 
+from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.tui.app import ConvogenApp
-from convogen_tui.tui.screens.stats import JudgePanel, StatsScreen
+from convogen_tui.tui.screens.stats import CoverageMap, JudgePanel, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.test_calibration import CRITERIA, add
-from tests.tui_helpers import copy_sample, wait_for
+from tests.tui_helpers import copy_sample, fake_conversation, wait_for
 
 
 @pytest.fixture
@@ -93,3 +94,27 @@ async def test_judge_template_is_edited_beside_the_others(root: Path) -> None:
         assert "judge.txt" in str(problems.render()) or "unknown placeholder" in str(problems.render())
         await pilot.press("ctrl+t")
         assert app.screen.query_one("#tpl-conv-gen", TextArea).display
+
+
+async def test_coverage_map_shows_mean_persona_fit_per_cell(tmp_path: Path) -> None:
+    root = copy_sample(tmp_path)
+    expt = root / "inst-templates" / "sample"
+    store = ConversationStore(expt)
+    for n, (persona, fit) in enumerate([(("distrust", "sarcastic"), 1), (("attention", "earnest"), 5)]):
+        fake_conversation(expt, f"fit-{n}", f"170000000000000000{n + 1}", persona, 1_800_000_000.0 + n)
+        scores = {**dict.fromkeys(CRITERIA, 3), "persona_fit": fit}
+        store.save_judgment(f"fit-{n}", JudgmentRecord(scores=scores, rationale="by hand"))
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        coverage = app.screen.query_one(CoverageMap)
+        await wait_for(pilot, lambda: coverage.scores is not None)
+        await pilot.press("p")
+        rendered = coverage.render_map()
+        assert "persona_fit 1" in rendered.plain
+        cells = {str(span.style) for span in rendered.spans if rendered.plain[span.start : span.end] == "█"}
+        assert {"red", "green"} <= cells  # the persona it cannot play, the one it can
+        await pilot.press("p")
+        assert "missing 118" in coverage.render_map().plain  # the cell states again

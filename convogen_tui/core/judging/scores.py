@@ -51,3 +51,16 @@ def judge_stats(
 def lowest_scores(judgments: Mapping[str, JudgmentRecord]) -> dict[str, int]:
     """Each judged conversation's lowest score (the Review column), judge-failed ones left out."""
     return {conv_id: j.lowest for conv_id, j in judgments.items() if j.lowest is not None}
+
+
+def cell_means(
+    rows: Sequence[ConversationSummary], judgments: Mapping[str, JudgmentRecord], criterion: str
+) -> dict[tuple[str, str, str], float]:
+    """Mean score on ``criterion`` per seed x persona cell ((tweet id, motivation, disposition)),
+    for the coverage heat map: which personas the model cannot play."""
+    values: dict[tuple[str, str, str], list[int]] = {}
+    for row in rows:
+        judgment = judgments.get(row.id)
+        if judgment is not None and not judgment.failed and criterion in judgment.scores:
+            values.setdefault(row.key, []).append(judgment.scores[criterion])
+    return {key: statistics.fmean(scores) for key, scores in values.items()}

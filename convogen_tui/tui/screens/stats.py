@@ -24,14 +24,19 @@ from textual_plotext import PlotextPlot
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.calibration import MIN_MARKED
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
+from convogen_tui.core.judging.scores import cell_means
 from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
 CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing": "grey42"}
+SCORE_STYLE = ["red", "dark_orange", "yellow", "green_yellow", "green"]  # lowest to highest score
+FIT = "persona_fit"  # the criterion the heat map can show
 SHADES = " ░▒▓█"
 
 
@@ -42,15 +47,48 @@ class CoverageMap(Static):
         super().__init__("", id=id)
         self.coverage: Coverage | None = None
         self.border_title = "Coverage: personas x seeds"
+        self.scores: dict[tuple[str, str, str], float] | None = None  # mean persona_fit per cell
+        self.scale: tuple[int, int] = (1, 5)
+        self.show_scores = False
 
-    def show(self, coverage: Coverage | None) -> None:
-        self.coverage = coverage
-        self.update(self._render_map())
+    def show(
+        self,
+        coverage: Coverage | None,
+        scores: dict[tuple[str, str, str], float] | None = None,
+        scale: tuple[int, int] = (1, 5),
+    ) -> None:
+        self.coverage, self.scores, self.scale = coverage, scores, scale
+        self.update(self.render_map())
+
+    def toggle_scores(self) -> bool:
+        """Switch between the cells' states and their mean persona_fit; False when there is none."""
+        if self.scores is None and not self.show_scores:
+            return False
+        self.show_scores = not self.show_scores
+        self.border_title = (
+            f"Mean {FIT}: personas x seeds" if self.show_scores else "Coverage: personas x seeds"
+        )
+        self.update(self.render_map())
+        return True
+
+    def _score_cell(self, seeds: list[Seed], persona: Persona) -> tuple[str, str]:
+        """A cell (or a group of seeds) as its mean score: a shade by the score, or · not judged."""
+        assert self.scores is not None
+        found = [
+            self.scores[key]
+            for s in seeds
+            if (key := (s.tweet_id, persona.motivation, persona.disposition)) in self.scores
+        ]
+        if not found:
+            return "·", CELL_STYLE["missing"]
+        low, high = self.scale
+        share = (sum(found) / len(found) - low) / (high - low)
+        return "█", SCORE_STYLE[min(int(share * len(SCORE_STYLE)), len(SCORE_STYLE) - 1)]
 
     def on_resize(self) -> None:
-        self.update(self._render_map())
+        self.update(self.render_map())
 
-    def _render_map(self) -> Text:
+    def render_map(self) -> Text:
         coverage = self.coverage
         if coverage is None:
             return Text("no seed file: coverage unknown", style="dim")
@@ -64,6 +102,9 @@ class CoverageMap(Static):
         for persona in coverage.personas:
             text.append(persona.label[:label_width].ljust(label_width) + " ", style="bold")
             for start in range(0, len(seeds), group):
+                if self.show_scores and self.scores is not None:
+                    text.append(*self._score_cell(seeds[start : start + group], persona))
+                    continue
                 states = [coverage.state(s, persona) for s in seeds[start : start + group]]
                 if group == 1:
                     state = states[0]
@@ -74,6 +115,13 @@ class CoverageMap(Static):
                     style = CELL_STYLE[worst] if done else CELL_STYLE["missing"]
                     text.append(SHADES[round(done * (len(SHADES) - 1))] if done else "·", style=style)
             text.append("\n")
+        if self.show_scores:
+            low, high = self.scale
+            text.append(f"{FIT} {low}", style="dim")
+            for style in SCORE_STYLE:
+                text.append("█", style=style)
+            text.append(f" {high} · not judged")
+            return text
         counts = coverage.counts()
         for state in STATES:
             text.append("█" if state != "missing" else "·", style=CELL_STYLE[state])
@@ -130,14 +178,24 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "refresh_stats", "Refresh"),
         Binding("j", "toggle_judge", "Judge", tooltip="judge scores per criterion instead of flag rates"),
+        Binding(
+            "p", "toggle_fit", "Fit", tooltip="coverage map: mean persona_fit per cell instead of states"
+        ),
     ]
 
     class Computed(Message):
-        def __init__(self, stats: dict[str, Any], coverage: Coverage | None, seen: object) -> None:
+        def __init__(
+            self,
+            stats: dict[str, Any],
+            coverage: Coverage | None,
+            seen: object,
+            fit: dict[tuple[str, str, str], float] | None = None,
+        ) -> None:
             super().__init__()
             self.stats = stats
             self.coverage = coverage
             self.seen = seen
+            self.fit = fit
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -174,6 +232,10 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         corner = self.query_one("#stats-corner", ContentSwitcher)
         corner.current = "stats-judge" if corner.current == "stats-flags" else "stats-flags"
 
+    def action_toggle_fit(self) -> None:
+        if not self.query_one(CoverageMap).toggle_scores():
+            self.notify(f"no {FIT} scores to show: judge the experiment first (convogen judge)")
+
     def action_refresh_stats(self) -> None:
         self._seen = None
         self.compute(None)
@@ -202,14 +264,17 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
                 seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
             )
         stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
-        self.post_message(self.Computed(stats, coverage, seen))
+        judge = stats.get("judge") or {}
+        fit = cell_means(rows, store.judgments(), FIT) if FIT in judge and judge[FIT]["n"] else None
+        self.post_message(self.Computed(stats, coverage, seen, fit))
 
     def on_stats_screen_computed(self, message: Computed) -> None:
         self._seen = message.seen
         self.stats = message.stats
         self._summary(message.stats)
         self._plots(message.stats)
-        self.query_one(CoverageMap).show(message.coverage)
+        scale = tuple((message.stats.get("judgments") or {}).get("scale", (1, 5)))
+        self.query_one(CoverageMap).show(message.coverage, message.fit, scale)  # type: ignore[arg-type]
         self.query_one(JudgePanel).show(message.stats)
 
     def _summary(self, stats: dict[str, Any]) -> None:
