@@ -1,15 +1,16 @@
 """Throughput of the judge pass: pairs judged per minute, one at a time against batched.
 
     python benchmarks/judge_throughput.py [--quick] [--model PATH] [--pairs N] [--parallel N]
-        [--threads N] [--json OUT.json]
+        [--rounds N] [--threads N] [--json OUT.json]
 
 The sample experiment is copied to a temporary folder and given ``--pairs`` hand-written pairs
 (a conversation of eight turns and its thread, the same for every pair but its seed); then the
 judge pass (``Pipeline.judge_plan`` + ``Pipeline.run``, exactly what ``convogen judge`` runs)
-judges them all with one stream, and again (``--again``) with ``--parallel`` streams. Printed per
-run: pairs/min, judge tokens/s, how many answers were valid on the first try, retried or
-judge-failed, and the load average (the machine may be shared). The last line is
-``judge/min single=<x> batched<N>=<y> ratio=<y/x>``.
+judges them all with one stream, and again (``--again``) with ``--parallel`` streams; ``--rounds``
+times, alternating, so load from others on a shared machine falls on both alike (medians are
+reported). Printed per run: pairs/min, judge tokens/s, how many answers were valid on the first
+try, retried or judge-failed, and the load average. The last line is
+``judge/min single=<x> batched<N>=<y> ratio=<y/x>`` (medians).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -93,6 +95,7 @@ def main() -> int:
     parser.add_argument(
         "--parallel", type=int, default=None, help="streams when batched (default 8; quick 4)"
     )
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
@@ -108,11 +111,13 @@ def main() -> int:
         pipeline = Pipeline(load_experiment(expt), backend)
         print(f"model {backend.info.name}; {pairs} pairs; threads {getattr(backend, 'n_threads', '?')}")
         figures = []
-        for streams, again in ((1, False), (parallel, True)):
-            run = judge_run(pipeline, streams, again)
-            figures.append(run)
-            print(json.dumps(run))
-        single, batched = figures[0]["pairs_per_minute"], figures[1]["pairs_per_minute"]
+        for round_ in range(args.rounds):
+            for streams in (1, parallel):
+                run = judge_run(pipeline, streams, again=bool(figures))
+                figures.append(run)
+                print(json.dumps({"round": round_ + 1, **run}), flush=True)
+        single = statistics.median(f["pairs_per_minute"] for f in figures if f["parallel"] == 1)
+        batched = statistics.median(f["pairs_per_minute"] for f in figures if f["parallel"] == parallel)
         ratio = batched / single if single else 0.0
         if args.json:
             args.json.write_text(json.dumps({"runs": figures, "ratio": round(ratio, 3)}, indent=2) + "\n")

@@ -12,9 +12,9 @@ from typing import Any
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
 from convogen_tui.core.judging.judge import current_keys, is_stale
 from convogen_tui.core.judging.quality import Verdict
-from convogen_tui.core.judging.verdicts import judge
 from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.keeping.versions import experiment_texts, stale_ids, version_names
 from convogen_tui.core.making.experiment import Experiment, find_experiments, load_experiment
 from convogen_tui.core.persona import persona_label
 
@@ -73,6 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
+        f" {'stale':>5}"
     )
     unreadable: list[str] = []
     for path in experiments:
@@ -84,9 +85,10 @@ def run_list(args: argparse.Namespace) -> int:
         with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
         bad = f"  {len(listing.unreadable)} unreadable" if listing.unreadable else ""
+        stale = len(stale_ids(rows, experiment_texts(experiment)))
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}{bad}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6} {stale:>5}{bad}"
         )
         unreadable += [str(p) for p in listing.unreadable]
     for line in unreadable:
@@ -102,13 +104,14 @@ def run_show(args: argparse.Namespace) -> int:
     if not args.id:
         listing = store.scan()
         rows = listing.rows
+        names = version_names(store.dir, rows)
         judgments = store.judgments()
         for row in rows:
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
             flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
             print(
-                f"{row.id[:8]}  {created}  {row.tweet_id:>20}  {row.persona:28}  turns={row.turns:<2} "
-                f"{_judge_cell(judgments.get(row.id))}{flags}"
+                f"{row.id[:8]}  {created}  {names.get(row.version, '?'):>4}  {row.tweet_id:>20}  "
+                f"{row.persona:28}  turns={row.turns:<2} {_judge_cell(judgments.get(row.id))}{flags}"
             )
         for problem in listing.unreadable:
             print(f"UNREADABLE  {problem}")
@@ -120,8 +123,12 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"id: {conv_id}")
     print(f"tweet {record.tweet_id}: {record.tweet}")
     print(f"persona: {persona_label(record.motivation_name, record.disposition_name)}")
-    row = next((r for r in store.list() if r.id == conv_id), None)
-    verdicts = judge(record, twin, store.quality)
+    rows = store.list()
+    row = next((r for r in rows if r.id == conv_id), None)
+    if row is not None:
+        name = version_names(store.dir, rows).get(row.version, "?")
+        print(f"version: {name} (conv-gen.txt sha256 {row.template_sha256[:12] or 'not recorded'})")
+    verdicts = store.judge(record, twin)
     if row is not None and row.near_duplicate_of:
         verdicts.append(Verdict("near-duplicate", f"nearly the same as {row.near_duplicate_of}"))
     print("quality: " + ("no flags" if not verdicts else f"{len(verdicts)} flag(s)"))
@@ -170,9 +177,14 @@ def judge_json(experiment: Experiment, judgment: JudgmentRecord | None) -> dict[
     }
 
 
-def summary_json(row: ConversationSummary) -> dict[str, Any]:
-    """What `show --json` prints per conversation."""
+def summary_json(row: ConversationSummary, names: dict[str, str]) -> dict[str, Any]:
+    """What `show --json` prints per conversation (``names``: version id -> v1, v2...)."""
     return {
+        "version": names.get(row.version),
+        "templates": {
+            "conv-gen": row.template_sha256 or None,
+            "conv-restyle": row.restyle_template_sha256 or None,
+        },
         "id": row.id,
         "tweet_id": row.tweet_id,
         "persona": row.persona,
@@ -194,6 +206,7 @@ def summary_json(row: ConversationSummary) -> dict[str, Any]:
 def _show_json(experiment: Experiment, store: ConversationStore, prefix: str | None) -> int:
     """Every conversation as a JSON line, newest first; with an id, that one with its texts."""
     rows = store.list()
+    names = version_names(store.dir, rows)
     judgments = store.judgments()
     if prefix:
         conv_id = store.find(prefix)
@@ -201,24 +214,21 @@ def _show_json(experiment: Experiment, store: ConversationStore, prefix: str | N
         row = next(r for r in rows if r.id == conv_id)
         judgment = judgments.get(conv_id)
         data = (
-            summary_json(row)
+            summary_json(row, names)
             | judge_json(experiment, judgment)
             | {
                 "rationale": judgment.rationale if judgment else None,
                 "tweet": record.tweet,
                 "conv": record.conv,
                 "restyled_conv": twin.restyled_conv if twin else None,
-                "verdicts": [
-                    {"rule": v.rule, "detail": v.detail} for v in judge(record, twin, store.quality)
-                ],
+                "verdicts": [{"rule": v.rule, "detail": v.detail} for v in store.judge(record, twin)],
             }
         )
         print(json.dumps(data, ensure_ascii=False))
         return 0
     for row in rows:
-        print(
-            json.dumps(summary_json(row) | judge_json(experiment, judgments.get(row.id)), ensure_ascii=False)
-        )
+        line = summary_json(row, names) | judge_json(experiment, judgments.get(row.id))
+        print(json.dumps(line, ensure_ascii=False))
     return 0
 
 

@@ -13,8 +13,8 @@ from convogen_tui.core.judging.export import FORMATS, ExportReport, Selection, e
 from convogen_tui.core.judging.judge import judge_settings
 from convogen_tui.core.judging.quality import RULE_NAMES, RULES, explain_rules
 from convogen_tui.core.judging.stats import experiment_stats
-from convogen_tui.core.judging.verdicts import judge
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionBook, version_names
 from convogen_tui.core.making.experiment import Experiment
 
 
@@ -76,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="conv",
         help="sharegpt: the turns of the conversation (default) or of its restyled thread",
     )
+    export.add_argument(
+        "--version", dest="only_version", metavar="V", help="only the conversations of version V (v3)"
+    )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
     export.set_defaults(func=run_export)
 
@@ -104,7 +107,7 @@ def run_quality(args: argparse.Namespace) -> int:
             record, twin = store.load(row.id)
         except ConvogenError:
             continue
-        details = {v.rule: v.detail for v in judge(record, twin, store.quality)}
+        details = {v.rule: v.detail for v in store.judge(record, twin)}
         if row.near_duplicate_of:
             details["near-duplicate"] = f"nearly the same as {row.near_duplicate_of[:8]}"
         print(f"{row.id[:8]}  {row.tweet_id}  {row.persona}")
@@ -160,6 +163,7 @@ def render_stats(stats: dict[str, Any]) -> str:
     lines.append(
         "flags: " + ("  ".join(f"{rule} {f['count']} ({f['rate']:.0%})" for rule, f in rates) or "none")
     )
+    lines += version_lines(stats)
     lines += _judge_lines(stats)
     t = stats["throughput"]
     lines.append(
@@ -193,9 +197,32 @@ def _judge_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+def version_lines(stats: dict[str, Any]) -> list[str]:
+    """Per version, when several made the conversations: count, flags, turns against its target."""
+    versions = stats.get("versions") or []
+    if len(versions) < 2:
+        return []
+    lines = ["by version:"]
+    for v in versions:
+        n = v["conversations"]
+        lines.append(
+            f"  {v['version']:4} {n} conversation(s), {v['with_flags'] / n if n else 0:.0%} with flags, "
+            f"turns mean {v['turns']['mean']} (target {v['turns_target']}), "
+            f"length mean {v['length_chars']['mean']} chars, distinct-2 {v['distinct_2']:.3f}"
+        )
+    return lines
+
+
 def run_export(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
+    version = None
+    if args.only_version:
+        book = VersionBook(experiment.dir)
+        version_names(experiment.dir, ConversationStore(experiment.dir).list())
+        version = book.find(args.only_version)
     selection = Selection(
+        version=version.id if version else None,
+        version_name=version.name if version else "",
         exclude_flagged=args.exclude_flagged,
         only_kept=args.only_kept,
         exclude_rules=tuple(args.exclude),

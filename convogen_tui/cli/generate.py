@@ -20,9 +20,11 @@ from convogen_tui.core.judging.judge import load_judge
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionBook, experiment_texts, version_names
 from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
+from convogen_tui.core.making.pairing import cells_to_pair
 from convogen_tui.core.making.pipeline import JobFinished, Pipeline, RunFinished
 from convogen_tui.core.making.planner import Job, Plan, PlanRequest
 from convogen_tui.core.making.planner import plan as plan_jobs
@@ -169,6 +171,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run only the seed x persona cells with no conversation yet (none in the trash either), "
         "balanced across personas; --limit N fills N of them",
     )
+    parser.add_argument(
+        "--pair-with",
+        metavar="V",
+        help="rerun, with the current texts, exactly the seed x persona cells version V made, each with "
+        "the random seed its conversation recorded; adds conversations, never replaces (--limit, "
+        "--seeds narrow it)",
+    )
+    parser.add_argument(
+        "--refresh-stale",
+        action="store_true",
+        help="pair every conversation made by a version other than the current texts' with the "
+        "current texts (the old ones stay until you delete them)",
+    )
     _model_args(parser)
     _backend_args(parser)
     _lock_args(parser)
@@ -291,10 +306,16 @@ def run_generate(args: argparse.Namespace) -> int:
     with _lock(args, experiment):
         _prepare(experiment)
         judge_here = _judge_here(args, experiment)
-        plan = plan_jobs(_request(args, seeds.seeds, judge_here), experiment)
-        _report_unreadable(plan)
-        if not _announce(plan):
-            return 0
+        if args.pair_with or args.refresh_stale:
+            seed_ids = {s.tweet_id for s in seeds.seeds} if args.seeds else None
+            plan = _pair(args, experiment, seed_ids, judge_here)
+            if plan is None:
+                return 0
+        else:
+            plan = plan_jobs(_request(args, seeds.seeds, judge_here), experiment)
+            _report_unreadable(plan)
+            if not _announce(plan):
+                return 0
         pipeline = _pipeline(args, experiment)
         _warn_space(experiment, pipeline, len(plan.jobs) - plan.resumed, bool(args.restyle))
         parallel = _parallel(args, pipeline, plan.jobs, bool(args.restyle))
@@ -345,6 +366,41 @@ def _judge_after(args: argparse.Namespace, experiment: Experiment, code: int, ju
     print("judging with the judge model now that generation is done")
     judge_args = argparse.Namespace(**{**vars(args), "again": False, "limit": None})
     return max(code, run_judged(judge_args, experiment))
+
+
+def _pair(
+    args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] | None, judge: bool = False
+) -> Plan | None:
+    """--pair-with V / --refresh-stale: the planner's jobs for the cells V (or every stale version)
+    made, each with its recorded random seed; None when there is nothing to do (said)."""
+    if args.fill or args.again:
+        option = "--fill" if args.fill else "--again"
+        raise ConvogenError(Problem(None, f"--pair-with and --refresh-stale run named cells: drop {option}"))
+    store = ConversationStore(experiment.dir)
+    rows = store.list()
+    version_names(experiment.dir, rows)
+    current = experiment_texts(experiment)
+    if current is None:
+        raise ConvogenError(Problem(experiment.dir, "the current templates cannot be read"))
+    if args.pair_with:
+        entry = VersionBook(experiment.dir).find(args.pair_with)
+        chosen = [r for r in rows if r.version == entry.id]
+        what = f"the cells {entry.name} made"
+    else:
+        chosen = [r for r in rows if r.version != current.id]
+        what = "the stale cells"
+    cells, problems = cells_to_pair(experiment, store, chosen, args.limit, seed_ids, made_by=current.id)
+    for problem in problems:
+        err(f"convogen: warning: not paired, unreadable: {problem}")
+    if not cells:
+        print(f"nothing to do: the current texts already made {what} ({len(chosen)} conversation(s))")
+        return None
+    request = PlanRequest(
+        cells=[c.cell for c in cells], base_seed=args.seed, restyle=bool(args.restyle), judge=judge
+    )
+    plan = plan_jobs(request, experiment, store)
+    print(f"pairing {len(plan.jobs)} cell(s): {what}, again with the current texts and the same random seeds")
+    return plan
 
 
 def run_restyle(args: argparse.Namespace) -> int:

@@ -26,14 +26,16 @@ from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.redact import redact
+from convogen_tui.core.making.pipeline import Job
 from convogen_tui.tui.editing import KeepsEdits
 from convogen_tui.tui.keys import binding_keys
-from convogen_tui.tui.messages import ModelFailed, ModelReady
+from convogen_tui.tui.messages import ModelFailed, ModelReady, RunJobs
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.panes.review import ReviewPane
 from convogen_tui.tui.panes.seeds import SeedsPane, SeedTable
 from convogen_tui.tui.panes.setup import SetupPane
 from convogen_tui.tui.panes.templates import TemplatesPane
+from convogen_tui.tui.screens.compare import CompareScreen
 from convogen_tui.tui.screens.dialogs import ChoiceDialog, HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen, ExperimentTable
 from convogen_tui.tui.screens.models import ModelsScreen, ModelTable
@@ -219,6 +221,23 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         elif not isinstance(self.screen, StatsScreen):
             self.push_screen(StatsScreen(self.session))
 
+    def action_compare(self, a: str | None = None) -> None:
+        """Two template versions side by side, and their paired conversations (c on Review)."""
+        if self.session is None:
+            self.notify(
+                "open an experiment first: Compare shows one experiment's versions", severity="warning"
+            )
+            return
+        if isinstance(self.screen, CompareScreen):
+            return
+        experiment = next((s for s in reversed(self.screen_stack) if isinstance(s, ExperimentScreen)), None)
+
+        def closed(jobs: list[Job] | None) -> None:
+            if jobs and experiment is not None:
+                experiment.post_message(RunJobs(jobs))
+
+        self.push_screen(CompareScreen(self.session, a), closed)
+
     def action_experiments(self) -> None:
         def leave() -> None:
             while isinstance(self.screen, ExperimentScreen):
@@ -309,6 +328,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
             ("Review (F6)", binding_keys(ReviewPane.BINDINGS)),
             ("Models (F7)", binding_keys([*ModelTable.BINDINGS, *ModelsScreen.BINDINGS])),
             ("Stats (F8)", binding_keys(StatsScreen.BINDINGS)),
+            ("Compare (c on Review)", binding_keys(CompareScreen.BINDINGS)),
         ]
 
     def action_help(self) -> None:
@@ -329,6 +349,11 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         if self.session is not None:
             yield SystemCommand(
                 "Stats: quality, diversity, coverage", "plots of the open experiment (F8)", self.action_stats
+            )
+            yield SystemCommand(
+                "Compare template versions",
+                "figures, paired conversations, diff, rerun with the current templates (c on Review)",
+                self.action_compare,
             )
         yield SystemCommand(
             "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor

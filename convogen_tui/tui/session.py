@@ -38,6 +38,7 @@ class Session:
     last_job: Job | None = None
     threads: int | None = None  # --threads for the app; None: the setup's, else the default
     report: CheckReport | None = None  # the last `convogen check` of this experiment
+    editor_wide: bool = False  # the template editor over the whole width (F10), kept while it is open
     _seeds: SeedSet | None = None
     _pipeline: Pipeline | None = None
     _picked_ids: list[str] = field(default_factory=list)  # remembered picks, until the seeds are read

@@ -69,6 +69,7 @@ class Provenance(_Record):
     system: str | None = None
     cue: str | None = None
     template: TemplateRef = Field(default_factory=TemplateRef)
+    version: str | None = None  # the id of the texts it was made with (core.keeping.versions); None: older
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None

@@ -35,9 +35,9 @@ from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.judging.dialog import Dialog, parse_dialog, words
 from convogen_tui.core.judging.diversity import mtld
 from convogen_tui.core.judging.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
-from convogen_tui.core.judging.quality import ResolvedQuality
+from convogen_tui.core.judging.quality import ResolvedQuality, Verdict
 from convogen_tui.core.judging.turns import count_turns
-from convogen_tui.core.judging.verdicts import judge, quality_settings
+from convogen_tui.core.judging.verdicts import QualityByVersion, judge
 from convogen_tui.core.keeping.files import (
     atomic_write_json,
     atomic_write_text,
@@ -54,6 +54,7 @@ from convogen_tui.core.keeping.records import (
     read_judgment,
     read_restyled,
 )
+from convogen_tui.core.keeping.versions import version_of
 from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
 
@@ -89,6 +90,7 @@ class ConversationSummary:
     fingerprint: str = ""
     template_sha256: str = ""
     restyle_template_sha256: str = ""
+    version: str = ""  # the id of the texts that made it (core.keeping.versions.version_of)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -143,6 +145,8 @@ class ConversationStore:
     def __init__(self, expt_dir: Path, quality: ResolvedQuality | None = None) -> None:
         self.dir = Path(expt_dir)
         self._quality = quality
+        self._given_quality = quality  # thresholds for every conversation (tests); None: per version
+        self._by_version: QualityByVersion | None = None
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
@@ -154,8 +158,25 @@ class ConversationStore:
     def quality(self) -> ResolvedQuality:
         """The quality thresholds (from expt-setup.json and the templates), read once."""
         if self._quality is None:
-            self._quality = quality_settings(self.dir)
+            self._quality = self.by_version.current
         return self._quality
+
+    @property
+    def by_version(self) -> QualityByVersion:
+        """Thresholds per conversation, from the templates that made it (read once)."""
+        if self._by_version is None:
+            self._by_version = QualityByVersion(self.dir)
+        return self._by_version
+
+    def quality_for(self, record: ConversationRecord, twin: RestyledRecord | None) -> ResolvedQuality:
+        """The thresholds a conversation is judged by: given ones, else its own version's."""
+        if self._given_quality is not None:
+            return self._given_quality
+        return self.by_version.for_pair(record, twin)
+
+    def judge(self, record: ConversationRecord, twin: RestyledRecord | None) -> list[Verdict]:
+        """A conversation's per-file verdicts against the templates that made it."""
+        return judge(record, twin, self.quality_for(record, twin))
 
     # writing ------------------------------------------------------------------------------
     def conversation_path(self, conv_id: str) -> Path:
@@ -324,7 +345,8 @@ class ConversationStore:
                     twin = read_restyled(self.restyled_dir / name)
             dialog = parse_dialog(record.conv)
             tokens = [w for m in dialog.messages for w in words(m.text)]
-            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality, dialog)
+            quality = self.quality_for(record, twin)
+            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, quality, dialog)
             summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
             seen[conv_id] = {
                 "stat": stat_key,
@@ -625,4 +647,5 @@ def _summarize(
         fingerprint=provenance.model.fingerprint if provenance else "",
         template_sha256=provenance.template.sha256 if provenance else "",
         restyle_template_sha256=twin_provenance.template.sha256 if twin_provenance else "",
+        version=version_of(provenance),
     )

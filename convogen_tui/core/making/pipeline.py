@@ -40,6 +40,7 @@ from convogen_tui.core.keeping.records import (
     TemplateRef,
 )
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionKeeper
 from convogen_tui.core.making.backend import (
     Backend,
     Constraint,
@@ -217,6 +218,7 @@ class Pipeline:
         self.backend = backend
         self.store = store or ConversationStore(experiment.dir)
         self.sampling = sampling or experiment.sampling
+        self.versions = VersionKeeper(experiment, self.store.list)
         # None: as the setup says ("constrain", default true); False: --no-constrain
         self.constrain = experiment.setup.constrain if constrain is None else constrain
         self.conv_template: Template
@@ -330,31 +332,45 @@ class Pipeline:
     # constrained output (core/making/grammar.py) ------------------------------------------
     @property
     def constrained(self) -> bool:
-        """Requests carry a grammar: the setup or the CLI wants it and the backend enforces it."""
-        return self.constrain and self.backend.constraint_support() == "grammar"
+        """Requests carry a grammar: the setup or the CLI wants it, the backend enforces it, and
+        max_tokens leaves room for the whole dialog (a grammar that cannot close is no guarantee)."""
+        return self.constrain and self.backend.constraint_support() == "grammar" and self._too_small() is None
+
+    def _too_small(self) -> ConvogenError | None:
+        """Why max_tokens cannot hold a constrained dialog, or None when it can."""
+        try:
+            dialog_shape(self.quality, self.sampling.max_tokens)
+        except ConvogenError as exc:
+            return exc
+        return None
 
     def constraint_line(self) -> str:
-        """One line for the run's status: the grammar in force, or why there is none.
-
-        Raises ConvogenError when max_tokens cannot hold a constrained dialog (before any token).
-        """
+        """One line for the run's status: the grammar in force, or why there is none."""
         if not self.constrain:
             return 'unconstrained: "constrain" is false in the setup, or --no-constrain'
-        if not self.constrained:
+        if self.backend.constraint_support() != "grammar":
             return (
                 "unconstrained: this backend enforces no grammar "
                 "(llama.cpp, llama-server, llama_cpp.server and vLLM do)"
             )
+        too_small = self._too_small()
+        if too_small is not None:
+            problem = too_small.problems[0] if too_small.problems else None
+            hint = f" ({problem.hint})" if problem is not None and problem.hint else ""
+            return f"unconstrained: {problem.message if problem else too_small}{hint}"
         return dialog_shape(self.quality, self.sampling.max_tokens).summary()
 
     def constraint(self, phase: Phase, conv: str = "") -> Constraint | None:
         """The grammar a pass is sampled under, or None (unconstrained, or a conversation with no
-        dialog to keep in its restyle)."""
+        dialog to keep in its restyle, or one too long for max_tokens to restyle under a grammar)."""
         if not self.constrained:
             return None
         if phase == "generate":
             return dialog_shape(self.quality, self.sampling.max_tokens).constraint()
-        return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+        try:
+            return restyle_constraint(conv, self.quality, self.sampling.max_tokens)
+        except ConvogenError:
+            return None
 
     # planning ----------------------------------------------------------------------------
     def plan(
@@ -472,7 +488,6 @@ class Pipeline:
         pass has its pair judged as soon as its twin is saved.
         """
         cancel = cancel or threading.Event()
-        self.constraint_line()  # a max_tokens too small for the grammar fails here, before any token
         if any("judge" in job.passes for job in jobs):
             self.judge_pass  # noqa: B018  (no criteria or a broken judge.txt stops the run before it starts)
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
@@ -696,6 +711,7 @@ class Pipeline:
             system=system,
             cue=cue,
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
+            version=self.versions.keep(self.conv_template.text, self.restyle_template.text, job.persona),
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=stats.completion_tokens,
             finish_reason=stats.finish_reason,

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
+from textual.widgets.text_area import Selection
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.judge import criteria_text, scale_text
@@ -35,7 +36,7 @@ from convogen_tui.tui.editing import EditedFile, save_files
 from convogen_tui.tui.messages import TemplatesSaved
 from convogen_tui.tui.panes.setup import problem_line
 from convogen_tui.tui.session import Session
-from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.widgets.editor import Editor, find_bindings
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 EXAMPLE_CONV = (
@@ -63,6 +64,14 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         Binding("ctrl+t", "switch", "Other", tooltip="the next template (conv-gen / conv-restyle / judge)"),
         Binding("ctrl+n", "next_seed", "Seed", tooltip="preview with the next seed (picked first)"),
         Binding("ctrl+b", "next_persona", "Persona", tooltip="preview with the next persona"),
+        Binding(
+            "f10,alt+w",
+            "toggle_wide",
+            "Wide",
+            key_display="F10",
+            tooltip="the editor full width, the prompt below it (again: side by side); also alt+w",
+        ),
+        *find_bindings(),
     ]
 
     class Previewed(Message):
@@ -101,7 +110,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
                     edited = self.files[kind]
                     area = Editor(edited.read(), soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
                     area.border_title = edited.title()
-                    area.border_subtitle = "^t other · Esc leaves"
+                    area.border_subtitle = "^t other · ^f find · Esc leaves"
                     yield edited.bind(area)
             yield Static("", id="tpl-problems", markup=False)
         with Vertical(id="tpl-right"):
@@ -111,7 +120,19 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             yield preview
 
     def on_mount(self) -> None:
+        self.set_class(self.session.editor_wide, "-wide")
         self.schedule_preview(0)
+
+    def action_find(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_find()
+
+    def action_go_to_line(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_go_to_line()
+
+    def action_toggle_wide(self) -> None:
+        """At 80 columns the editor beside the preview is 32 columns wide: give it the whole width."""
+        self.session.editor_wide = not self.session.editor_wide
+        self.set_class(self.session.editor_wide, "-wide")
 
     def editor(self, kind: TemplateKind | None = None) -> TextArea:
         return self.query_one(f"#tpl-{kind or self.kind}", TextArea)
@@ -291,13 +312,24 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             return  # an older keystroke's preview
         area = self.query_one("#tpl-preview", TextArea)
         if message.preview is not None:
-            area.load_text(display_safe(message.preview.text))
+            self._keep_place(area, display_safe(message.preview.text))
             over = message.preview.n_tokens >= message.preview.n_ctx
             area.border_subtitle = "over the context!" if over else ""
             if self._request is not None:
                 self._describe(self._request, message.preview)
         else:
-            area.load_text(display_safe(message.error or ""))
+            self._keep_place(area, display_safe(message.error or ""))
+
+    @staticmethod
+    def _keep_place(area: TextArea, text: str) -> None:
+        """New preview text where the reader was (a save or a keystroke does not scroll it to the top)."""
+        if text == area.text:
+            return
+        scroll_y, cursor = area.scroll_y, area.cursor_location
+        area.load_text(text)
+        row = min(cursor[0], area.document.line_count - 1)
+        area.selection = Selection.cursor((row, min(cursor[1], len(area.document.get_line(row)))))
+        area.call_after_refresh(area.scroll_to, y=scroll_y, animate=False)
 
     def on_model_loaded(self) -> None:
         self.schedule_preview(0)

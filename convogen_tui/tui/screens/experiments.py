@@ -114,7 +114,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self.title = "ConvoGen"
         self.sub_title = "experiments"
         table = self.query_one(DataTable)
-        table.add_columns("Experiment", "Valid", "Convs", "Restyled", "Flagged", "Trash")
+        table.add_columns("Experiment", "Valid", "Convs", "Restyled", "Flagged", "Trash", "Stale")
         self.action_refresh()
         self.set_interval(POLL_S, self._poll)
 
@@ -160,7 +160,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
             table.add_row(
                 display_safe(row.name),
                 mark,
-                *(str(n) for n in (row.conversations, row.restyled, row.flagged, row.trash)),
+                *(str(n) for n in (row.conversations, row.restyled, row.flagged, row.trash, row.stale)),
                 key=str(row.path),
             )
         if selected is not None:

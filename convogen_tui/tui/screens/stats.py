@@ -1,7 +1,8 @@
 """Stats (F8): an experiment at a glance, kept current while conversations arrive.
 
 A summary line (counts, distinct-1/2, MTLD, coverage, tok/s), then four plots: conversation length
-and turn histograms (plotext), the seed x persona coverage grid as a heat map, and the flag rates.
+and turn histograms, the seed x persona coverage grid as a heat map, and the flag rates. The bar
+charts (widgets.bars) choose round ticks that cover the data, so no axis misstates a bar.
 A thread worker polls the store's listing (cheap: the index) and recomputes only when something
 changed; diversity reads each new conversation once (core.stats.DiversityCache).
 """
@@ -18,8 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header, Static
-from textual_plotext import PlotextPlot
+from textual.widgets import ContentSwitcher, Header, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.calibration import MIN_MARKED
@@ -29,8 +29,10 @@ from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.bars import BarChart
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
@@ -38,6 +40,16 @@ CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing":
 SCORE_STYLE = ["red", "dark_orange", "yellow", "green_yellow", "green"]  # lowest to highest score
 FIT = "persona_fit"  # the criterion the heat map can show
 SHADES = " ░▒▓█"
+
+
+def label_room(labels: list[str], most: int, least: int = 14) -> int:
+    """Cells for the persona labels: 14, or more (up to ``most``) until no two cut labels are alike."""
+    width = min(max(len(label) for label in labels), least)
+    while len({label[:width] for label in labels}) < len(set(labels)) and width < min(
+        most, max(map(len, labels))
+    ):
+        width += 1
+    return width
 
 
 class CoverageMap(Static):
@@ -94,7 +106,7 @@ class CoverageMap(Static):
             return Text("no seed file: coverage unknown", style="dim")
         if not coverage.seeds or not coverage.personas:
             return Text("no seeds or no personas", style="dim")
-        label_width = min(max(len(p.label) for p in coverage.personas), 14)
+        label_width = label_room([p.label for p in coverage.personas], self.content_size.width // 2)
         width = max(self.content_size.width - label_width - 1, 4)
         seeds = coverage.seeds
         group = -(-len(seeds) // width)  # seeds per column
@@ -170,6 +182,27 @@ def judge_panel_text(stats: dict[str, Any]) -> Text:
     return text
 
 
+def turns_title(stats: dict[str, Any]) -> str:
+    """The turns chart's title: each version's own target (a template edit changes it)."""
+    targets = sorted({(v["version"], v["turns_target"]) for v in stats.get("versions") or []})
+    if len({t for _, t in targets}) > 1:
+        return "Turns (target " + ", ".join(f"{name} {t}" for name, t in targets) + ")"
+    return f"Turns (target {targets[0][1] if targets else stats['quality']['turns']})"
+
+
+def version_summary(stats: dict[str, Any]) -> str:
+    """A third summary line when several versions made the conversations: each one's flag rate."""
+    versions = stats.get("versions") or []
+    if len(versions) < 2:
+        return ""
+    parts = [
+        f"{v['version']} {v['conversations']} convs {v['with_flags'] / v['conversations']:.0%} flagged"
+        for v in versions
+        if v["conversations"]
+    ]
+    return "\n" + " · ".join(parts) + " (Compare: c on Review)"
+
+
 class StatsScreen(ReportsWorkerErrors, Screen[None]):
     """Plots of the open experiment; Esc goes back, r recomputes now."""
 
@@ -202,6 +235,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self.session = session
         self.stats: dict[str, Any] | None = None
         self._diversity = DiversityCache()  # used under _computing only
+        self._version_diversity: dict[str, DiversityCache] = {}  # per version, under _computing
         # one computation at a time: an exclusive worker group cancels a running thread but cannot
         # stop it, and two threads updating the cache at once counted every conversation twice
         self._computing = threading.Lock()
@@ -211,13 +245,13 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         yield Header()
         yield Static("computing…", id="stats-summary", markup=False)
         with Grid(id="stats-grid"):
-            yield PlotextPlot(id="stats-lengths")
-            yield PlotextPlot(id="stats-turns")
+            yield BarChart("Length (characters)", id="stats-lengths")
+            yield BarChart("Turns", id="stats-turns")
             yield CoverageMap(id="stats-coverage")
             with ContentSwitcher(initial="stats-flags", id="stats-corner"):
-                yield PlotextPlot(id="stats-flags")
+                yield BarChart("Flag rates", horizontal=True, id="stats-flags")
                 yield JudgePanel(id="stats-judge")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
@@ -263,7 +297,9 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             coverage = coverage_of(
                 seeds_for(self.session.experiment).seeds, self.session.personas(), rows, trashed_keys(store)
             )
-        stats = experiment_stats(self.session.experiment, store, rows, diversity, coverage)
+        stats = experiment_stats(
+            self.session.experiment, store, rows, diversity, coverage, self._version_diversity
+        )
         judge = stats.get("judge") or {}
         fit = cell_means(rows, store.judgments(), FIT) if FIT in judge and judge[FIT]["n"] else None
         self.post_message(self.Computed(stats, coverage, seen, fit))
@@ -290,40 +326,33 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             f"{stats['with_flags']} flagged · {stats['near_duplicates']} near-dup · {cells}\n"
             f"distinct-1 {stats['distinct_1']:.3f} · distinct-2 {stats['distinct_2']:.3f} · "
             f"MTLD {stats['mtld']:.1f} · {throughput['tokens_per_second']} tok/s · "
-            f"{throughput['gpu_hours']:.2f} GPU-h"
+            f"{throughput['gpu_hours']:.2f} GPU-h" + version_summary(stats)
         )
 
     def _plots(self, stats: dict[str, Any]) -> None:
-        lengths = self.query_one("#stats-lengths", PlotextPlot)
-        plt = lengths.plt
-        plt.clear_data()
-        plt.clear_figure()
         bins = stats["length_chars"]["histogram"]
-        if bins:
-            plt.bar(list(range(len(bins))), [b["count"] for b in bins])
-            ends = sorted({0, len(bins) // 2, len(bins) - 1})  # a few fixed ticks: plotext's own vary
-            plt.xticks(ends, [str(int(bins[i]["from"])) for i in ends])
-        plt.title("Length (characters)")
-        lengths.refresh()
-
-        turns = self.query_one("#stats-turns", PlotextPlot)
-        plt = turns.plt
-        plt.clear_data()
-        plt.clear_figure()
+        self.query_one("#stats-lengths", BarChart).show(
+            [str(int(b["from"])) for b in bins],
+            [b["count"] for b in bins],
+            title="Length (characters)",
+            centre=False,  # a bin's label is where it starts
+            empty="no conversations yet",
+        )
         counts = stats["turns"]["counts"]
-        plt.bar(list(counts) or ["0"], list(counts.values()) or [0])
-        plt.title(f"Turns (target {stats['quality']['turns']})")
-        turns.refresh()
-
-        flags = self.query_one("#stats-flags", PlotextPlot)
-        plt = flags.plt
-        plt.clear_data()
-        plt.clear_figure()
+        self.query_one("#stats-turns", BarChart).show(
+            list(counts),
+            list(counts.values()),
+            title=turns_title(stats),
+            empty="no conversations yet",
+        )
         rates = sorted(
             ((rule, f["rate"] * 100) for rule, f in stats["flags"].items() if f["count"]),
             key=lambda item: -item[1],
         )[:6]
-        if rates:
-            plt.bar([rule for rule, _ in rates], [rate for _, rate in rates], orientation="horizontal")
-        plt.title("Flag rates (%)" if rates else "Flag rates: none")
-        flags.refresh()
+        self.query_one("#stats-flags", BarChart).show(
+            [rule for rule, _ in rates],
+            [rate for _, rate in rates],
+            title="Flag rates (% of conversations)",
+            unit="%",
+            empty="no conversation flagged",
+        )
