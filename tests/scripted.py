@@ -72,6 +72,7 @@ class _Live:
     stats: GenerationStats
     sent: int = 0
     parts: list[str] = field(default_factory=list)
+    cut: bool = False  # the script is longer than max_tokens: it ends there, as "length"
 
 
 class ScriptedBackend(Backend):
@@ -207,7 +208,9 @@ class ScriptedBackend(Backend):
             script = cast(Callable[[str], Script], script)(request.prompt)
         stats = GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
         stats.constrained = request.constraint is not None and bool(self.support)
-        return _Live(request, script, script.pieces(request.prompt), stats)
+        pieces = script.pieces(request.prompt)
+        limit = request.sampling.max_tokens
+        return _Live(request, script, pieces[:limit], stats, cut=len(pieces) > limit)
 
     def _next(self, live: _Live, cancel: threading.Event) -> StreamChunk | StreamFailed | None:
         """The next chunk of one stream; None when cancelled while held at the gate."""
@@ -234,7 +237,7 @@ class ScriptedBackend(Backend):
         return StreamChunk(live.request.key, text, live.sent, now)
 
     def _end(self, live: _Live) -> None:
-        live.stats.finish_reason = live.script.finish_reason
+        live.stats.finish_reason = "length" if live.cut else live.script.finish_reason
         live.stats.elapsed_s = time.perf_counter() - live.stats.started
 
 
@@ -242,5 +245,4 @@ class ScriptedBatchBackend(ScriptedBackend):
     """The scripted backend as a batched one: even a single stream goes through ``run_many``, so
     ``prompt_steps`` and per-request cancel behave as with llama.cpp's engine."""
 
-    batched = True
     always_run_many = True

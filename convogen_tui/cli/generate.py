@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import threading
+from dataclasses import replace
 
 from convogen_tui.cli.common import (
     add_experiment_arg,
+    add_threads_arg,
     err,
     is_tty,
     open_experiment,
@@ -14,7 +16,7 @@ from convogen_tui.cli.common import (
     positive_int,
     temperature,
 )
-from convogen_tui.cli.progress import EtaEstimate, PlainReporter, RichReporter, summary_line
+from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.judge import load_judge
 from convogen_tui.core.keeping.files import check_free_space
@@ -25,10 +27,11 @@ from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
 from convogen_tui.core.making.pairing import cells_to_pair
-from convogen_tui.core.making.pipeline import JobFinished, Pipeline, RunFinished
-from convogen_tui.core.making.planner import Job, Plan, PlanRequest
+from convogen_tui.core.making.pipeline import Job, Pipeline
+from convogen_tui.core.making.planner import Plan, PlanRequest
 from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed
+from convogen_tui.llm.loader import BACKENDS
 
 
 def parallel_count(text: str) -> int | None:
@@ -82,20 +85,14 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
         help="sample under a grammar of the dialog's form (SocBot first, alternating, the turn "
         'target, no text around it) where the backend can (default: the setup\'s "constrain", on)',
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
-    )
+    add_threads_arg(parser)
 
 
 def _backend_args(parser: argparse.ArgumentParser) -> None:
     """Where to generate: llama.cpp here, or OpenAI-compatible servers (key from the environment)."""
     group = parser.add_argument_group("inference servers (OpenAI-compatible API)")
     group.add_argument(
-        "--backend", choices=["llama.cpp", "openai"], default=None, help="default: the setup's (llama.cpp)"
+        "--backend", choices=list(BACKENDS), default=None, help="default: the setup's (llama.cpp)"
     )
     group.add_argument(
         "--base-url",
@@ -255,27 +252,20 @@ def _prepare(experiment: Experiment) -> None:
 
 
 def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parallel: int = 1) -> int:
-    jobs = plan.jobs
-    eta = EtaEstimate(plan.passes, pipeline.sampling.max_tokens)
-    reporter = RichReporter(eta) if is_tty() else PlainReporter(eta=eta)
+    reporter = RichReporter() if is_tty() else PlainReporter()
     cancel = threading.Event()
-    result: RunFinished | None = None
-    done = 0
     try:
         with reporter:
-            for event in pipeline.run(jobs, restyle=restyle, cancel=cancel, parallel=parallel):
+            for event in pipeline.run(plan.jobs, restyle=restyle, cancel=cancel, parallel=parallel):
                 reporter.handle(event)
-                if isinstance(event, RunFinished):
-                    result = event
-                elif isinstance(event, JobFinished) and event.phase == "generate":
-                    done += 1
     except KeyboardInterrupt:
         cancel.set()
         err(
-            f"convogen: interrupted after {done} conversation(s); no partial file was written. "
-            "Run the same command again to resume."
+            f"convogen: interrupted after {reporter.model.conversations} conversation(s); no partial file "
+            "was written. Run the same command again to resume."
         )
         return 130
+    result = reporter.model.result
     assert result is not None
     print(summary_line(result, skipped))
     return 1 if result.failed else 0
@@ -283,13 +273,9 @@ def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parall
 
 def _request(args: argparse.Namespace, seeds: list[Seed], judge: bool = False) -> PlanRequest:
     """What `convogen generate` was asked for, for the planner."""
-    return PlanRequest(
-        seeds=seeds,
-        personas=args.personas,
-        motivations=args.motivation,
-        dispositions=args.disposition,
-        limit=args.limit,
-        again=args.again,
+    request = PlanRequest(seeds, args.personas, args.motivation, args.disposition, args.limit, args.again)
+    return replace(
+        request,
         fill=args.fill,
         base_seed=args.seed,
         restyle=bool(args.restyle),

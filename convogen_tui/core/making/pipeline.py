@@ -48,6 +48,7 @@ from convogen_tui.core.making.backend import (
     Request,
     StreamChunk,
     StreamDone,
+    StreamEvent,
     StreamFailed,
     StreamPrompt,
     StreamStarted,
@@ -90,6 +91,9 @@ class RunStarted:
     model: str
     offload: str
     parallel: int = 1  # streams the run uses at most
+    passes: int = 0  # passes the run plans (``Job.runs``); 0: one a job
+    max_tokens: int = 0  # per pass
+    restyle: bool = True  # generations get their restyle pass
 
 
 @dataclass(frozen=True)
@@ -290,25 +294,6 @@ class Pipeline:
         instruction = judge.instruction(pair, retry_reason)
         return PromptParts(instruction, JUDGE_SYSTEM, "", self.prompt_format())
 
-    def _request_parts(
-        self, job: Job, phase: Phase, retry_reason: str | None
-    ) -> tuple[PromptParts, int, SamplingSettings, Constraint | None]:
-        """What one pass sends: prompt parts, random seed, sampling and the output's constraint.
-
-        The judge's answer is always constrained where the backend can (its JSON must parse);
-        a second try has its own seed.
-        """
-        if phase == "judge":
-            judge = self.judge_pass
-            seed = job.pass_seed(phase)
-            seed = job_random_seed(seed, "again") if retry_reason else seed
-            return self.judge_parts(job, retry_reason), seed, judge.sampling(self.sampling), judge.constraint
-        if phase == "generate":
-            parts = self.generation_parts(job.seed, job.persona)
-        else:
-            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
-        return parts, job.pass_seed(phase), self.sampling, self.constraint(phase, job.conv or "")
-
     def render(self, parts: PromptParts) -> str:
         """The prompt text the model sees (for chat messages, a readable stand-in)."""
         fmt = self.backend.info.chat_format
@@ -390,17 +375,8 @@ class Pipeline:
         ``limit`` counts new jobs, so each run with ``--limit N`` makes N new conversations.
         ``judge``: each job's pair is judged once it is restyled.
         """
-        request = PlanRequest(
-            seeds=seeds,
-            personas=personas,
-            limit=limit,
-            base_seed=seed,
-            again=again,
-            motivations=motivations,
-            dispositions=dispositions,
-            draw_seed=draw_seed,
-            judge=judge,
-        )
+        request = PlanRequest(seeds, personas, motivations, dispositions, limit, again)
+        request = replace(request, base_seed=seed, draw_seed=draw_seed, judge=judge)
         return plan_jobs(request, self.experiment, self.store)
 
     def judge_plan(self, again: bool = False, limit: int | None = None, seed: int | None = None) -> Plan:
@@ -488,104 +464,104 @@ class Pipeline:
         pass has its pair judged as soon as its twin is saved.
         """
         cancel = cancel or threading.Event()
-        if any("judge" in job.passes for job in jobs):
+        judging = any("judge" in job.passes for job in jobs)
+        if judging:
             self.judge_pass  # noqa: B018  (no criteria or a broken judge.txt stops the run before it starts)
         self.backend.reserve(max(1, min(parallel, len(jobs))), self.stream_tokens(jobs, restyle))
         summary = RunFinished()
         started = time.perf_counter()
+        queue = _Queue(self, jobs, restyle, cancel, skips)
         info = self.backend.info
-        total = len(jobs)
-        queue: deque[tuple[Job, Phase, int]] = deque(
-            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
+        passes = sum(len(job.runs(restyle)) for job in jobs)
+        streams = max(1, min(parallel, len(jobs)))
+        yield RunStarted(
+            len(jobs), info.name, info.offload_summary, streams, passes, self.sampling.max_tokens, restyle
         )
-        retries: dict[int, str] = {}  # job index -> why its judge answer is asked for again
-        active: dict[int, tuple[Job, Phase, int]] = {}
-        own_cancel: dict[int, threading.Event] = {}
-        lock = threading.Lock()
-        keys = iter(range(1, 2**62))
-        failed_early: list[JobFailed | JobSkipped] = []
-
-        def next_request() -> Request | None:
-            with lock:
-                while queue and not cancel.is_set():
-                    job, phase, index = queue.popleft()
-                    if skips is not None and skips.asked(index):
-                        failed_early.append(JobSkipped(job, phase))
-                        continue
-                    try:
-                        parts, seed, sampling, constraint = self._request_parts(
-                            job, phase, retries.get(index)
-                        )
-                        prompt = self.render(parts)
-                    except ConvogenError as exc:
-                        failed_early.append(JobFailed(job, phase, str(exc)))
-                        continue
-                    key = next(keys)
-                    active[key] = (job, phase, index)
-                    own = skips.started(index) if skips is not None else None
-                    if own is not None:
-                        own_cancel[key] = own
-                    return Request(key, prompt, seed, sampling, parts, cancel=own, constraint=constraint)
-                return None
-
-        yield RunStarted(total, info.name, info.offload_summary, max(1, min(parallel, total)))
-        if parallel > 1 or self.backend.always_run_many:
-            stream = self.backend.run_many(next_request, cancel, parallel)
+        grammar = self.constrained or (judging and bool(self.backend.constraint_support()))
+        if parallel > 1 or self.backend.always_run_many or grammar:  # stream() takes no grammar
+            stream = self.backend.run_many(queue.next_request, cancel, parallel)
         else:
-            stream = run_sequential(self.backend, next_request, cancel)
+            stream = run_sequential(self.backend, queue.next_request, cancel)
         try:
             for event in stream:
-                while failed_early:
-                    yield self._early(failed_early.pop(0), summary)
-                job, phase, index = active[event.key]
-                if isinstance(event, StreamStarted):
-                    yield JobStarted(job, index, total, phase, event.prompt_tokens)
-                elif isinstance(event, StreamPrompt):
-                    yield PromptProgress(job, phase, event.done, event.total)
-                elif isinstance(event, StreamChunk):
-                    yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
-                elif isinstance(event, StreamFailed):
-                    del active[event.key]
-                    own_cancel.pop(event.key, None)
-                    summary.failed += 1
-                    yield JobFailed(job, phase, event.message)
-                elif isinstance(event, StreamDone):
-                    del active[event.key]
-                    own = own_cancel.pop(event.key, None)
-                    summary.completion_tokens += event.stats.completion_tokens
-                    if event.stats.finish_reason == "cancelled":
-                        if own is not None and own.is_set() and not cancel.is_set():
-                            summary.skipped += 1
-                            yield JobSkipped(job, phase)
-                        continue
-                    if phase == "judge":
-                        judged = self._judged(job, index, event.text, event.stats, summary, retries)
-                        if judged is None:  # asked once more, saying what was wrong
-                            with lock:
-                                queue.appendleft((job, "judge", index))
-                        else:
-                            yield judged
-                        continue
-                    finished = self._save(job, phase, event.text.strip(), event.stats, summary)
-                    yield finished
-                    if isinstance(finished, JobFailed):
-                        continue
-                    follow = _next_pass(job.runs(restyle), phase)
-                    if follow is not None:
-                        if phase == "generate":
-                            job = replace(job, conv_id=finished.conv_id, conv=event.text.strip())
-                        elif phase == "restyle":
-                            job = replace(job, restyled=event.text.strip())
-                        with lock:
-                            queue.appendleft((job, follow, index))
+                while queue.early:
+                    yield self._early(queue.early.pop(0), summary)
+                yield from self._translate(event, queue, summary, len(jobs))
         finally:
             if isinstance(stream, Generator):
                 stream.close()
-        while failed_early:
-            yield self._early(failed_early.pop(0), summary)
+        while queue.early:
+            yield self._early(queue.early.pop(0), summary)
         summary.cancelled = cancel.is_set()
         summary.elapsed_s = time.perf_counter() - started
         yield summary
+
+    def _translate(
+        self, event: StreamEvent, queue: _Queue, summary: RunFinished, total: int
+    ) -> Iterator[Event]:
+        """A backend's stream event as the run's events; a finished pass is saved, its next queued."""
+        job, phase, index = queue.active[event.key]
+        if isinstance(event, StreamStarted):
+            yield JobStarted(job, index, total, phase, event.prompt_tokens)
+        elif isinstance(event, StreamPrompt):
+            yield PromptProgress(job, phase, event.done, event.total)
+        elif isinstance(event, StreamChunk):
+            yield TokenChunk(job, phase, event.text, event.n_tokens, event.elapsed_s)
+        elif isinstance(event, StreamFailed):
+            queue.end(event.key)
+            summary.failed += 1
+            yield JobFailed(job, phase, event.message)
+        elif isinstance(event, StreamDone):
+            own = queue.end(event.key)
+            summary.completion_tokens += event.stats.completion_tokens
+            if event.stats.finish_reason == "cancelled":
+                if own is not None and own.is_set() and not queue.cancel.is_set():
+                    summary.skipped += 1
+                    yield JobSkipped(job, phase)
+                return
+            if phase == "judge":
+                judged = self._judged(job, index, event.text, event.stats, summary, queue.retries)
+                if judged is None:  # asked once more, saying what was wrong
+                    queue.again(job, "judge", index)
+                else:
+                    yield judged
+                return
+            text = event.text.strip()
+            finished = self._save(job, phase, text, event.stats, summary)
+            yield finished
+            if isinstance(finished, JobFinished):
+                if phase == "generate":
+                    job = replace(job, conv_id=finished.conv_id, conv=text)
+                elif phase == "restyle":
+                    job = replace(job, restyled=text)
+                queue.then(job, phase, index)
+
+    def pass_request(
+        self, job: Job, phase: Phase, retry_reason: str | None = None
+    ) -> tuple[PromptParts, str, Constraint | None]:
+        """What one pass of a job sends: its prompt parts, the rendered prompt and its grammar.
+
+        The judge's answer is always constrained where the backend can: its JSON must parse.
+        """
+        if phase == "judge":
+            parts = self.judge_parts(job, retry_reason)
+            return parts, self.render(parts), self.judge_pass.constraint
+        if phase == "generate":
+            parts = self.generation_parts(job.seed, job.persona)
+        else:
+            parts = self.restyle_parts(job.seed.tweet, job.conv or "")
+        return parts, self.render(parts), self.constraint(phase, job.conv or "")
+
+    def pass_sampling(
+        self, job: Job, phase: Phase, retry_reason: str | None = None
+    ) -> tuple[int, SamplingSettings]:
+        """A pass's random seed and sampling: the judge samples its own way, a second try afresh."""
+        seed = job.pass_seed(phase)
+        if phase != "judge":
+            return seed, self.sampling
+        return (job_random_seed(seed, "again") if retry_reason else seed), self.judge_pass.sampling(
+            self.sampling
+        )
 
     def _judged(
         self,
@@ -678,7 +654,7 @@ class Pipeline:
     def _judgment_provenance(self, job: Job, stats: GenerationStats, attempts: int) -> JudgmentProvenance:
         judge = self.judge_pass
         template = judge.template
-        seed = job.pass_seed("judge")
+        seed, sampling = self.pass_sampling(job, "judge", "again" if attempts > 1 else None)
         return JudgmentProvenance(
             created_at=time.time(),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -686,8 +662,8 @@ class Pipeline:
             model=self._model_provenance(stats),
             template=TemplateRef(file=template.path.name if template.path else None, sha256=template.sha256),
             criteria_sha256=judge.settings.sha256,
-            sampling=judge.sampling(self.sampling).model_dump(),
-            random_seed=job_random_seed(seed, "again") if attempts > 1 else seed,
+            sampling=sampling.model_dump(),
+            random_seed=seed,
             constraint=self.backend.constraint_support() if stats.constrained else "",
             attempts=attempts,
             prompt_tokens=stats.prompt_tokens,
@@ -755,3 +731,70 @@ def _next_pass(passes: Sequence[Phase], phase: Phase) -> Phase | None:
     """The pass that follows ``phase`` in a job's passes, if any."""
     at = passes.index(phase) if phase in passes else len(passes)
     return passes[at + 1] if at + 1 < len(passes) else None
+
+
+class _Queue:
+    """A run's passes: waiting (a job's next pass goes first) and running, shared with the backend's
+    thread through :meth:`next_request`. A pass whose prompt cannot be made, or that the user skipped
+    while it waited, ends here (``early``) without reaching the backend."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        jobs: Sequence[Job],
+        restyle: bool,
+        cancel: threading.Event,
+        skips: Skips | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.restyle = restyle
+        self.cancel = cancel
+        self.skips = skips
+        self.waiting: deque[tuple[Job, Phase, int]] = deque(
+            (job, job.runs(restyle)[0], i) for i, job in enumerate(jobs)
+        )
+        self.active: dict[int, tuple[Job, Phase, int]] = {}
+        self.own_cancel: dict[int, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.keys = iter(range(1, 2**62))
+        self.early: list[JobFailed | JobSkipped] = []
+        self.retries: dict[int, str] = {}  # job index -> why its judge answer is asked for again
+
+    def next_request(self) -> Request | None:
+        with self.lock:
+            while self.waiting and not self.cancel.is_set():
+                job, phase, index = self.waiting.popleft()
+                if self.skips is not None and self.skips.asked(index):
+                    self.early.append(JobSkipped(job, phase))
+                    continue
+                retry = self.retries.get(index) if phase == "judge" else None
+                try:
+                    parts, prompt, constraint = self.pipeline.pass_request(job, phase, retry)
+                    seed, sampling = self.pipeline.pass_sampling(job, phase, retry)
+                except ConvogenError as exc:
+                    self.early.append(JobFailed(job, phase, str(exc)))
+                    continue
+                key = next(self.keys)
+                self.active[key] = (job, phase, index)
+                own = self.skips.started(index) if self.skips is not None else None
+                if own is not None:
+                    self.own_cancel[key] = own
+                return Request(key, prompt, seed, sampling, parts, cancel=own, constraint=constraint)
+            return None
+
+    def end(self, key: int) -> threading.Event | None:
+        """A pass is over: forget it; its own cancel (set if the user skipped it), if any."""
+        del self.active[key]
+        return self.own_cancel.pop(key, None)
+
+    def again(self, job: Job, phase: Phase, index: int) -> None:
+        """Queue a pass once more (a judge answer that could not be used), ahead of new jobs."""
+        with self.lock:
+            self.waiting.appendleft((job, phase, index))
+
+    def then(self, job: Job, phase: Phase, index: int) -> None:
+        """Queue the job's next pass ahead of new jobs, so it joins the running batch at once."""
+        follow = _next_pass(job.runs(self.restyle), phase)
+        if follow is not None:
+            with self.lock:
+                self.waiting.appendleft((job, follow, index))

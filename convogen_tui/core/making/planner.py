@@ -112,13 +112,13 @@ class PlanRequest:
     ``resume`` puts restyles of conversations saved without a twin first.
     """
 
-    kind: Phase = "generate"
     seeds: Sequence[Seed] = ()
     personas: str = RANDOM
     motivations: Sequence[str] | None = None
     dispositions: Sequence[str] | None = None
     limit: int | None = None
     again: bool = False
+    kind: Phase = "generate"
     fill: bool = False
     base_seed: int | None = None
     draw_seed: int | None = None  # persona draws in random mode; None: from base_seed (or 0)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -232,6 +232,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
+        self._laid_out_width = 0  # the width the table was last fitted to
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
         self.judgments: dict[str, JudgmentRecord] = {}  # the judge's verdicts, by conversation id
@@ -273,8 +274,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def on_mount(self) -> None:
         self.relist()
 
-    def on_resize(self) -> None:
-        if self.rows:
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the columns to a new width; showing the tab again (same width) redraws nothing."""
+        if event.size.width != self._laid_out_width and self.rows:
+            self._laid_out_width = event.size.width
             self.filter()
 
     def relist(self) -> None:

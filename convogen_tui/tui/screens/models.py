@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.llm.catalog import ModelDetails, ModelSummary
@@ -25,6 +25,7 @@ from convogen_tui.llm.gguf_info import format_bytes
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
 
 
@@ -97,7 +98,7 @@ class ModelsScreen(ReportsWorkerErrors, Screen[None]):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield ModelTable(id="models-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="model-details-box"):
             yield Static("", id="model-details", markup=False)

@@ -19,7 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Header, Static
+from textual.widgets import ContentSwitcher, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.calibration import MIN_MARKED
@@ -33,6 +33,7 @@ from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.bars import BarChart
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
@@ -242,7 +243,7 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         self._seen: object = None  # what the last computation saw, to skip unchanged polls
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static("computing…", id="stats-summary", markup=False)
         with Grid(id="stats-grid"):
             yield BarChart("Length (characters)", id="stats-lengths")
