@@ -49,6 +49,14 @@ def test_constrained_sequence_obeys_its_grammar_and_stops_where_it_ends(embedded
     assert done.stats.constrained
 
 
+def test_greedy_decoding_under_a_grammar_takes_the_best_allowed_token(embedded_backend):
+    greedy = SamplingSettings(temperature=0.0, max_tokens=64)
+    ends = _run(embedded_backend, [Request(k, PROMPT, k, greedy, constraint=TINY) for k in (1, 2)], 2)
+    first, second = ends[1], ends[2]
+    assert isinstance(first, StreamDone) and isinstance(second, StreamDone)
+    assert TINY_TEXT.fullmatch(first.text) and first.text == second.text  # seeds do not matter
+
+
 def test_a_grammar_that_allows_everything_changes_no_token(embedded_backend):
     """The constrained path samples the same chain: where the grammar never says no, same text."""
     anything = Constraint("anything", "root ::= [^\\x00]*\n")
@@ -116,3 +124,99 @@ def test_openai_backend_sends_the_grammar_to_a_llama_cpp_server():
         backend.close()
     finally:
         server.kill()
+
+
+# the derived grammars, read by llama.cpp's own matcher ----------------------------------------
+def _accepts(backend, constraint: Constraint, text: str) -> bool:
+    """Whether llama.cpp's grammar takes ``text`` whole and then allows the end of generation."""
+    import llama_cpp
+
+    from convogen_tui.llm.sampler import Scratch, grammar_sampler
+
+    vocab = backend.model.vocab
+    grammar = grammar_sampler(vocab, constraint)
+    scratch = Scratch(llama_cpp.llama_vocab_n_tokens(vocab))
+    try:
+        for token in backend.model.tokenize(text.encode(), add_bos=False, special=False):
+            if not scratch.allows(grammar, token):
+                return False
+            llama_cpp.llama_sampler_accept(grammar, token)
+        return scratch.allows(grammar, llama_cpp.llama_vocab_eos(vocab))
+    finally:
+        llama_cpp.llama_sampler_free(grammar)
+
+
+def _dialog(turns: int, text: str = "Fair point, but why?") -> str:
+    return "\n".join(f"SocBot: {text}\nUser: {text}" for _ in range(turns))
+
+
+def test_dialog_grammar_takes_the_form_and_nothing_else(embedded_backend):
+    from convogen_tui.core.judging.quality import ResolvedQuality
+    from convogen_tui.core.making.grammar import dialog_shape
+
+    shape = dialog_shape(ResolvedQuality(turns=8), 1444)
+    dialog = shape.constraint()
+    good = _dialog(8)
+    assert _accepts(embedded_backend, dialog, good)
+    assert _accepts(embedded_backend, dialog, good.replace("Fair", "🙄 fair", 1))  # emoji are words
+    wrong = {
+        "user-first": good.replace("SocBot:", "Us3r:").replace("User:", "SocBot:").replace("Us3r:", "User:"),
+        "alternation": good.replace("User: Fair point, but why?\nSocBot:", "User: x.\nUser:", 1),
+        "short": _dialog(7),
+        "extra-turns": _dialog(9),
+        "wrapper before": "Here is the conversation:\n" + good,
+        "wrapper after": good + "\n\nI hope this helps!",
+        "empty-message": good.replace("User: Fair point, but why?", "User: ", 1),
+        "placeholder": good.replace("User: Fair point, but why?", "User: [no response]", 1),
+        "over the cap": good.replace("Fair point", "x" * shape.max_chars, 1),
+        "blank line between": good.replace("\n", "\n\n", 1),
+    }
+    for name, text in wrong.items():
+        assert not _accepts(embedded_backend, dialog, text), name
+
+
+def test_restyle_grammar_takes_the_twin_with_or_without_the_leading_post(embedded_backend):
+    from convogen_tui.core.judging.quality import ResolvedQuality
+    from convogen_tui.core.making.grammar import restyle_shape
+
+    conv = "SocBot: Hello there, friend.\nUser: Go away.\nSocBot: Why so?\nUser: Because."
+    shape = restyle_shape(conv, ResolvedQuality(), 1444)
+    assert shape is not None and shape.max_chars == 280
+    restyle = shape.constraint()
+    twin = "SocBot: hey 👋\nUser: nope\nSocBot: how come?\nUser: cuz."
+    assert _accepts(embedded_backend, restyle, twin)
+    assert _accepts(embedded_backend, restyle, "User: the moon is fake\n\n" + twin)
+    assert not _accepts(embedded_backend, restyle, twin.replace("SocBot: how come?", "User: how come?"))
+    assert not _accepts(embedded_backend, restyle, twin + "\nSocBot: one more")
+    assert not _accepts(embedded_backend, restyle, twin.replace("nope", "n" * 281))
+    assert _accepts(embedded_backend, restyle, twin.replace("nope", "n" * 280))
+
+
+# the embedded model under the grammars: the done-when, at a small size ------------------------
+FORM_RULES = {
+    "no-dialog", "short", "extra-turns", "user-first", "alternation", "wrapper", "empty-message",
+    "restyle-no-dialog", "restyle-too-long", "restyle-mismatch",
+}  # fmt: skip
+
+
+def test_a_constrained_run_writes_no_form_defect(sample, datasets, cli):
+    from convogen_tui.core.judging.verdicts import judge, quality_settings
+    from convogen_tui.core.keeping.store import ConversationStore
+
+    code, out, err = cli(
+        "generate", "sample", "--root", datasets, "--limit", "4", "--parallel", "4",
+        "--max-tokens", "400", "--seed", "11",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "constrained: 8 turns, SocBot first" in out
+    store = ConversationStore(sample)
+    settings = quality_settings(sample)
+    rows = store.list()
+    assert len(rows) == 4
+    for row in rows:
+        record, twin = store.load(row.id)
+        assert twin is not None
+        flags = {v.rule for v in judge(record, twin, settings)} & FORM_RULES
+        assert not flags, (flags, record.conv, twin.restyled_conv)
+        assert record.provenance is not None and record.provenance.constrained
+        assert record.provenance.finish_reason == "stop"

@@ -90,7 +90,6 @@ class LlamaCppBackend(Backend):
     ``run_many`` decodes up to ``parallel`` sequences together in the same context.
     """
 
-    batched = True
     #: one stream goes through run_many too (the same engine loop), so its prompt progress is seen
     always_run_many = True
 
@@ -390,7 +389,3 @@ def load_llama(
         backend = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
         _loaded[key] = backend
         return backend
-
-
-def is_loaded(path: Path, n_ctx: int = 4096, n_gpu_layers: int | None = None) -> bool:
-    return (str(Path(path).resolve()), n_ctx, n_gpu_layers) in _loaded

@@ -52,10 +52,6 @@ def _mtld_pass(tokens: Sequence[str], threshold: float) -> float:
     return len(tokens) / factors
 
 
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-
-
 @dataclass
 class Diversity:
     """Corpus-wide distinct-1/2 and the mean per-conversation MTLD, built one conversation at a time."""
@@ -172,6 +168,17 @@ class DiversitySketch:
         self._pending.append((unigrams, bigrams))
         if len(self._pending) >= 256:
             self._fold()
+
+    def merge(self, other: DiversitySketch) -> None:
+        """Add another sketch's conversations (sketches of two sets merge into the union's)."""
+        self._fold()
+        other._fold()
+        self.unigrams = bottom_k(self.unigrams, other.unigrams)
+        self.bigrams = bottom_k(self.bigrams, other.bigrams)
+        self.n_unigrams += other.n_unigrams
+        self.n_bigrams += other.n_bigrams
+        self.mtld_sum += other.mtld_sum
+        self.texts += other.texts
 
     def _fold(self) -> None:
         if self._pending:

@@ -22,8 +22,6 @@ from collections.abc import Set as AbstractSet
 
 import numpy as np
 
-from convogen_tui.core.judging.dialog import dialog_words
-
 NUM_PERM = 64
 SHINGLE = 3
 MIN_SHINGLES = 5  # a text this short says too little to call it anyone's duplicate
@@ -31,13 +29,9 @@ BAND_ROWS = 4
 BANDS = NUM_PERM // BAND_ROWS
 
 
-def signature(conv: str) -> str | None:
-    """The MinHash signature of a conversation's word 3-grams, as base64 (None for a tiny text)."""
-    return signature_of(dialog_words(conv))
-
-
 def signature_of(tokens: Sequence[str]) -> str | None:
-    """The same from the conversation's words, when the caller has them already."""
+    """The MinHash signature of a conversation's word 3-grams (``dialog_words``), as base64; None
+    for a tiny text."""
     if len(tokens) < SHINGLE:
         return None
     words = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in tokens), dtype=np.uint64, count=len(tokens))

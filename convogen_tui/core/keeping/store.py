@@ -40,9 +40,9 @@ from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.judging.dialog import Dialog, dialog_words, parse_dialog, words
 from convogen_tui.core.judging.diversity import bottom_k, gram_hashes, mtld
 from convogen_tui.core.judging.neardup import signature_of
-from convogen_tui.core.judging.quality import ResolvedQuality
+from convogen_tui.core.judging.quality import ResolvedQuality, Verdict
 from convogen_tui.core.judging.turns import count_turns
-from convogen_tui.core.judging.verdicts import judge, quality_settings
+from convogen_tui.core.judging.verdicts import QualityByVersion, judge
 from convogen_tui.core.keeping.files import (
     atomic_write_json,
     probe_writable,
@@ -52,12 +52,15 @@ from convogen_tui.core.keeping.files import (
 from convogen_tui.core.keeping.index import Damaged, Entry, Index, Sketches, Stamp, shard_of
 from convogen_tui.core.keeping.records import (
     ConversationRecord,
+    JudgmentRecord,
     RestyledRecord,
     Review,
     read_conversation,
+    read_judgment,
     read_restyled,
 )
-from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
+from convogen_tui.core.keeping.versions import version_of
+from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
 
 
@@ -90,6 +93,7 @@ class ConversationSummary:
     fingerprint: str = ""
     template_sha256: str = ""
     restyle_template_sha256: str = ""
+    version: str = ""  # the id of the texts that made it (core.keeping.versions.version_of)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -137,9 +141,12 @@ class ConversationStore:
     def __init__(self, expt_dir: Path, quality: ResolvedQuality | None = None) -> None:
         self.dir = Path(expt_dir)
         self._quality = quality
+        self._given_quality = quality  # thresholds for every conversation (tests); None: per version
+        self._by_version: QualityByVersion | None = None
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
+        self.judgments_dir = self.dir / JUDGMENTS
         self.index_path = self.dir / ".convogen" / "index.sqlite"
         self._index: Index | None = None
         self._index_lock = threading.RLock()
@@ -148,8 +155,25 @@ class ConversationStore:
     def quality(self) -> ResolvedQuality:
         """The quality thresholds (from expt-setup.json and the templates), read once."""
         if self._quality is None:
-            self._quality = quality_settings(self.dir)
+            self._quality = self.by_version.current
         return self._quality
+
+    @property
+    def by_version(self) -> QualityByVersion:
+        """Thresholds per conversation, from the templates that made it (read once)."""
+        if self._by_version is None:
+            self._by_version = QualityByVersion(self.dir)
+        return self._by_version
+
+    def quality_for(self, record: ConversationRecord, twin: RestyledRecord | None) -> ResolvedQuality:
+        """The thresholds a conversation is judged by: given ones, else its own version's."""
+        if self._given_quality is not None:
+            return self._given_quality
+        return self.by_version.for_pair(record, twin)
+
+    def judge(self, record: ConversationRecord, twin: RestyledRecord | None) -> list[Verdict]:
+        """A conversation's per-file verdicts against the templates that made it."""
+        return judge(record, twin, self.quality_for(record, twin))
 
     # writing ------------------------------------------------------------------------------
     def conversation_path(self, conv_id: str) -> Path:
@@ -157,6 +181,9 @@ class ConversationStore:
 
     def restyled_path(self, conv_id: str) -> Path:
         return self.restyled_dir / f"{conv_id}.json"
+
+    def judgment_path(self, conv_id: str) -> Path:
+        return self.judgments_dir / f"{conv_id}.json"
 
     def save_conversation(self, record: ConversationRecord, conv_id: str | None = None) -> str:
         conv_id = conv_id or new_conversation_id()
@@ -169,16 +196,37 @@ class ConversationStore:
         A conversation deleted while its restyle ran is in a trash batch: the twin joins it there,
         so undo brings back the pair. One deleted for good takes its twin with it.
         """
+        return self._save_beside(conv_id, RESTYLED, record.to_json())
+
+    def save_judgment(self, conv_id: str, record: JudgmentRecord) -> Path | None:
+        """Save a judgment beside its pair (into the trash with it; None: gone for good)."""
+        return self._save_beside(conv_id, JUDGMENTS, record.to_json())
+
+    def _save_beside(self, conv_id: str, folder: str, data: dict[str, Any]) -> Path | None:
+        """Write a file that belongs to a conversation, wherever the conversation is now."""
         with self._locked():
             if self.conversation_path(conv_id).is_file():
-                path = self.restyled_path(conv_id)
+                path = self.dir / folder / f"{conv_id}.json"
             else:
                 batch = self._batch_holding(conv_id)
                 if batch is None:
                     return None
-                path = self.trash_dir / batch / RESTYLED / f"{conv_id}.json"
-            atomic_write_json(path, record.to_json(), create_parents=path.parent.parent != self.dir)
+                path = self.trash_dir / batch / folder / f"{conv_id}.json"
+            atomic_write_json(path, data, create_parents=path.parent.parent != self.dir)
             return path
+
+    def load_judgment(self, conv_id: str) -> JudgmentRecord | None:
+        """A conversation's judgment, None if not judged; an unreadable file raises ConvogenError."""
+        path = self.judgment_path(conv_id)
+        return read_judgment(path) if path.is_file() else None
+
+    def judgments(self) -> dict[str, JudgmentRecord]:
+        """Every readable judgment of the listed conversations, by id (unreadable ones left out)."""
+        out: dict[str, JudgmentRecord] = {}
+        for name in _scan(self.judgments_dir):
+            with contextlib.suppress(ConvogenError):
+                out[name[:-5]] = read_judgment(self.judgments_dir / name)
+        return out
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -223,9 +271,9 @@ class ConversationStore:
 
     def remove_stale_temps(self) -> list[Path]:
         """Temporary files that crashed writers left behind (a run holding the run lock calls this)."""
-        folders = [self.dir, self.conv_dir, self.restyled_dir, self.index_path.parent]
+        folders = [self.dir, self.conv_dir, self.restyled_dir, self.judgments_dir, self.index_path.parent]
         for batch in self.trash_batches():
-            folders += [self.trash_dir / batch / CONVERSATIONS, self.trash_dir / batch / RESTYLED]
+            folders += [self.trash_dir / batch / name for name in (CONVERSATIONS, RESTYLED, JUDGMENTS)]
         return remove_stale_temps(folders)
 
     # reading ------------------------------------------------------------------------------
@@ -312,7 +360,7 @@ class ConversationStore:
         removed = [conv_id for conv_id in known if conv_id not in disk]
         unreadable: list[Problem] = []
         if todo or removed:
-            entries, sketches, unreadable = read_entries(self.dir, todo, self.quality)
+            entries, sketches, unreadable = read_entries(self.dir, todo, self._given_quality)
             bad = {Path(str(p.file)).stem for p in unreadable}
             removed += [conv_id for conv_id in bad if conv_id in known]
             index.apply(entries, removed, sketches, self.quality.near_duplicate_similarity, _preferred)
@@ -401,7 +449,7 @@ class ConversationStore:
 
     # trash -------------------------------------------------------------------------------
     def delete(self, conv_ids: list[str]) -> str:
-        """Move conversations and their twins to trash/<batch>/ as one batch; returns it for undo."""
+        """Move conversations with their twins and judgments to trash/<batch>/ as one batch, for undo."""
         with self._locked():
             for conv_id in conv_ids:
                 source = self.conversation_path(conv_id)
@@ -417,6 +465,7 @@ class ConversationStore:
                     for folder, path in (
                         (CONVERSATIONS, self.conversation_path(conv_id)),
                         (RESTYLED, self.restyled_path(conv_id)),
+                        (JUDGMENTS, self.judgment_path(conv_id)),
                     ):
                         if path.is_file():
                             (target / folder).mkdir(parents=True, exist_ok=True)
@@ -468,7 +517,11 @@ class ConversationStore:
                     )
                 )
             moves = []
-            for folder, dest_dir in ((CONVERSATIONS, self.conv_dir), (RESTYLED, self.restyled_dir)):
+            for folder, dest_dir in (
+                (CONVERSATIONS, self.conv_dir),
+                (RESTYLED, self.restyled_dir),
+                (JUDGMENTS, self.judgments_dir),
+            ):
                 for path in sorted((source / folder).glob("*.json")):
                     dest = dest_dir / path.name
                     if dest.exists():
@@ -505,10 +558,11 @@ CHUNK = 250  # files a worker reads per task
 
 
 def read_entries(
-    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality
+    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality | None
 ) -> tuple[list[Entry], Sketches, list[Problem]]:
     """Summaries of these conversation files, with their n-gram sketches by shard and the files
-    that cannot be read; many files are read by a process per usable core."""
+    that cannot be read; many files are read by a process per usable core. ``quality``: the
+    thresholds for every file, or None for each file its own version's."""
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if len(todo) < POOL_MIN_FILES or workers < 2:
         return _read_chunk(expt_dir, todo, quality)
@@ -530,9 +584,10 @@ def read_entries(
 
 
 def _read_chunk(
-    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality
+    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality | None
 ) -> tuple[list[Entry], Sketches, list[Problem]]:
     conv_dir, restyled_dir = Path(expt_dir) / CONVERSATIONS, Path(expt_dir) / RESTYLED
+    by_version = QualityByVersion(Path(expt_dir)) if quality is None else None
     entries: list[Entry] = []
     problems: list[Problem] = []
     grams: dict[int, tuple[list[Any], list[Any]]] = {}
@@ -551,7 +606,8 @@ def _read_chunk(
                 twin = read_restyled(restyled_dir / path.name)
         dialog = parse_dialog(record.conv)
         tokens = [w for m in dialog.messages for w in words(m.text)]
-        summary = _summarize(conv_id, record, twin, has_twin, [stamp[0], stamp[1]], quality, dialog)
+        thresholds = quality or by_version.for_pair(record, twin)  # type: ignore[union-attr]
+        summary = _summarize(conv_id, record, twin, has_twin, [stamp[0], stamp[1]], thresholds, dialog)
         summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
         unigrams, bigrams = gram_hashes(tokens)
         shard = grams.setdefault(shard_of(conv_id), ([], []))
@@ -658,4 +714,5 @@ def _summarize(
         fingerprint=provenance.model.fingerprint if provenance else "",
         template_sha256=provenance.template.sha256 if provenance else "",
         restyle_template_sha256=twin_provenance.template.sha256 if twin_provenance else "",
+        version=version_of(provenance),
     )

@@ -119,8 +119,6 @@ class Backend(ABC):
     """
 
     info: ModelInfo
-    #: run_many decodes several requests together (llama.cpp batching, several servers)
-    batched: ClassVar[bool] = False
     #: route even a single stream through run_many (a remote backend's retries and failover live there)
     always_run_many: ClassVar[bool] = False
     #: count_tokens guesses (a server without a tokenize route): the app says "~" before counts
@@ -180,7 +178,9 @@ class Backend(ABC):
 
         ``"grammar"``: every constraint, as a GBNF grammar while sampling (llama.cpp, llama-server);
         ``"json_schema"``: JSON constraints only, through structured outputs; ``""``: none, so the
-        caller validates the text (and retries). Default: none.
+        caller validates the text (and retries). Default: none. A backend that enforces them reads
+        ``Request.constraint`` in ``run_many`` (``stream`` takes none), so callers send constrained
+        requests through ``run_many``.
         """
         return ""
 
