@@ -233,12 +233,8 @@ def _show_json(experiment: Experiment, store: ConversationStore, prefix: str | N
         print(json.dumps(data, ensure_ascii=False))
         return 0
     if rows:  # one write (see run_show)
-        print(
-            "\n".join(
-                json.dumps(summary_json(row, names) | judge_json(experiment, judgments.get(row.id)), ensure_ascii=False)
-                for row in rows
-            )
-        )
+        lines = (summary_json(row, names) | judge_json(experiment, judgments.get(row.id)) for row in rows)
+        print("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
     return 0
 
 
