@@ -136,6 +136,14 @@ def test_cases_used_here_have_the_flags_the_summary_counts() -> None:
     assert flagged == ["user-first", "restyled-700-characters"]
 
 
+async def quiet(pilot, state) -> None:  # type: ignore[no-untyped-def]
+    """Until what started at opening has finished: the same state twice after the workers ran."""
+    before = None
+    while state() != before or state()[1]:
+        before = state()
+        await settle(pilot)
+
+
 async def test_idle_stats_and_review_compute_nothing_until_a_file_changes(root: Path) -> None:
     """Polls with nothing changed start no computation and no listing (an idle app costs no CPU);
     a burst of new files costs one more of each, not one per file or per poll."""
@@ -148,6 +156,8 @@ async def test_idle_stats_and_review_compute_nothing_until_a_file_changes(root: 
         table = workspace.query_one("#rev-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 4)
         await settle(pilot)
+        workspace.poll_disk()  # what opening did (the check's write probe in the folders) is seen once
+        await quiet(pilot, lambda: (workspace.review.listings, workspace.review._listing))
         listings = workspace.review.listings
         for _ in range(5):
             workspace.poll_disk()
@@ -157,7 +167,8 @@ async def test_idle_stats_and_review_compute_nothing_until_a_file_changes(root: 
         screen = app.screen
         await wait_for(pilot, lambda: isinstance(screen, StatsScreen) and screen.stats is not None)
         assert isinstance(screen, StatsScreen)
-        await settle(pilot)
+        screen._poll()
+        await quiet(pilot, lambda: (screen.computations, screen._busy))
         computations = screen.computations
         for _ in range(5):
             screen._poll()
