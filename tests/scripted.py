@@ -95,6 +95,7 @@ class ScriptedBackend(Backend):
         self.slots = slots
         self.memory_per_stream = memory_per_stream
         self.memory_free = memory_free
+        self.requests: list[Request] = []  # every request, in order (its constraint, sampling)
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
@@ -198,6 +199,7 @@ class ScriptedBackend(Backend):
 
     # the script -----------------------------------------------------------------------------
     def _begin(self, request: Request) -> _Live:
+        self.requests.append(request)
         self.prompts.append(request.prompt)
         self.seeds.append(request.seed)
         self.constraints.append(request.constraint)

@@ -49,6 +49,14 @@ def test_constrained_sequence_obeys_its_grammar_and_stops_where_it_ends(embedded
     assert done.stats.constrained
 
 
+def test_greedy_decoding_under_a_grammar_takes_the_best_allowed_token(embedded_backend):
+    greedy = SamplingSettings(temperature=0.0, max_tokens=64)
+    ends = _run(embedded_backend, [Request(k, PROMPT, k, greedy, constraint=TINY) for k in (1, 2)], 2)
+    first, second = ends[1], ends[2]
+    assert isinstance(first, StreamDone) and isinstance(second, StreamDone)
+    assert TINY_TEXT.fullmatch(first.text) and first.text == second.text  # seeds do not matter
+
+
 def test_a_grammar_that_allows_everything_changes_no_token(embedded_backend):
     """The constrained path samples the same chain: where the grammar never says no, same text."""
     anything = Constraint("anything", "root ::= [^\\x00]*\n")

@@ -10,10 +10,12 @@ from typing import Any
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.export import FORMATS, ExportReport, Selection, export_file
+from convogen_tui.core.judging.judge import judge_settings
 from convogen_tui.core.judging.quality import RULE_NAMES, RULES, explain_rules
 from convogen_tui.core.judging.stats import experiment_stats
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.keeping.versions import VersionBook, version_names
+from convogen_tui.core.making.experiment import Experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--restyled-only", action="store_true", help="only conversations with a restyled twin"
     )
     export.add_argument("--no-near-duplicates", action="store_true", help="leave out near-duplicates")
+    export.add_argument(
+        "--min-score",
+        action="append",
+        default=[],
+        type=min_score,
+        metavar="CRITERION=N",
+        help="only pairs the judge scored at least N on CRITERION (repeatable; convogen judge)",
+    )
     export.add_argument(
         "--dialog",
         choices=["conv", "restyled"],
@@ -154,12 +164,37 @@ def render_stats(stats: dict[str, Any]) -> str:
         "flags: " + ("  ".join(f"{rule} {f['count']} ({f['rate']:.0%})" for rule, f in rates) or "none")
     )
     lines += version_lines(stats)
+    lines += _judge_lines(stats)
     t = stats["throughput"]
     lines.append(
         f"tokens: {t['completion_tokens']} generated + {t['restyle_tokens']} restyled, "
         f"{t['tokens_per_second']} tok/s over {t['wall_hours']:.3f} h, {t['gpu_hours']:.3f} GPU-hours"
     )
     return "\n".join(lines)
+
+
+def _judge_lines(stats: dict[str, Any]) -> list[str]:
+    """The judge's means per criterion and the calibration in a sentence, when there is a judge."""
+    if not stats.get("judge"):
+        return []
+    counts = stats["judgments"]
+    means = "  ".join(
+        f"{name} {c['mean']:.2f}" if c["mean"] is not None else f"{name} -"
+        for name, c in stats["judge"].items()
+    )
+    lines = [
+        f"judge: {counts['judged']} judged ({counts['failed']} failed, {counts['stale']} stale); mean {means}"
+    ]
+    calibration = stats["calibration"]
+    if calibration["enough"]:
+        mean = calibration["mean"]
+        lines.append(
+            f"calibration: mean score >= {mean['threshold']:g} says kept, "
+            f"kappa {mean['kappa']:.2f} (n {mean['n']})"
+        )
+    else:
+        lines.append(f"calibration: {calibration['note']}")
+    return lines
 
 
 def version_lines(stats: dict[str, Any]) -> list[str]:
@@ -193,7 +228,9 @@ def run_export(args: argparse.Namespace) -> int:
         exclude_rules=tuple(args.exclude),
         restyled_only=args.restyled_only,
         no_near_duplicates=args.no_near_duplicates,
+        min_scores=tuple(args.min_score),
     )
+    _check_criteria(experiment, args.min_score)
     output: Path = args.output
     if not output.parent.exists():
         raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
@@ -207,6 +244,32 @@ def run_export(args: argparse.Namespace) -> int:
         )
     print(export_summary(report, selection))
     return 0
+
+
+def min_score(text: str) -> tuple[str, int]:
+    """argparse type for --min-score CRITERION=N."""
+    name, _, number = text.partition("=")
+    try:
+        return name.strip(), int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not CRITERION=N (for example civility=3)") from None
+
+
+def _check_criteria(experiment: Experiment, wanted: list[tuple[str, int]]) -> None:
+    """A --min-score criterion the setup does not judge is a typo: say which ones exist."""
+    if not wanted:
+        return
+    names = judge_settings(experiment).names
+    unknown = [name for name, _ in wanted if name not in names]
+    if unknown:
+        raise ConvogenError(
+            Problem(
+                experiment.setup_file,
+                f"--min-score: no criterion '{unknown[0]}'",
+                key="judge.criteria",
+                hint=f"the criteria are {', '.join(names)}",
+            )
+        )
 
 
 def export_summary(report: ExportReport, selection: Selection) -> str:

@@ -18,6 +18,7 @@ from convogen_tui.cli.common import (
 )
 from convogen_tui.cli.progress import PlainReporter, RichReporter, summary_line
 from convogen_tui.core.errors import ConvogenError, Problem
+from convogen_tui.core.judging.judge import load_judge
 from convogen_tui.core.keeping.files import check_free_space
 from convogen_tui.core.keeping.lock import Holder, RunLock
 from convogen_tui.core.keeping.store import ConversationStore
@@ -151,6 +152,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--again", action="store_true", help="redo jobs that already have a conversation")
     parser.add_argument(
+        "--judge",
+        action="store_true",
+        help="judge each pair as soon as it is restyled (criteria: the setup's judge block, judge.txt)",
+    )
+    parser.add_argument(
+        "--judge-model",
+        default=None,
+        metavar="REF",
+        help='judge model (default: the setup\'s "judge": {"model"}, else this run\'s model)',
+    )
+    parser.add_argument(
         "--fill",
         action="store_true",
         help="run only the seed x persona cells with no conversation yet (none in the trash either), "
@@ -259,11 +271,16 @@ def _execute(pipeline: Pipeline, plan: Plan, restyle: bool, skipped: int, parall
     return 1 if result.failed else 0
 
 
-def _request(args: argparse.Namespace, seeds: list[Seed]) -> PlanRequest:
+def _request(args: argparse.Namespace, seeds: list[Seed], judge: bool = False) -> PlanRequest:
     """What `convogen generate` was asked for, for the planner."""
     request = PlanRequest(seeds, args.personas, args.motivation, args.disposition, args.limit, args.again)
     return replace(
-        request, fill=args.fill, base_seed=args.seed, restyle=bool(args.restyle), resume=not args.fill
+        request,
+        fill=args.fill,
+        base_seed=args.seed,
+        restyle=bool(args.restyle),
+        resume=not args.fill,
+        judge=judge,
     )
 
 
@@ -274,19 +291,22 @@ def run_generate(args: argparse.Namespace) -> int:
         err(f"convogen: {problem}")
     with _lock(args, experiment):
         _prepare(experiment)
+        judge_here = _judge_here(args, experiment)
         if args.pair_with or args.refresh_stale:
-            plan = _pair(args, experiment, {s.tweet_id for s in seeds.seeds} if args.seeds else None)
+            seed_ids = {s.tweet_id for s in seeds.seeds} if args.seeds else None
+            plan = _pair(args, experiment, seed_ids, judge_here)
             if plan is None:
                 return 0
         else:
-            plan = plan_jobs(_request(args, seeds.seeds), experiment)
+            plan = plan_jobs(_request(args, seeds.seeds, judge_here), experiment)
             _report_unreadable(plan)
             if not _announce(plan):
                 return 0
         pipeline = _pipeline(args, experiment)
         _warn_space(experiment, pipeline, len(plan.jobs) - plan.resumed, bool(args.restyle))
         parallel = _parallel(args, pipeline, plan.jobs, bool(args.restyle))
-        return _execute(pipeline, plan, args.restyle, plan.already_done, parallel)
+        code = _execute(pipeline, plan, args.restyle, plan.already_done, parallel)
+        return _judge_after(args, experiment, code, judge_here)
 
 
 def _announce(plan: Plan) -> bool:
@@ -314,7 +334,29 @@ def _announce(plan: Plan) -> bool:
     return True
 
 
-def _pair(args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] | None) -> Plan | None:
+def _judge_here(args: argparse.Namespace, experiment: Experiment) -> bool:
+    """--judge with the run's own model: each pair is judged in the same run (judge.txt checked
+    before any token); False with another judge model (it judges after) or without --judge."""
+    if not args.judge:
+        return False
+    if not args.restyle:
+        raise ConvogenError(Problem(None, "--judge judges restyled pairs: it cannot go with --no-restyle"))
+    load_judge(experiment)
+    return same_model(args, experiment)
+
+
+def _judge_after(args: argparse.Namespace, experiment: Experiment, code: int, judged: bool) -> int:
+    """--judge with another model: once the run is done, that model judges the new pairs."""
+    if not args.judge or judged or code == 130:
+        return code
+    print("judging with the judge model now that generation is done")
+    judge_args = argparse.Namespace(**{**vars(args), "again": False, "limit": None})
+    return max(code, run_judged(judge_args, experiment))
+
+
+def _pair(
+    args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] | None, judge: bool = False
+) -> Plan | None:
     """--pair-with V / --refresh-stale: the planner's jobs for the cells V (or every stale version)
     made, each with its recorded random seed; None when there is nothing to do (said)."""
     if args.fill or args.again:
@@ -339,7 +381,9 @@ def _pair(args: argparse.Namespace, experiment: Experiment, seed_ids: set[str] |
     if not cells:
         print(f"nothing to do: the current texts already made {what} ({len(chosen)} conversation(s))")
         return None
-    request = PlanRequest(cells=[c.cell for c in cells], base_seed=args.seed, restyle=bool(args.restyle))
+    request = PlanRequest(
+        cells=[c.cell for c in cells], base_seed=args.seed, restyle=bool(args.restyle), judge=judge
+    )
     plan = plan_jobs(request, experiment, store)
     print(f"pairing {len(plan.jobs)} cell(s): {what}, again with the current texts and the same random seeds")
     return plan
@@ -356,6 +400,63 @@ def run_restyle(args: argparse.Namespace) -> int:
             return 0
         pipeline = _pipeline(args, experiment)
         return _execute(pipeline, plan, True, 0, _parallel(args, pipeline, plan.jobs, True))
+
+
+# the judge pass (convogen judge, generate --judge) ---------------------------------------------
+def judge_model_ref(args: argparse.Namespace, experiment: Experiment) -> str | None:
+    """--judge-model, else the setup's judge model; None: the generator's own model."""
+    setup = experiment.setup
+    configured = setup.judge.model if setup is not None and setup.judge is not None else None
+    return getattr(args, "judge_model", None) or configured
+
+
+def judge_pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
+    """A pipeline on the judge model (the same loaded model when it is the generator's)."""
+    ref = judge_model_ref(args, experiment)
+    judge_args = argparse.Namespace(**vars(args))
+    if ref is not None:
+        remote = (args.backend or (experiment.setup.backend.kind if experiment.setup else "")) == "openai"
+        if remote or (args.base_urls and args.backend != "llama.cpp"):
+            judge_args.api_model = ref  # a served model's name
+        else:
+            judge_args.model = ref
+    return _pipeline(judge_args, experiment)
+
+
+def same_model(args: argparse.Namespace, experiment: Experiment) -> bool:
+    """Whether the judge is the generator's model (then one loaded model does both passes)."""
+    from convogen_tui.llm.loader import backend_settings, resolve_experiment_model
+
+    ref = judge_model_ref(args, experiment)
+    if ref is None:
+        return True
+    if backend_settings(experiment, kind=args.backend, base_urls=args.base_urls).kind == "openai":
+        return ref == args.api_model
+    return resolve_experiment_model(experiment, ref) == resolve_experiment_model(experiment, args.model)
+
+
+def report_plan(plan: Plan) -> None:
+    for problem in plan.unreadable:
+        err(f"convogen: warning: not judged, unreadable: {problem}")
+    if plan.stale:
+        err(
+            f"convogen: {plan.stale} judgment(s) are stale (judge.txt or the criteria changed since); "
+            "judge them again with --again"
+        )
+
+
+def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
+    """Judge every restyled pair without a judgment (all with --again), holding the run lock."""
+    pipeline = judge_pipeline(args, experiment)
+    plan = pipeline.judge_plan(again=args.again, limit=args.limit, seed=args.seed)
+    report_plan(plan)
+    if not plan.jobs:
+        untouched = f"; {plan.not_restyled} not restyled yet" if plan.not_restyled else ""
+        print(f"nothing to judge: {plan.already_done + plan.stale} pair(s) already judged{untouched}")
+        return 0
+    print(f"judging {len(plan.jobs)} pair(s) on {', '.join(pipeline.judge_pass.settings.names)}")
+    parallel = _parallel(args, pipeline, plan.jobs, False)
+    return _execute(pipeline, plan, False, 0, parallel)
 
 
 def _report_unreadable(plan: Plan) -> None:

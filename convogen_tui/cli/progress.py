@@ -146,6 +146,9 @@ def summary_line(result: RunFinished, skipped: int = 0) -> str:
     parts.append(f"in {result.elapsed_s:.1f} s ({result.tokens_per_second:.1f} tok/s)")
     if skipped:
         parts.append(f"skipped {skipped} already done (--again to redo)")
+    if result.judged:
+        failed = f" ({result.judge_failed} judge-failed)" if result.judge_failed else ""
+        parts.append(f"judged {result.judged} pair(s){failed}")
     if result.failed:
         parts.append(f"{result.failed} failed")
     return "; ".join(parts)

@@ -23,6 +23,7 @@ from convogen_tui.core.judging.export import (
     Selection,
     check_output,
     dialog_messages,
+    judge_fields,
     samplings,
     selected,
 )
@@ -62,6 +63,7 @@ def hf_row(item: Item) -> dict[str, Any]:
         "version": item.version,
         "provenance": json.dumps(record.provenance.to_json()) if record.provenance else None,
         "restyled_provenance": json.dumps(twin.provenance.to_json()) if twin and twin.provenance else None,
+        "judge": json.dumps(judge_fields(item.judgment)) if item.judgment else None,  # scores, rationale
     }
 
 
@@ -91,6 +93,7 @@ def _features():  # type: ignore[no-untyped-def]
             "version": text,
             "provenance": text,
             "restyled_provenance": text,
+            "judge": text,
         }
     )
 

@@ -19,6 +19,7 @@ from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_ke
 from convogen_tui.core.judging.dialog import dialog_words
 from convogen_tui.core.judging.diversity import Diversity
 from convogen_tui.core.judging.quality import RULE_NAMES
+from convogen_tui.core.judging.scores import judge_stats
 from convogen_tui.core.keeping.records import read_conversation
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.keeping.versions import version_names
@@ -228,4 +229,5 @@ def experiment_stats(
         "sampling": experiment.sampling.model_dump(),
         "templates": templates,
         "quality": store.quality.__dict__ | {"disabled": list(store.quality.disabled)},
+        **judge_stats(experiment, rows, store.judgments()),
     }

@@ -47,13 +47,15 @@ from convogen_tui.core.keeping.files import (
 )
 from convogen_tui.core.keeping.records import (
     ConversationRecord,
+    JudgmentRecord,
     RestyledRecord,
     Review,
     read_conversation,
+    read_judgment,
     read_restyled,
 )
 from convogen_tui.core.keeping.versions import version_of
-from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
+from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
 
 INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
@@ -148,6 +150,7 @@ class ConversationStore:
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
+        self.judgments_dir = self.dir / JUDGMENTS
         self.index_path = self.dir / ".convogen" / "index.json"
         self._index: dict[str, Any] | None = None
 
@@ -182,6 +185,9 @@ class ConversationStore:
     def restyled_path(self, conv_id: str) -> Path:
         return self.restyled_dir / f"{conv_id}.json"
 
+    def judgment_path(self, conv_id: str) -> Path:
+        return self.judgments_dir / f"{conv_id}.json"
+
     def save_conversation(self, record: ConversationRecord, conv_id: str | None = None) -> str:
         conv_id = conv_id or new_conversation_id()
         atomic_write_json(self.conversation_path(conv_id), record.to_json(), create_parents=False)
@@ -193,16 +199,37 @@ class ConversationStore:
         A conversation deleted while its restyle ran is in a trash batch: the twin joins it there,
         so undo brings back the pair. One deleted for good takes its twin with it.
         """
+        return self._save_beside(conv_id, RESTYLED, record.to_json())
+
+    def save_judgment(self, conv_id: str, record: JudgmentRecord) -> Path | None:
+        """Save a judgment beside its pair (into the trash with it; None: gone for good)."""
+        return self._save_beside(conv_id, JUDGMENTS, record.to_json())
+
+    def _save_beside(self, conv_id: str, folder: str, data: dict[str, Any]) -> Path | None:
+        """Write a file that belongs to a conversation, wherever the conversation is now."""
         with self._locked():
             if self.conversation_path(conv_id).is_file():
-                path = self.restyled_path(conv_id)
+                path = self.dir / folder / f"{conv_id}.json"
             else:
                 batch = self._batch_holding(conv_id)
                 if batch is None:
                     return None
-                path = self.trash_dir / batch / RESTYLED / f"{conv_id}.json"
-            atomic_write_json(path, record.to_json(), create_parents=path.parent.parent != self.dir)
+                path = self.trash_dir / batch / folder / f"{conv_id}.json"
+            atomic_write_json(path, data, create_parents=path.parent.parent != self.dir)
             return path
+
+    def load_judgment(self, conv_id: str) -> JudgmentRecord | None:
+        """A conversation's judgment, None if not judged; an unreadable file raises ConvogenError."""
+        path = self.judgment_path(conv_id)
+        return read_judgment(path) if path.is_file() else None
+
+    def judgments(self) -> dict[str, JudgmentRecord]:
+        """Every readable judgment of the listed conversations, by id (unreadable ones left out)."""
+        out: dict[str, JudgmentRecord] = {}
+        for name in _scan(self.judgments_dir):
+            with contextlib.suppress(ConvogenError):
+                out[name[:-5]] = read_judgment(self.judgments_dir / name)
+        return out
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -247,9 +274,9 @@ class ConversationStore:
 
     def remove_stale_temps(self) -> list[Path]:
         """Temporary files that crashed writers left behind (a run holding the run lock calls this)."""
-        folders = [self.dir, self.conv_dir, self.restyled_dir, self.index_path.parent]
+        folders = [self.dir, self.conv_dir, self.restyled_dir, self.judgments_dir, self.index_path.parent]
         for batch in self.trash_batches():
-            folders += [self.trash_dir / batch / CONVERSATIONS, self.trash_dir / batch / RESTYLED]
+            folders += [self.trash_dir / batch / name for name in (CONVERSATIONS, RESTYLED, JUDGMENTS)]
         return remove_stale_temps(folders)
 
     # reading ------------------------------------------------------------------------------
@@ -386,7 +413,7 @@ class ConversationStore:
 
     # trash -------------------------------------------------------------------------------
     def delete(self, conv_ids: list[str]) -> str:
-        """Move conversations and their twins to trash/<batch>/ as one batch; returns it for undo."""
+        """Move conversations with their twins and judgments to trash/<batch>/ as one batch, for undo."""
         with self._locked():
             for conv_id in conv_ids:
                 source = self.conversation_path(conv_id)
@@ -402,6 +429,7 @@ class ConversationStore:
                     for folder, path in (
                         (CONVERSATIONS, self.conversation_path(conv_id)),
                         (RESTYLED, self.restyled_path(conv_id)),
+                        (JUDGMENTS, self.judgment_path(conv_id)),
                     ):
                         if path.is_file():
                             (target / folder).mkdir(parents=True, exist_ok=True)
@@ -453,7 +481,11 @@ class ConversationStore:
                     )
                 )
             moves = []
-            for folder, dest_dir in ((CONVERSATIONS, self.conv_dir), (RESTYLED, self.restyled_dir)):
+            for folder, dest_dir in (
+                (CONVERSATIONS, self.conv_dir),
+                (RESTYLED, self.restyled_dir),
+                (JUDGMENTS, self.judgments_dir),
+            ):
                 for path in sorted((source / folder).glob("*.json")):
                     dest = dest_dir / path.name
                     if dest.exists():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,7 +26,7 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.quality import RULE_NAMES
-from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
 from convogen_tui.core.keeping.versions import experiment_texts, version_names
 from convogen_tui.core.making.experiment import Persona
@@ -57,6 +58,35 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
     ("unreadable", "flag:unreadable"),  # conversation files that cannot be read
 ]
+LOW_SCORE = 2  # the judge filters show pairs scored this or lower
+JUDGE_FILTERS: list[tuple[str, str]] = [
+    (f"any score <= {LOW_SCORE}", "judge:low"),
+    ("judge-failed", "judge:failed"),
+    ("not judged", "judge:none"),
+]
+
+
+def judge_matches(judgment: JudgmentRecord | None, show: str) -> bool:
+    """A judge filter (``judge:low``, ``judge:failed``, ``judge:none``, ``judge:CRITERION``)."""
+    what = show[6:]
+    if what == "none":
+        return judgment is None
+    if judgment is None:
+        return False
+    if what == "failed":
+        return judgment.failed
+    if judgment.failed:
+        return False
+    if what == "low":
+        return min(judgment.scores.values(), default=LOW_SCORE + 1) <= LOW_SCORE
+    return judgment.scores.get(what, LOW_SCORE + 1) <= LOW_SCORE
+
+
+def judge_cell(judgment: JudgmentRecord | None) -> str:
+    """The Review column: the lowest score, ✗ for judge-failed, empty when not judged."""
+    if judgment is None:
+        return ""
+    return "✗" if judgment.failed else str(judgment.lowest)
 
 
 # two or three letters a flag, so a row's flags fit a narrow column; the detail pane names them in full
@@ -112,8 +142,12 @@ def short_id(conv_id: str, ids: list[str]) -> str:
     return conv_id[:length]
 
 
-def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
+def matches(
+    row: ConversationSummary, words: list[str], show: str, judgment: JudgmentRecord | None = None
+) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
+    if show.startswith("judge:") and not judge_matches(judgment, show):
+        return False
     if show.startswith("mark:") and row.mark != show[5:]:
         return False
     if show == "flags:any" and not row.flags:
@@ -130,9 +164,12 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
     return all(w in hay for w in words)
 
 
-def show_options(versions: list[str]) -> list[tuple[str, str]]:
-    """The drop-down's choices: marks, flags, "stale", then one per version (v1, v2...)."""
-    return [*SHOW_FILTERS[:8], *[(f"version {v}", f"version:{v}") for v in versions], *SHOW_FILTERS[8:]]
+def show_options(versions: list[str], criteria: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The drop-down's choices: marks, flags, "stale", one per version (v1, v2...), and with judge
+    criteria the judge's filters (any score <= 2, judge-failed, not judged, each criterion <= 2)."""
+    judged = [*JUDGE_FILTERS, *[(f"{name} <= {LOW_SCORE}", f"judge:{name}") for name in criteria]]
+    per_version = [(f"version {v}", f"version:{v}") for v in versions]
+    return [*SHOW_FILTERS[:8], *per_version, *(judged if criteria else []), *SHOW_FILTERS[8:]]
 
 
 class ReviewPane(ReportsWorkerErrors, Vertical):
@@ -172,11 +209,13 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             generation: int = 0,
             versions: dict[str, str] | None = None,
             current: str | None = None,
+            judgments: dict[str, JudgmentRecord] | None = None,
         ) -> None:
             super().__init__()
             self.versions = versions or {}  # version id -> name (v1, v2...)
             self.current = current  # the version id of the texts on disk now
             self.rows = rows
+            self.judgments = judgments or {}
             self.generation = generation
             self.trash = trash
             self.unreadable = unreadable or []
@@ -196,6 +235,9 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._laid_out_width = 0  # the width the table was last fitted to
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
+        self.judgments: dict[str, JudgmentRecord] = {}  # the judge's verdicts, by conversation id
+        setup = session.experiment.setup
+        self.criteria = setup.judge.names if setup is not None and setup.judge is not None else []
         self.trash = 0
         self.unreadable: dict[str, Problem] = {}  # conversation files that cannot be read, by id
         self.stale = True
@@ -216,7 +258,9 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
             yield Input(placeholder="/ filter: words in persona, seed, text, flags", id="rev-filter")
-            yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
+            yield Select(
+                show_options([], self.criteria), value="all", allow_blank=False, compact=True, id="rev-show"
+            )
         yield KeyTable(id="rev-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="rev-detail"):
             conv = StreamView("", id="rev-conv", follow=False)
@@ -252,6 +296,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         listing = store.scan()
         names = version_names(store.dir, listing.rows)
         current = experiment_texts(self.session.experiment)
+        judgments = store.judgments()
         self.post_message(
             self.Listed(
                 listing.rows,
@@ -260,6 +305,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
                 generation,
                 names,
                 current.id if current is not None else None,
+                judgments,
             )
         )
 
@@ -270,14 +316,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
         self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
+        self.judgments = message.judgments
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
         if set(message.versions.values()) != set(self.versions.values()):
             show = self.query_one("#rev-show", Select)
             value = show.value
             names = sorted(set(message.versions.values()), key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
-            show.set_options(show_options(names))
-            options = {v for _, v in show_options(names)}
+            show.set_options(show_options(names, self.criteria))
+            options = {v for _, v in show_options(names, self.criteria)}
             show.value = value if value in options else "all"
         self.versions, self.current_version = message.versions, message.current
         self.filter()
@@ -300,7 +347,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        self.shown = [r for r in self.rows if matches(r, words, show) and self._version_ok(r, words, show)]
+        self.shown = [
+            r
+            for r in self.rows
+            if matches(r, words, show, self.judgments.get(r.id)) and self._version_ok(r, words, show)
+        ]
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -341,13 +392,18 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         width = self.query_one(DataTable).size.width or self.app.size.width
         shown = self.shown[:MAX_ROWS]
         columns = 9 if width >= WIDE else 8
+        judged = bool(self.judgments)  # the judge column (lowest score) once anything is judged
+        columns += judged
         room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
+        room -= 3 if judged else 0
         longest = max((len(r.persona) for r in shown), default=7)
         persona = max(7, min(longest, 22, room - 13))
         flags_longest = max((len(self._marks(r)) for r in shown), default=5)  # in full when it fits
-        flags = max(5, room - persona) if columns == 8 else max(5, min(flags_longest, 24))
-        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
-        if columns == 9:
+        flags = max(5, room - persona) if columns - judged == 8 else max(5, min(flags_longest, 24))
+        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5)]
+        layout += [("jdg", 3)] if judged else []
+        layout.append(("flags", flags))
+        if columns - judged == 9:
             layout.append(("tweet", max(10, room - persona - flags)))
         return layout
 
@@ -365,6 +421,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             fit(self._persona_cell(row), widths["persona"]),
             str(row.turns),
             str(row.length),
+            *([judge_cell(self.judgments.get(row.id))] if "jdg" in widths else []),
             flags_cell(row.mark, row.flags, widths["flags"]),
         ]
         if "tweet" in widths:
@@ -436,11 +493,13 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         conv = self.query_one("#rev-conv", StreamView)
         twin = self.query_one("#rev-restyled", StreamView)
         conv.border_title = self._detail_title(row)
+        judgment = self.judgments.get(row.id)
         about = " · ".join(
             [
                 f"seed {row.tweet_id}",
                 *([row.mark] if row.mark else []),
                 *([", ".join(row.flags)] if row.flags else []),
+                *([judge_line(judgment)] if judgment is not None else []),
             ]
         )
         problem = self.unreadable.get(message.conv_id)
@@ -601,6 +660,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         except ConvogenError:
             persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
         self.post_message(RunJobs(self.session.cell_jobs([Cell(Seed(row.tweet_id, record.tweet), persona)])))
+
+
+def judge_line(judgment: JudgmentRecord | None) -> str:
+    """The judge's scores under the conversation, short enough for half of 80 columns."""
+    if judgment is None:
+        return ""
+    if judgment.failed:
+        return "judge-failed"
+    return "judge " + " ".join(f"{name[:3]} {score}" for name, score in judgment.scores.items())
 
 
 def _unreadable_row(problem: Problem) -> ConversationSummary:

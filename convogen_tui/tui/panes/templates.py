@@ -23,10 +23,12 @@ from textual.widgets import ContentSwitcher, Static, TextArea
 from textual.widgets.text_area import Selection
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.judging.judge import criteria_text, scale_text
 from convogen_tui.core.judging.quality import turn_mentions
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.grammar import grammar_in_force
 from convogen_tui.core.making.pipeline import Pipeline, PromptPreview
+from convogen_tui.core.making.planner import Job
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, TemplateKind, check_template, parse_template
 from convogen_tui.tui.cells import display_safe
@@ -41,7 +43,7 @@ EXAMPLE_CONV = (
     "SocBot: (the generated conversation goes here)\n"
     "User: (the restyle preview uses an example until you pick a conversation)"
 )
-KINDS: tuple[TemplateKind, TemplateKind] = ("conv-gen", "conv-restyle")
+KINDS: tuple[TemplateKind, ...] = ("conv-gen", "conv-restyle")  # and judge.txt, where the experiment has one
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,11 @@ class _Request:
 
 
 class TemplatesPane(ReportsWorkerErrors, Horizontal):
-    """Edit conv-gen.txt and conv-restyle.txt; the preview follows every keystroke (debounced)."""
+    """Edit conv-gen.txt, conv-restyle.txt (and judge.txt); the preview follows every keystroke."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", tooltip="save the templates (asks if changed on disk)"),
-        Binding("ctrl+t", "switch", "Other", tooltip="the other template (conv-gen / conv-restyle)"),
+        Binding("ctrl+t", "switch", "Other", tooltip="the next template (conv-gen / conv-restyle / judge)"),
         Binding("ctrl+n", "next_seed", "Seed", tooltip="preview with the next seed (picked first)"),
         Binding("ctrl+b", "next_persona", "Persona", tooltip="preview with the next persona"),
         Binding(
@@ -83,21 +85,28 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         super().__init__(id=id)
         self.session = session
         self.kind: TemplateKind = "conv-gen"
+        experiment = session.experiment
+        has_judge = experiment.judge_template_path.is_file() or bool(
+            experiment.setup and experiment.setup.judge
+        )
+        self.kinds: tuple[TemplateKind, ...] = (*KINDS, "judge") if has_judge else KINDS
         self.seed_index = 0
         self.persona_index = 0
-        self.files = {kind: EditedFile(self.path_of(kind)) for kind in KINDS}
+        self.files = {kind: EditedFile(self.path_of(kind)) for kind in self.kinds}
         self._serial = 0
         self._debounce: Timer | None = None
         self._request: _Request | None = None
 
     def path_of(self, kind: TemplateKind) -> Path:
         experiment = self.session.experiment
+        if kind == "judge":
+            return experiment.judge_template_path
         return experiment.conv_template_path if kind == "conv-gen" else experiment.restyle_template_path
 
     def compose(self) -> ComposeResult:
         with Vertical(id="tpl-left"):
             with ContentSwitcher(initial="tpl-conv-gen", id="tpl-switcher"):
-                for kind in KINDS:
+                for kind in self.kinds:
                     edited = self.files[kind]
                     area = Editor(edited.read(), soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
                     area.border_title = edited.title()
@@ -163,7 +172,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         self.schedule_preview(0)
 
     def action_switch(self) -> None:
-        self.kind = "conv-restyle" if self.kind == "conv-gen" else "conv-gen"
+        self.kind = self.kinds[(self.kinds.index(self.kind) + 1) % len(self.kinds)]
         self.query_one(ContentSwitcher).current = f"tpl-{self.kind}"
         self.screen.refresh_bindings()
         self.editor().focus()
@@ -222,7 +231,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
     def _describe(self, request: _Request, preview: PromptPreview | None) -> None:
         seeds = self._seeds()
         position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)}"
-        persona = request.persona.label if request.kind == "conv-gen" else "restyle pass"
+        persona = request.persona.label if request.kind != "conv-restyle" else "restyle pass"
         if preview is None:
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
@@ -263,25 +272,39 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         pipeline = request.pipeline
         try:
             if pipeline is None:
-                text = (
-                    request.template.render(
-                        disposition=persona.disposition_text,
-                        motivation=persona.motivation_text,
-                        tweet=request.seed.tweet,
-                    )
-                    if request.kind == "conv-gen"
-                    else request.template.render(tweet=request.seed.tweet, conv=EXAMPLE_CONV)
-                )
-                self.post_message(self.Previewed(request.serial, None, text))
+                self.post_message(self.Previewed(request.serial, None, self._filled(request)))
                 return
             if request.kind == "conv-gen":
                 prompt = pipeline.generation_prompt(request.seed, persona, request.template)
+            elif request.kind == "judge":
+                job = Job(request.seed, persona, 0, "example", EXAMPLE_CONV, ("judge",), EXAMPLE_CONV)
+                prompt = pipeline.render(pipeline.judge_parts(job, template=request.template))
             else:
                 prompt = pipeline.restyle_prompt(request.seed.tweet, EXAMPLE_CONV, request.template)
             preview = pipeline.preview(prompt)
             self.post_message(self.Previewed(request.serial, preview, None))
         except ConvogenError as exc:
             self.post_message(self.Previewed(request.serial, None, f"cannot build the prompt: {exc}"))
+
+    def _filled(self, request: _Request) -> str:
+        """The instruction alone (no model loaded yet to wrap it in its chat format)."""
+        persona, tweet = request.persona, request.seed.tweet
+        if request.kind == "conv-gen":
+            return request.template.render(
+                disposition=persona.disposition_text, motivation=persona.motivation_text, tweet=tweet
+            )
+        if request.kind == "conv-restyle":
+            return request.template.render(tweet=tweet, conv=EXAMPLE_CONV)
+        settings = self.session.experiment.setup.judge if self.session.experiment.setup else None
+        return request.template.render(
+            tweet=tweet,
+            motivation=persona.motivation_text,
+            disposition=persona.disposition_text,
+            conv=EXAMPLE_CONV,
+            restyled=EXAMPLE_CONV,
+            criteria=criteria_text(settings) if settings else "(no criteria: add a judge block to the setup)",
+            scale=scale_text(settings) if settings else "1 to 5",
+        )
 
     @on(Previewed)
     def _previewed(self, message: Previewed) -> None:
@@ -313,7 +336,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
 
     # saving -------------------------------------------------------------------------------
     def dirty(self) -> list[TemplateKind]:
-        return [k for k in KINDS if self.files[k].dirty]
+        return [k for k in self.kinds if self.files[k].dirty]
 
     def edited_files(self) -> list[EditedFile]:
         return list(self.files.values())

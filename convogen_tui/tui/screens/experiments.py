@@ -24,6 +24,7 @@ from convogen_tui.core.making.check import check_experiment
 from convogen_tui.core.making.experiment import (
     CONV_TEMPLATE,
     CONVERSATIONS,
+    JUDGE_TEMPLATE,
     RESTYLE_TEMPLATE,
     RESTYLED,
     SETUP_FILE,
@@ -47,7 +48,7 @@ from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 POLL_S = 2.0
-CHECKED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE)  # a change here may change validity
+CHECKED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE, JUDGE_TEMPLATE)  # a change here may change validity
 COUNTED = (CONVERSATIONS, RESTYLED, TRASH)  # a change here changes counts only
 
 Stamps = tuple[Stamp | None, ...]

@@ -19,12 +19,16 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import ContentSwitcher, Static
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.judging.calibration import MIN_MARKED
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
+from convogen_tui.core.judging.scores import cell_means
 from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
 from convogen_tui.core.making.check import seeds_for
+from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
@@ -34,6 +38,8 @@ from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 # how each cell state shows in the heat map, and a shade by the share of a column's seeds done
 CELL_STYLE = {"done": "green", "flagged": "yellow", "deleted": "red", "missing": "grey42"}
+SCORE_STYLE = ["red", "dark_orange", "yellow", "green_yellow", "green"]  # lowest to highest score
+FIT = "persona_fit"  # the criterion the heat map can show
 SHADES = " ░▒▓█"
 
 
@@ -54,15 +60,48 @@ class CoverageMap(Static):
         super().__init__("", id=id)
         self.coverage: Coverage | None = None
         self.border_title = "Coverage: personas x seeds"
+        self.scores: dict[tuple[str, str, str], float] | None = None  # mean persona_fit per cell
+        self.scale: tuple[int, int] = (1, 5)
+        self.show_scores = False
 
-    def show(self, coverage: Coverage | None) -> None:
-        self.coverage = coverage
-        self.update(self._render_map())
+    def show(
+        self,
+        coverage: Coverage | None,
+        scores: dict[tuple[str, str, str], float] | None = None,
+        scale: tuple[int, int] = (1, 5),
+    ) -> None:
+        self.coverage, self.scores, self.scale = coverage, scores, scale
+        self.update(self.render_map())
+
+    def toggle_scores(self) -> bool:
+        """Switch between the cells' states and their mean persona_fit; False when there is none."""
+        if self.scores is None and not self.show_scores:
+            return False
+        self.show_scores = not self.show_scores
+        self.border_title = (
+            f"Mean {FIT}: personas x seeds" if self.show_scores else "Coverage: personas x seeds"
+        )
+        self.update(self.render_map())
+        return True
+
+    def _score_cell(self, seeds: list[Seed], persona: Persona) -> tuple[str, str]:
+        """A cell (or a group of seeds) as its mean score: a shade by the score, or · not judged."""
+        assert self.scores is not None
+        found = [
+            self.scores[key]
+            for s in seeds
+            if (key := (s.tweet_id, persona.motivation, persona.disposition)) in self.scores
+        ]
+        if not found:
+            return "·", CELL_STYLE["missing"]
+        low, high = self.scale
+        share = (sum(found) / len(found) - low) / (high - low)
+        return "█", SCORE_STYLE[min(int(share * len(SCORE_STYLE)), len(SCORE_STYLE) - 1)]
 
     def on_resize(self) -> None:
-        self.update(self._render_map())
+        self.update(self.render_map())
 
-    def _render_map(self) -> Text:
+    def render_map(self) -> Text:
         coverage = self.coverage
         if coverage is None:
             return Text("no seed file: coverage unknown", style="dim")
@@ -76,6 +115,9 @@ class CoverageMap(Static):
         for persona in coverage.personas:
             text.append(persona.label[:label_width].ljust(label_width) + " ", style="bold")
             for start in range(0, len(seeds), group):
+                if self.show_scores and self.scores is not None:
+                    text.append(*self._score_cell(seeds[start : start + group], persona))
+                    continue
                 states = [coverage.state(s, persona) for s in seeds[start : start + group]]
                 if group == 1:
                     state = states[0]
@@ -86,6 +128,13 @@ class CoverageMap(Static):
                     style = CELL_STYLE[worst] if done else CELL_STYLE["missing"]
                     text.append(SHADES[round(done * (len(SHADES) - 1))] if done else "·", style=style)
             text.append("\n")
+        if self.show_scores:
+            low, high = self.scale
+            text.append(f"{FIT} {low}", style="dim")
+            for style in SCORE_STYLE:
+                text.append("█", style=style)
+            text.append(f" {high} · not judged")
+            return text
         counts = coverage.counts()
         for state in STATES:
             text.append("█" if state != "missing" else "·", style=CELL_STYLE[state])
@@ -93,6 +142,45 @@ class CoverageMap(Static):
         if group > 1:
             text.append(f"\n{group} seeds a column, shaded by the share done", style="dim")
         return text
+
+
+class JudgePanel(Static):
+    """The judge's scores: a bar per score value for each criterion, the mean, and calibration."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id)
+        self.border_title = "Judge scores"
+
+    def show(self, stats: dict[str, Any]) -> None:
+        self.update(judge_panel_text(stats))
+
+
+def judge_panel_text(stats: dict[str, Any]) -> Text:
+    """One line per criterion (bars over the scale, mean, n), then the calibration in brief."""
+    criteria, counts = stats.get("judge"), stats.get("judgments")
+    if not criteria or not counts:
+        return Text("no judge criteria in expt-setup.json", style="dim")
+    if not counts["judged"]:
+        return Text("nothing judged yet: convogen judge EXPT,\nor generate --judge", style="dim")
+    low, high = counts["scale"]
+    text = Text(no_wrap=True, overflow="crop")
+    text.append(f"{'':15} {''.join(str(v % 10) for v in range(low, high + 1))}  mean\n", style="dim")
+    for name, figures in criteria.items():
+        peak = max(figures["histogram"].values(), default=0) or 1
+        bars = "".join(SHADES[-(-4 * n // peak)] if n else "·" for n in figures["histogram"].values())
+        mean = f"{figures['mean']:.1f}" if figures["mean"] is not None else "-"
+        text.append(f"{name[:15]:15} ", style="bold")
+        text.append(bars, style="green")
+        text.append(f"  {mean:>4} n{figures['n']}\n")
+    calibration = stats["calibration"]
+    if calibration["enough"]:
+        mean = calibration["mean"]
+        text.append(f"vs marks: kappa {mean['kappa']:.2f} at mean>={mean['threshold']:g} (n {mean['n']})")
+    else:
+        text.append(f"vs marks: {calibration['n']} marked, need {MIN_MARKED}", style="dim")
+    if counts["failed"] or counts["stale"]:
+        text.append(f"\n{counts['failed']} judge-failed · {counts['stale']} stale", style="yellow")
+    return text
 
 
 def turns_title(stats: dict[str, Any]) -> str:
@@ -123,14 +211,25 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "refresh_stats", "Refresh"),
+        Binding("j", "toggle_judge", "Judge", tooltip="judge scores per criterion instead of flag rates"),
+        Binding(
+            "p", "toggle_fit", "Fit", tooltip="coverage map: mean persona_fit per cell instead of states"
+        ),
     ]
 
     class Computed(Message):
-        def __init__(self, stats: dict[str, Any], coverage: Coverage | None, seen: object) -> None:
+        def __init__(
+            self,
+            stats: dict[str, Any],
+            coverage: Coverage | None,
+            seen: object,
+            fit: dict[tuple[str, str, str], float] | None = None,
+        ) -> None:
             super().__init__()
             self.stats = stats
             self.coverage = coverage
             self.seen = seen
+            self.fit = fit
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -150,7 +249,9 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
             yield BarChart("Length (characters)", id="stats-lengths")
             yield BarChart("Turns", id="stats-turns")
             yield CoverageMap(id="stats-coverage")
-            yield BarChart("Flag rates", horizontal=True, id="stats-flags")
+            with ContentSwitcher(initial="stats-flags", id="stats-corner"):
+                yield BarChart("Flag rates", horizontal=True, id="stats-flags")
+                yield JudgePanel(id="stats-judge")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -161,6 +262,14 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
 
     def _model_changed(self, status: str) -> None:
         self.sub_title = status
+
+    def action_toggle_judge(self) -> None:
+        corner = self.query_one("#stats-corner", ContentSwitcher)
+        corner.current = "stats-judge" if corner.current == "stats-flags" else "stats-flags"
+
+    def action_toggle_fit(self) -> None:
+        if not self.query_one(CoverageMap).toggle_scores():
+            self.notify(f"no {FIT} scores to show: judge the experiment first (convogen judge)")
 
     def action_refresh_stats(self) -> None:
         self._seen = None
@@ -175,7 +284,12 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     def _compute(self, last_seen: object) -> None:
         store = self.session.store
         rows = store.list()
-        seen = (store.trash_count(), frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows))
+        judged = store.judgments_dir.stat().st_mtime_ns if store.judgments_dir.is_dir() else 0
+        seen = (
+            store.trash_count(),
+            judged,
+            frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows),
+        )
         if seen == last_seen:
             return
         diversity = self._diversity.update(store, rows)
@@ -187,14 +301,18 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         stats = experiment_stats(
             self.session.experiment, store, rows, diversity, coverage, self._version_diversity
         )
-        self.post_message(self.Computed(stats, coverage, seen))
+        judge = stats.get("judge") or {}
+        fit = cell_means(rows, store.judgments(), FIT) if FIT in judge and judge[FIT]["n"] else None
+        self.post_message(self.Computed(stats, coverage, seen, fit))
 
     def on_stats_screen_computed(self, message: Computed) -> None:
         self._seen = message.seen
         self.stats = message.stats
         self._summary(message.stats)
         self._plots(message.stats)
-        self.query_one(CoverageMap).show(message.coverage)
+        scale = tuple((message.stats.get("judgments") or {}).get("scale", (1, 5)))
+        self.query_one(CoverageMap).show(message.coverage, message.fit, scale)  # type: ignore[arg-type]
+        self.query_one(JudgePanel).show(message.stats)
 
     def _summary(self, stats: dict[str, Any]) -> None:
         coverage = stats["coverage"]

@@ -366,7 +366,12 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     # the disk -----------------------------------------------------------------------------
     def _dir_stamps(self) -> tuple[Stamp | None, ...]:
         experiment = self.session.experiment
-        folders = (experiment.conversations_dir, experiment.restyled_dir, experiment.trash_dir)
+        folders = (
+            experiment.conversations_dir,
+            experiment.restyled_dir,
+            experiment.trash_dir,
+            experiment.judgments_dir,
+        )
         return tuple(stamp(folder) for folder in folders)
 
     def _seed_file_stamp(self) -> Stamp | None:
