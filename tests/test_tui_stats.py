@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList
 from textual.widgets import DataTable, Select, Static
-from textual.widgets._footer import FooterKey
 
 from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.bars import BarChart
@@ -69,8 +69,9 @@ async def test_stats_footer_starts_with_help_and_axes_cover_the_bars(root: Path)
         await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         await pilot.press("f8")
         await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
-        await wait_for(pilot, lambda: bool(app.screen.query(FooterKey)))
-        keys = [(key.key_display, key.description) for key in app.screen.query(FooterKey)]
+        footer = app.screen.query_one(KeyFooter)
+        await wait_for(pilot, lambda: bool(footer.entries))
+        keys = [(entry.shown, entry.description) for entry in footer.entries]
         assert keys[0] == ("?", "Help") and ("Esc", "Back") in keys
         # 2 of 4 conversations flagged by one rule each: 25 % bars, on an axis whose ticks are whole
         flags = str(app.screen.query_one("#stats-flags", BarChart).render())
