@@ -81,7 +81,8 @@ async def start_streams(pilot, screen: ExperimentScreen, streams: int) -> None: 
 async def run(presses: int, max_tokens: int, load: str, streams: int) -> dict[str, list[float] | int]:
     root = copy_sample(Path(tempfile.mkdtemp()))
     llama = load == "llama"
-    app = ConvogenApp(root, "sample", max_tokens=max_tokens, load_model=llama)
+    # scripted streams run long (about 40 s a pass) so the keys are measured while they stream
+    app = ConvogenApp(root, "sample", max_tokens=max_tokens if llama else 100_000, load_model=llama)
     frames: list[float] = []
     original = app._display
 

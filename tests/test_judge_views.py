@@ -92,3 +92,18 @@ def test_hf_export_has_the_judge_column(judged: Path, tmp_path: Path, cli) -> No
     assert cli("export", judged, "--format", "hf", "-o", folder, "--min-score", "civility=5")[0] == 0
     (row,) = hf.load_from_disk(str(folder))
     assert row["id"] == "conv-01" and json.loads(row["judge"])["scores"]["civility"] == 5
+
+
+def test_judge_without_criteria_or_with_a_broken_template_says_so_before_loading_a_model(
+    sample: Path, cli
+) -> None:
+    (sample / "judge.txt").write_text("Judge {conv} by {criteria} and {mood}\n", encoding="utf-8")
+    code, _, err = cli("judge", sample)
+    assert code == 1 and "judge.txt:1" in err and "{mood}" in err
+    setup = json.loads((sample / "expt-setup.json").read_text(encoding="utf-8"))
+    del setup["judge"]
+    (sample / "expt-setup.json").write_text(json.dumps(setup), encoding="utf-8")
+    code, _, err = cli("judge", sample)
+    assert code == 1 and "no judge criteria" in err and '"judge"' in err
+    code, _, err = cli("generate", sample, "--judge", "--limit", "1")
+    assert code == 1 and "no judge criteria" in err

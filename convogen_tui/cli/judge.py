@@ -14,6 +14,7 @@ from convogen_tui.cli.common import add_experiment_arg, open_experiment, positiv
 from convogen_tui.cli.generate import _backend_args, _lock, _lock_args, _prepare, parallel_count, run_judged
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.calibration import calibrate, describe_calibration
+from convogen_tui.core.judging.judge import load_judge
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.experiment import Experiment
 
@@ -58,6 +59,7 @@ def run_judge(args: argparse.Namespace) -> int:
         raise ConvogenError(Problem(None, "--json goes with --calibration"))
     if args.calibration:
         return print_calibration(experiment, args.json)
+    load_judge(experiment)  # no criteria or a broken judge.txt: said before any model loads
     with _lock(args, experiment):
         _prepare(experiment)
         return run_judged(args, experiment)

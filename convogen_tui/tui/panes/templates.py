@@ -61,7 +61,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", tooltip="save the templates (asks if changed on disk)"),
-        Binding("ctrl+t", "switch", "Other", tooltip="the next template (conv-gen / conv-restyle / judge)"),
+        Binding("ctrl+t", "switch", "Other", tooltip="the next template (conv-gen, restyle, judge)"),
         Binding("ctrl+n", "next_seed", "Seed", tooltip="preview with the next seed (picked first)"),
         Binding("ctrl+b", "next_persona", "Persona", tooltip="preview with the next persona"),
         Binding(
