@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--keep", type=Path, help="build the experiment here and keep it")
     parser.add_argument("--idle-s", type=float, default=20.0, help="seconds of idle CPU measured per screen")
-    parser.add_argument("--skip", default="", help="comma-separated: hf, app")
+    parser.add_argument("--skip", default="", help="comma-separated: cli (but the first listing), hf, app")
     parser.add_argument("--code", type=Path, default=REPO, help="measure the convogen_tui in this checkout")
     args = parser.parse_args()
     global CODE
@@ -164,6 +164,17 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, measuring {CODE}", flush=True)
     base = ("--root", str(datasets))
     report("first listing (show, no index)", *timed(convogen("show", "scale", *base)))
+    if "cli" not in skip:
+        cli_figures(expt, datasets, skip)
+    if "app" not in skip:
+        app_figures(datasets, args.idle_s)
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def cli_figures(expt: Path, datasets: Path, skip: set[str]) -> None:
+    """Listing again, after one new file, stats, the exports."""
+    base = ("--root", str(datasets))
     report("listing again, nothing changed", *timed(convogen("show", "scale", *base)))
     rng = random.Random(1)
     write_pair(expt, rng, vocabulary(), (str(10**17), "new"), ("distrust", "sarcastic"), time.time())
@@ -180,10 +191,6 @@ def main() -> None:
             *timed(convogen("export", "scale", "--format", "hf", "-o", str(out / "hf"), *base)),
         )
     shutil.rmtree(out, ignore_errors=True)
-    if "app" not in skip:
-        app_figures(datasets, args.idle_s)
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def app_figures(datasets: Path, idle_s: float) -> None:

@@ -413,13 +413,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        hay = self._hay
-        self.shown = [
-            r
-            for r in self.rows
-            if matches(r, words, show, self.judgments.get(r.id), hay.get(r.id))
-            and self._version_ok(r, words, show)
-        ]
+        self.shown = self._matching(words, show)
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -444,6 +438,19 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         """Made by a version other than the current texts' (unreadable files have none)."""
         current = self.current_version
         return current is not None and row.id not in self.unreadable and row.version != current
+
+    def _matching(self, words: list[str], show: str) -> list[ConversationSummary]:
+        """The rows the filter shows: the words on the prepared text first (what a keystroke
+        changes), then the drop-down's choice and version words, each pass over what is left."""
+        hay, rows = self._hay, self.rows
+        if words:
+            rows = [r for r in rows if all(w in (hay.get(r.id) or haystack(r)) for w in words)]
+        if show != "all":
+            rows = [r for r in rows if matches(r, [], show, self.judgments.get(r.id))]
+        versions = set(self.versions.values())
+        if show.startswith("version:") or any(w in versions for w in words):
+            rows = [r for r in rows if self._version_ok(r, words, show)]
+        return rows if rows is not self.rows else list(rows)  # shown is changed apart from rows
 
     def _version_ok(self, row: ConversationSummary, words: list[str], show: str) -> bool:
         """The version filters ("stale", "version v2"); a word naming a version (v2) matches it."""
