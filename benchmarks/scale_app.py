@@ -2,15 +2,17 @@
 
     python benchmarks/scale_app.py DATASETS IDLE_S
 
-Opens experiment ``scale`` headless (80x24, no model), goes to Review, waits for the listing,
-lets it settle, then reads this process's CPU time (every thread: ``getrusage(RUSAGE_SELF)``) over
-IDLE_S seconds; types a filter word one key at a time, timing the filter's own work; then the
-same idle measure on Stats (F8). Prints one JSON object.
+Opens experiment ``scale`` headless (80x24, no model), goes to Review, waits for the listing and
+for every worker opening started (the experiments screen's counts and checks) to finish, then
+reads this process's CPU time (every thread: ``getrusage(RUSAGE_SELF)``) over IDLE_S seconds;
+types a filter word one key at a time, timing the filter's own work; then the same idle measure
+on Stats (F8). Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import statistics
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # tests/ from here; convogen from PYTHONPATH
+
+from textual.worker import WorkerCancelled
 
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.panes.review import ReviewPane
@@ -39,6 +43,17 @@ async def idle_share(pilot, seconds: float) -> float:  # type: ignore[no-untyped
     return (cpu_seconds() - cpu) / (time.perf_counter() - wall)
 
 
+async def settled(app, pause: float) -> None:  # type: ignore[no-untyped-def]
+    """Until no worker of the app runs (opening's own work: the experiments' counts and checks,
+    the first listing), then ``pause`` seconds more with none starting."""
+    while True:
+        with contextlib.suppress(WorkerCancelled):  # an exclusive group cancelled an older one
+            await app.workers.wait_for_complete()
+        await asyncio.sleep(pause)
+        if not any(worker.is_running for worker in app.workers):
+            return
+
+
 async def run(datasets: Path, idle_s: float) -> dict[str, float]:
     app = ConvogenApp(datasets, "scale", load_model=False)
     figures: dict[str, float] = {}
@@ -50,7 +65,7 @@ async def run(datasets: Path, idle_s: float) -> dict[str, float]:
         await pilot.press("f6")
         await wait_for(pilot, lambda: len(pane.rows) > 0, 900)
         figures["review_ready_s"] = time.perf_counter() - start
-        await asyncio.sleep(min(idle_s, 10))  # settle
+        await settled(app, 3.0)
         figures["review_idle_cpu"] = await idle_share(pilot, idle_s)
         durations: list[float] = []
         original = pane.filter
@@ -76,7 +91,7 @@ async def run(datasets: Path, idle_s: float) -> dict[str, float]:
             pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None, 900
         )
         figures["stats_ready_s"] = time.perf_counter() - start
-        await asyncio.sleep(min(idle_s, 10))
+        await settled(app, 3.0)
         figures["stats_idle_cpu"] = await idle_share(pilot, idle_s)
     return figures
 
