@@ -38,7 +38,6 @@ from convogen_tui.core.making.backend import (
     StreamPrompt,
     StreamStarted,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 
 EIGHT_TURNS = "\n".join(f"SocBot: point {i}, with reasons.\nUser: reply {i}, unconvinced." for i in range(8))
 
@@ -132,14 +131,8 @@ class ScriptedBackend(Backend):
     def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
         return self.support
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        live = self._begin(Request(0, prompt, seed, sampling))
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+        live = self._begin(request)
         cancel = cancel or threading.Event()
 
         def chunks() -> Iterator[str]:

@@ -16,15 +16,7 @@ from typing import get_args
 
 import pytest
 
-from convogen_tui.core.making.backend import (
-    Backend,
-    Request,
-    StreamChunk,
-    StreamDone,
-    StreamEvent,
-    StreamFailed,
-    StreamStarted,
-)
+from convogen_tui.core.making import backend as contract
 from convogen_tui.core.making.experiment import BackendSettings, SamplingSettings
 from convogen_tui.llm.loader import BACKENDS
 from tests.fake_openai import FakeOpenAI, Reply, Seen, running
@@ -32,6 +24,7 @@ from tests.scripted import Script, ScriptedBatchBackend
 
 FAIL = "FAIL-THIS-ONE"  # a prompt each backend fails (scripted: on cue; server: HTTP 400; llama: too long)
 LONG = "Write a long story, at least three paragraphs, about"
+ENDLESS = 10**9  # max_tokens of a request that runs until it is cancelled
 
 
 def chat(user: str) -> str:
@@ -42,13 +35,15 @@ def chat(user: str) -> str:
 @dataclass
 class Harness:
     name: str
-    backend: Backend
+    backend: contract.Backend
     failing: str  # a prompt this backend fails, alone
 
-    def request(self, key: int, topic: str, max_tokens: int = 8, temperature: float = 0.0) -> Request:
+    def request(
+        self, key: int, topic: str, max_tokens: int = 8, temperature: float = 0.0
+    ) -> contract.Request:
         sampling = SamplingSettings(temperature=temperature, repeat_penalty=1.0, max_tokens=max_tokens)
         prompt = self.failing if topic == FAIL else chat(f"{LONG} {topic}.")
-        return Request(key, prompt, 1000 + key, sampling, cancel=threading.Event())
+        return contract.Request(key, prompt, 1000 + key, sampling, cancel=threading.Event())
 
 
 def _scripted_answer(prompt: str) -> Script:
@@ -62,7 +57,9 @@ def _server_answer(seen: Seen) -> Reply:
     body = json.dumps(seen.body)
     if FAIL in body:
         return Reply(status=400, error_body="prompt rejected")
-    return Reply(endless=True)  # words until max_tokens (or a hang-up)
+    # words until max_tokens, or without end (until the client hangs up) for a request asking so many
+    # tokens that only a cancel can end it: the client reads on a thread of its own
+    return Reply(endless=True, honour_max_tokens=seen.max_tokens < ENDLESS)
 
 
 @pytest.fixture(
@@ -89,9 +86,11 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
                 backend.close()
 
 
-def run(backend: Backend, requests: list[Request], parallel: int, on_event=None) -> list[StreamEvent]:  # type: ignore[no-untyped-def]
+def run(
+    backend: contract.Backend, requests: list[contract.Request], parallel: int, on_event=None
+) -> list[contract.StreamEvent]:  # type: ignore[no-untyped-def]
     pending = list(reversed(requests))
-    events: list[StreamEvent] = []
+    events: list[contract.StreamEvent] = []
     for event in backend.run_many(lambda: pending.pop() if pending else None, threading.Event(), parallel):
         events.append(event)
         if on_event is not None:
@@ -99,11 +98,11 @@ def run(backend: Backend, requests: list[Request], parallel: int, on_event=None)
     return events
 
 
-def endings(events: list[StreamEvent]) -> dict[int, StreamDone | StreamFailed]:
+def endings(events: list[contract.StreamEvent]) -> dict[int, contract.StreamDone | contract.StreamFailed]:
     """Each request's one ending; a second ending for a key fails the test."""
-    ends: dict[int, StreamDone | StreamFailed] = {}
+    ends: dict[int, contract.StreamDone | contract.StreamFailed] = {}
     for event in events:
-        if isinstance(event, StreamDone | StreamFailed):
+        if isinstance(event, contract.StreamDone | contract.StreamFailed):
             assert event.key not in ends, f"request {event.key} ended twice"
             ends[event.key] = event
     return ends
@@ -111,12 +110,12 @@ def endings(events: list[StreamEvent]) -> dict[int, StreamDone | StreamFailed]:
 
 def test_streaming_starts_then_chunks_then_one_done_with_their_text(harness: Harness) -> None:
     events = run(harness.backend, [harness.request(0, "vaccines")], parallel=1)
-    assert isinstance(events[0], StreamStarted) and events[0].key == 0
-    chunks = [e for e in events if isinstance(e, StreamChunk)]
+    assert isinstance(events[0], contract.StreamStarted) and events[0].key == 0
+    chunks = [e for e in events if isinstance(e, contract.StreamChunk)]
     counts = [c.n_tokens for c in chunks]
     assert chunks and counts == sorted(counts) and counts[0] >= 1
     (done,) = endings(events).values()
-    assert isinstance(done, StreamDone)
+    assert isinstance(done, contract.StreamDone)
     assert done.text == "".join(c.text for c in chunks) and done.text.strip()
     assert done.stats.completion_tokens == counts[-1]
     assert done.stats.finish_reason in ("stop", "length")
@@ -125,31 +124,34 @@ def test_streaming_starts_then_chunks_then_one_done_with_their_text(harness: Har
 def test_max_tokens_ends_a_long_answer_as_length(harness: Harness) -> None:
     events = run(harness.backend, [harness.request(0, "the moon landing", max_tokens=4)], parallel=1)
     (done,) = endings(events).values()
-    assert isinstance(done, StreamDone)
+    assert isinstance(done, contract.StreamDone)
     assert done.stats.completion_tokens == 4 and done.stats.finish_reason == "length"
 
 
 def test_cancel_ends_one_request_as_cancelled_and_the_other_goes_on(harness: Harness) -> None:
-    stopped = harness.request(0, "5G masts", max_tokens=400)
+    # a backend pulled by its caller stops at once; the server's client reads on its own thread, so
+    # its request gets a budget only the cancel can end (the stream is endless)
+    budget = ENDLESS if harness.name == "openai" else 400
+    stopped = harness.request(0, "5G masts", max_tokens=budget)
     other = harness.request(1, "fluoride", max_tokens=6)
 
-    def cancel_after_first_chunk(event: StreamEvent) -> None:
-        if isinstance(event, StreamChunk) and event.key == 0:
+    def cancel_after_first_chunk(event: contract.StreamEvent) -> None:
+        if isinstance(event, contract.StreamChunk) and event.key == 0:
             assert stopped.cancel is not None
             stopped.cancel.set()
 
     ends = endings(run(harness.backend, [stopped, other], parallel=2, on_event=cancel_after_first_chunk))
     first, second = ends[0], ends[1]
-    assert isinstance(first, StreamDone) and first.stats.finish_reason == "cancelled"
-    assert first.stats.completion_tokens < 400
-    assert isinstance(second, StreamDone) and second.stats.finish_reason in ("stop", "length")
+    assert isinstance(first, contract.StreamDone) and first.stats.finish_reason == "cancelled"
+    assert first.stats.completion_tokens < budget
+    assert isinstance(second, contract.StreamDone) and second.stats.finish_reason in ("stop", "length")
 
 
 def test_a_failure_ends_its_request_alone(harness: Harness) -> None:
     ends = endings(run(harness.backend, [harness.request(0, FAIL), harness.request(1, "chemtrails")], 2))
     failed, fine = ends[0], ends[1]
-    assert isinstance(failed, StreamFailed) and failed.message.strip()
-    assert isinstance(fine, StreamDone) and fine.text.strip()
+    assert isinstance(failed, contract.StreamFailed) and failed.message.strip()
+    assert isinstance(fine, contract.StreamDone) and fine.text.strip()
 
 
 def test_batching_gives_each_request_the_text_it_gets_alone(harness: Harness) -> None:
@@ -157,13 +159,13 @@ def test_batching_gives_each_request_the_text_it_gets_alone(harness: Harness) ->
     alone = {}
     for key, topic in enumerate(topics):
         (done,) = endings(run(harness.backend, [harness.request(key, topic, max_tokens=6)], 1)).values()
-        assert isinstance(done, StreamDone)
+        assert isinstance(done, contract.StreamDone)
         alone[key] = done.text
     together = endings(
         run(harness.backend, [harness.request(k, t, max_tokens=6) for k, t in enumerate(topics)], 3)
     )
     assert sorted(together) == [0, 1, 2]
-    assert {k: e.text for k, e in together.items() if isinstance(e, StreamDone)} == alone
+    assert {k: e.text for k, e in together.items() if isinstance(e, contract.StreamDone)} == alone
 
 
 def test_every_backend_kind_of_the_setup_has_an_opener() -> None:

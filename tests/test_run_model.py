@@ -12,21 +12,10 @@ from rich.console import Console
 from textual.widgets import ProgressBar
 
 from convogen_tui.cli.progress import PlainReporter, RichReporter
+from convogen_tui.core.making import pipeline as run
 from convogen_tui.core.making.backend import GenerationStats
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Persona, load_experiment
-from convogen_tui.core.making.pipeline import (
-    Event,
-    JobFailed,
-    JobFinished,
-    JobSkipped,
-    JobStarted,
-    Pipeline,
-    PromptProgress,
-    RunFinished,
-    RunStarted,
-    TokenChunk,
-)
 from convogen_tui.core.making.planner import Job
 from convogen_tui.core.making.run_model import RunModel
 from convogen_tui.core.making.seeds import Seed
@@ -50,9 +39,9 @@ class Clock:
         return self.now
 
 
-def finished(job: Job, phase: str, tokens: int) -> JobFinished:
+def finished(job: Job, phase: str, tokens: int) -> run.JobFinished:
     conv_id = job.conv_id or f"c-{job.seed.tweet_id}"
-    return JobFinished(
+    return run.JobFinished(
         job, phase, conv_id, Path(f"{conv_id}.json"), GenerationStats(completion_tokens=tokens)
     )  # type: ignore[arg-type]
 
@@ -61,12 +50,12 @@ def test_the_eta_is_known_from_the_first_tokens() -> None:
     """Tokens at the measured rate; before any pass ends, max_tokens bounds each one."""
     clock = Clock()
     model = RunModel(clock)
-    model.handle(RunStarted(2, "m", "CPU", passes=4, max_tokens=100))
+    model.handle(run.RunStarted(2, "m", "CPU", passes=4, max_tokens=100))
     assert model.eta_text() == "ETA -:--:--"
-    model.handle(JobStarted(A, 0, 2, "generate"))
-    model.handle(TokenChunk(A, "generate", "a", 1, 0.1))
+    model.handle(run.JobStarted(A, 0, 2, "generate"))
+    model.handle(run.TokenChunk(A, "generate", "a", 1, 0.1))
     clock.now = 110.0
-    model.handle(TokenChunk(A, "generate", "b", 50, 10.0))
+    model.handle(run.TokenChunk(A, "generate", "b", 50, 10.0))
     # 50 tokens in 10 s = 5 tok/s; left: 50 of this pass + 3 passes x 100 = 350 tokens = 70 s
     assert model.seconds_left() == pytest.approx(70.0) and model.eta_text() == "ETA 0:01:10"
     model.handle(finished(A, "generate", 60))
@@ -78,24 +67,24 @@ def test_the_eta_is_known_from_the_first_tokens() -> None:
 def test_a_restyle_only_job_is_one_pass_and_a_skip_drops_what_follows() -> None:
     model = RunModel(Clock())
     jobs = [A, B, TWIN]
-    model.handle(RunStarted(3, "m", "CPU", passes=sum(len(j.passes) for j in jobs), max_tokens=10))
+    model.handle(run.RunStarted(3, "m", "CPU", passes=sum(len(j.passes) for j in jobs), max_tokens=10))
     assert model.passes == 5  # two generations with their restyles, one restyle alone
-    model.handle(JobStarted(TWIN, 2, 3, "restyle", prompt_tokens=40))
-    model.handle(PromptProgress(TWIN, "restyle", 20, 40))
+    model.handle(run.JobStarted(TWIN, 2, 3, "restyle", prompt_tokens=40))
+    model.handle(run.PromptProgress(TWIN, "restyle", 20, 40))
     assert model.streams[("333", PERSONA.label, 3, "restyle")].state() == "reading prompt 20/40"
     model.handle(finished(TWIN, "restyle", 7))
     assert (model.passes_done, model.jobs_done, model.restyled) == (1, 1, 1)
-    model.handle(JobStarted(A, 0, 3, "generate"))
-    model.handle(JobSkipped(A, "generate"))  # its restyle will never run
+    model.handle(run.JobStarted(A, 0, 3, "generate"))
+    model.handle(run.JobSkipped(A, "generate"))  # its restyle will never run
     assert (model.passes, model.jobs_done, model.skipped) == (3, 2, 1)
-    model.handle(JobFailed(B, "restyle", "server said no"))  # its conversation was written
+    model.handle(run.JobFailed(B, "restyle", "server said no"))  # its conversation was written
     assert (model.passes, model.jobs_done, model.failed) == (2, 3, 1)
     assert not model.streams
 
 
 def test_a_scripted_run_folds_into_the_counts_the_pipeline_reports(sample: Path) -> None:
     experiment = load_experiment(sample)
-    pipeline = Pipeline(experiment, ScriptedBackend([Script(), Script(), Script(fail="no"), Script()]))
+    pipeline = run.Pipeline(experiment, ScriptedBackend([Script(), Script(), Script(fail="no"), Script()]))
     jobs = pipeline.plan(seeds_for(experiment).seeds, limit=3, seed=1).jobs
     model = RunModel()
     for event in pipeline.run(jobs):
@@ -109,16 +98,16 @@ def test_a_scripted_run_folds_into_the_counts_the_pipeline_reports(sample: Path)
 
 
 # the same run drawn twice ----------------------------------------------------------------------
-def _sequence() -> list[Event]:
+def _sequence() -> list[run.Event]:
     return [
-        RunStarted(2, "m", "CPU", parallel=2, passes=4, max_tokens=100),
-        JobStarted(A, 0, 2, "generate", 30),
-        TokenChunk(A, "generate", "SocBot: a", 1, 0.1),
-        JobStarted(B, 1, 2, "generate", 30),
-        TokenChunk(B, "generate", "SocBot: b", 10, 1.0),
-        TokenChunk(A, "generate", " more", 40, 8.0),
+        run.RunStarted(2, "m", "CPU", parallel=2, passes=4, max_tokens=100),
+        run.JobStarted(A, 0, 2, "generate", 30),
+        run.TokenChunk(A, "generate", "SocBot: a", 1, 0.1),
+        run.JobStarted(B, 1, 2, "generate", 30),
+        run.TokenChunk(B, "generate", "SocBot: b", 10, 1.0),
+        run.TokenChunk(A, "generate", " more", 40, 8.0),
         finished(A, "generate", 40),
-        JobSkipped(B, "generate"),
+        run.JobSkipped(B, "generate"),
     ]
 
 
@@ -150,5 +139,5 @@ async def test_the_cli_and_the_app_draw_the_same_counts_and_eta(sample_root: Pat
         assert "generate: 40 tokens, 0.0 tok/s, stop -> c-111.json, ETA " in plain_out.getvalue()
         for face in (plain.model, rich.model, pane.model):
             assert (face.jobs_done, face.passes_done, face.conversations, face.skipped) == (1, 1, 1, 1)
-        pane.events.append(RunFinished(conversations=1, skipped=1))
+        pane.events.append(run.RunFinished(conversations=1, skipped=1))
         await wait_for(pilot, lambda: not pane.running)

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Select, Static, TextArea
 from convogen_tui.core.keeping.backups import backup_path, change_summary
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.commands import commands_for
+from convogen_tui.tui.panes.review import ReviewPane
 from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
@@ -23,7 +24,7 @@ from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import ShellApp
 from convogen_tui.tui.widgets.titlebar import TitleBar, fit_title
 from tests.scripted import ScriptedBackend
-from tests.tui_helpers import sample_root, wait_for
+from tests.tui_helpers import fake_conversation, sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.app
@@ -197,19 +198,20 @@ async def test_the_title_bar_shows_the_model_line_on_every_screen(sample_root: P
 class PaneHost(ShellApp):
     """A small app holding one pane, with the scripted backend as the loaded model."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, pane: type[TemplatesPane | ReviewPane]) -> None:
         super().__init__()
         self.session = session
+        self.pane = pane
 
     def compose(self) -> ComposeResult:
         assert self.session is not None
-        yield TemplatesPane(self.session, id="templates-pane")
+        yield self.pane(self.session, id="pane")
 
 
 async def test_templates_pane_counts_the_prompt_with_the_loaded_model(sample_root: Path) -> None:
     session = Session.open(expt(sample_root))
     session.use_backend(ScriptedBackend(n_ctx=2048))
-    host = PaneHost(session)
+    host = PaneHost(session, TemplatesPane)
     async with host.run_test(size=SIZE) as pilot:
         info = host.query_one("#tpl-info", Static)
         preview = host.query_one("#tpl-preview", TextArea)
@@ -220,3 +222,26 @@ async def test_templates_pane_counts_the_prompt_with_the_loaded_model(sample_roo
         await wait_for(pilot, lambda: "under forty words" in preview.text)
         count = int(str(info.render()).split(" / ")[0])
         assert count == ScriptedBackend().count_tokens(preview.text)
+
+
+async def test_review_pane_deletes_to_the_trash_and_undo_brings_it_back(sample_root: Path) -> None:
+    folder = expt(sample_root)
+    for i in range(3):
+        fake_conversation(
+            folder, f"0000000{i}-conv", f"170000000000000000{i}", ("distrust", "cynical"), 1e9 + i
+        )
+    session = Session.open(folder)
+    session.use_backend(ScriptedBackend())
+    host = PaneHost(session, ReviewPane)
+    async with host.run_test(size=SIZE) as pilot:
+        table = host.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3)
+        table.focus()
+        await pilot.press("d")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert len(list((folder / "conversations").glob("*.json"))) == 2
+        assert len(list((folder / "trash").iterdir())) == 1
+        await pilot.press("u")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        assert len(list((folder / "conversations").glob("*.json"))) == 3
+        assert len(list((folder / "restyled-conversations").glob("*.json"))) == 3  # twins came back too

@@ -8,17 +8,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from convogen_tui.core.making.pipeline import (
-    Event,
-    JobFailed,
-    JobFinished,
-    JobSkipped,
-    JobStarted,
-    PromptProgress,
-    RunFinished,
-    RunStarted,
-    TokenChunk,
-)
+from convogen_tui.core.making import pipeline as run
 from convogen_tui.core.making.run_model import RunModel, StreamState
 
 if TYPE_CHECKING:
@@ -45,11 +35,11 @@ class PlainReporter:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: run.Event) -> None:
         self.model.handle(event)
-        if isinstance(event, RunStarted):
+        if isinstance(event, run.RunStarted):
             self._print(_started_line(self.model))
-        elif isinstance(event, JobFinished):
+        elif isinstance(event, run.JobFinished):
             stats = event.stats
             via = f" via {stats.endpoint}" if stats.endpoint else ""
             self._print(
@@ -57,11 +47,11 @@ class PlainReporter:
                 f"{stats.tokens_per_second:.1f} tok/s{via}, {stats.finish_reason} -> {event.path}, "
                 f"{self.model.eta_text()}"
             )
-        elif isinstance(event, JobSkipped):
+        elif isinstance(event, run.JobSkipped):
             self._print(f"[{event.job.label}] {event.phase} skipped")
-        elif isinstance(event, JobFailed):
+        elif isinstance(event, run.JobFailed):
             self._print(f"[{event.job.label}] {event.phase} failed: {event.message}")
-        elif isinstance(event, RunFinished) and self.model.endpoint_summary():
+        elif isinstance(event, run.RunFinished) and self.model.endpoint_summary():
             self._print(str(self.model.endpoint_summary()))
 
     def _print(self, line: str) -> None:
@@ -96,31 +86,31 @@ class RichReporter:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: run.Event) -> None:
         stream = self.model.handle(event)
-        if isinstance(event, RunStarted):
+        if isinstance(event, run.RunStarted):
             self.console.print(_started_line(self.model))
             self.task = self.progress.add_task("generating", total=self.model.passes, rate="", eta="")
         if self.task is None:
             return
-        if isinstance(event, JobStarted | PromptProgress) and stream is not None:
+        if isinstance(event, run.JobStarted | run.PromptProgress) and stream is not None:
             self._describe(stream)
-        elif isinstance(event, TokenChunk) and stream is not None:
+        elif isinstance(event, run.TokenChunk) and stream is not None:
             if len(stream.chunks) == 1:
                 self._describe(stream)
             if event.n_tokens % 8 == 1:
                 self._rates()
-        elif isinstance(event, JobFinished):
+        elif isinstance(event, run.JobFinished):
             self.progress.console.print(f"  {event.phase}: {event.path}")
-        elif isinstance(event, JobSkipped):
+        elif isinstance(event, run.JobSkipped):
             self.progress.console.print(f"  {event.phase} skipped: {event.job.label}")
-        elif isinstance(event, JobFailed):
+        elif isinstance(event, run.JobFailed):
             self.progress.console.print(
                 f"  [red]{event.phase} failed[/red] {event.job.label}: {event.message}"
             )
-        elif isinstance(event, RunFinished) and self.model.endpoint_summary():
+        elif isinstance(event, run.RunFinished) and self.model.endpoint_summary():
             self.progress.console.print(str(self.model.endpoint_summary()))
-        if isinstance(event, JobFinished | JobSkipped | JobFailed):
+        if isinstance(event, run.JobFinished | run.JobSkipped | run.JobFailed):
             self._rates()
 
     def _describe(self, stream: StreamState) -> None:
@@ -141,7 +131,7 @@ class RichReporter:
         )
 
 
-def summary_line(result: RunFinished, skipped: int = 0) -> str:
+def summary_line(result: run.RunFinished, skipped: int = 0) -> str:
     failed = f" ({result.judge_failed} judge-failed)" if result.judge_failed else ""
     judged = f"judged {result.judged} pair(s){failed}"
     only_judged = result.judged and not (result.conversations or result.restyled)

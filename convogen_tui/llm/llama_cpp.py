@@ -26,7 +26,6 @@ from convogen_tui.core.making.backend import (
     StreamEvent,
     StreamFailed,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
 from convogen_tui.llm.sampler import check_grammar
 
@@ -279,14 +278,8 @@ class LlamaCppBackend(Backend):
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=request.constraint is not None)
         return Work(request, tokens, budget, stats)
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        work = self._work(Request(0, prompt, seed, sampling))
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+        work = self._work(request)
         return Generation(self._single(work, cancel or threading.Event()), work.stats)
 
     def _single(self, work: Work, cancel: threading.Event) -> Iterator[str]:

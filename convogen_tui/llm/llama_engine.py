@@ -3,6 +3,8 @@
 Why not ``Llama.generate``: it decodes one sequence per context, and its per-token Python path cost
 about a third of raw decode speed on a small CPU model. Here a step is one ``llama_decode`` holding
 one token per running sequence, then one C sampler call per sequence; that is all the Python there is.
+A sequence whose request carries a grammar samples through llm/sampler.py (the chain, then the
+grammar checks the token drawn), so constrained and free sequences share every decode step.
 
 KV memory, sized to the run: the context has one KV stream per sequence (``kv_unified`` off), each
 of ``cells`` cells, where ``cells`` is what the run's longest request needs (prompt + new tokens,
@@ -420,6 +422,10 @@ class LlamaEngine:
                 self._release(slot)
                 yield StreamFailed(work.request.key, message)
                 continue
+            if work.request.constraint is not None:
+                # the grammar ends it: rather than cut a dialog at max_tokens (a defect), let it
+                # run into its stream's spare cells, up to half as much again
+                work.budget = max(work.budget, min(self.cells - len(work.tokens), work.budget * 3 // 2))
             slot.work = work
             slot.parts = []
             slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

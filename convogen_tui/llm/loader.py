@@ -79,15 +79,8 @@ def _open_openai(choice: BackendChoice) -> Backend:
     from convogen_tui.llm.openai_compat import OpenAIBackend
 
     settings = choice.settings
-    return OpenAIBackend(
-        settings.base_urls,
-        api_model=settings.api_model,
-        concurrency=settings.concurrency,
-        api=settings.api,
-        timeout_s=settings.timeout_s,
-        stall_timeout_s=settings.stall_timeout_s,
-        n_ctx=choice.n_ctx,
-    )
+    options = settings.model_dump(include={"api_model", "concurrency", "api", "timeout_s", "stall_timeout_s"})
+    return OpenAIBackend(settings.base_urls, n_ctx=choice.n_ctx, **options)
 
 
 BACKENDS: dict[str, Callable[[BackendChoice], Backend]] = {"llama.cpp": _open_llama, "openai": _open_openai}

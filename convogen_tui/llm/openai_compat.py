@@ -47,7 +47,6 @@ from convogen_tui.core.making.backend import (
     StreamFailed,
     StreamStarted,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -749,17 +748,11 @@ class OpenAIBackend(Backend):
         return "; ".join(e.disabled or "" for e in self.endpoints)
 
     # one stream (the Backend protocol) ---------------------------------------------------
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
         """One completion through run_many (so it fails over); raw text goes to /completions."""
         stats = GenerationStats()
         cancel = cancel or threading.Event()
-        handed: list[Request] = [Request(0, prompt, seed, sampling)]
+        handed: list[Request] = [request]
 
         def next_request() -> Request | None:
             return handed.pop() if handed else None

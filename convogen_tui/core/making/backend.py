@@ -128,13 +128,7 @@ class Backend(ABC):
     def count_tokens(self, text: str) -> int: ...
 
     @abstractmethod
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation: ...
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation: ...
 
     def run_many(
         self, next_request: NextRequest, cancel: threading.Event, parallel: int
@@ -368,7 +362,7 @@ def run_sequential(
         if request is None:
             return
         try:
-            generation = backend.stream(request.prompt, request.sampling, request.seed, cancel)
+            generation = backend.stream(request, cancel)
         except ConvogenError as exc:
             yield StreamFailed(request.key, str(exc))
             continue

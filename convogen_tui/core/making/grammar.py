@@ -11,7 +11,8 @@ separated as the conversation separates them. The model stays free only where it
 The cap on characters per message makes the whole dialog fit ``max_tokens`` (a dialog cut off is a
 form defect too). It assumes at least :data:`CHARS_PER_TOKEN` characters per token, half of what
 English text takes in the BPE vocabularies of Llama, Mistral or SmolLM (about 4); a message of emoji
-or non-Latin script can cost more tokens per character, so such a run may still stop at max_tokens.
+or non-Latin script can cost more tokens per character: the local engine then lets a constrained
+pass run up to half as much again past max_tokens (llm/llama_engine.py) rather than cut it.
 Templates stay the user's: nothing here is written by hand per experiment.
 """
 

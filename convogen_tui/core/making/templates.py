@@ -11,6 +11,7 @@ optionally ``{tweet}``, ``{motivation}``, ``{disposition}``, ``{restyled}`` and 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -155,14 +156,22 @@ def _parse(text: str, kind: TemplateKind, path: Path | None) -> tuple[Template |
         i += 1
     pieces.append("".join(literal))
 
+    _check_slots(kind, slots, line, problem)
+    if not problems:
+        return Template(kind, text, tuple(pieces), tuple(slots), path), []
+    return None, problems
+
+
+def _check_slots(
+    kind: TemplateKind, slots: list[Slot], last_line: int, problem: Callable[[str, int, str | None], None]
+) -> None:
+    """The placeholders a template of this kind must have: all positional or all named, the count
+    or the required names."""
+    expected = _expected(kind)
     names = {s.name for s in slots}
     if "" in names and len(names) > 1:
         first_named = next(s for s in slots if s.name)
-        problem(
-            "mixes positional {} and named placeholders",
-            first_named.line,
-            f"use only {expected}",
-        )
+        problem("mixes positional {} and named placeholders", first_named.line, f"use only {expected}")
     elif names == {""}:
         want = _POSITIONAL[kind]
         if not want:
@@ -173,17 +182,14 @@ def _parse(text: str, kind: TemplateKind, path: Path | None) -> tuple[Template |
                 if kind == "conv-gen"
                 else "one: the tweet and conversation"
             )
-            problem(f"has {len(slots)} '{{}}' slots; it needs {what}", slots[-1].line)
+            problem(f"has {len(slots)} '{{}}' slots; it needs {what}", slots[-1].line, None)
     else:
         for missing in sorted(_REQUIRED[kind] - names):
             problem(
                 f"missing placeholder {{{missing}}}",
-                line if not slots else slots[-1].line,
+                last_line if not slots else slots[-1].line,
                 f"a {kind} template needs {expected}",
             )
-    if not problems:
-        return Template(kind, text, tuple(pieces), tuple(slots), path), []
-    return None, problems
 
 
 def _expected(kind: TemplateKind) -> str:
