@@ -4,6 +4,7 @@ gives for the same request (the app runs with ``--seed 5`` on the scripted backe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import DataTable
@@ -84,3 +85,23 @@ async def test_review_regenerate_runs_the_planners_job(sample_root: Path) -> Non
     new = [w for w in written(expt) if w[3] is not None]
     assert new == cells_of([job])
     assert job.random_seed == job_random_seed(SEED, "1700000000000000004", "distrust", "cynical")
+
+
+async def test_restyling_the_conversations_without_a_twin_runs_the_planners_restyle_jobs(
+    sample_root: Path,
+) -> None:
+    """`t` on Generate, or its palette command: one restyle pass per conversation without a twin."""
+    expt = sample_root / "inst-templates" / "sample"
+    fake_conversation(expt, "c0", "1700000000000000004", ("distrust", "cynical"), 1_700_000_000.0, twin=False)
+    fake_conversation(expt, "c1", "1700000000000000005", ("belonging", "earnest"), 1_700_000_001.0)
+    app = ConvogenApp(sample_root, "sample", load_model=False, seed=SEED)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot, app)
+        jobs = plan(PlanRequest(kind="restyle", base_seed=SEED), load_experiment(expt)).jobs
+        assert [(j.conv_id, j.passes) for j in jobs] == [("c0", ("restyle",))]
+        (restyle,) = [c for c in screen.palette_commands() if c.help == "t on Generate"]
+        restyle.run()
+        twin = expt / "restyled-conversations" / "c0.json"
+        await wait_for(pilot, lambda: twin.exists() and not screen.generate.running, 60)
+    written_seed = json.loads(twin.read_text())["provenance"]["random_seed"]
+    assert written_seed == jobs[0].pass_seed("restyle")
