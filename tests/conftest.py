@@ -37,9 +37,12 @@ def sample(datasets: Path) -> Path:
     return datasets / "inst-templates" / "sample"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def embedded_backend():
-    """The embedded SmolLM2 model through llama.cpp, loaded once for the whole session."""
+    """The embedded SmolLM2 model through llama.cpp, loaded once per process (``load_llama`` keeps it).
+
+    Asked for again in each test: a test that loads the model with another context frees the one
+    held, so a backend kept from an earlier test would point at freed memory."""
     from convogen_tui.llm.embedded import embedded_model_path
     from convogen_tui.llm.llama_cpp import load_llama
 

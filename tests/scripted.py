@@ -38,7 +38,6 @@ from convogen_tui.core.making.backend import (
     StreamPrompt,
     StreamStarted,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 
 EIGHT_TURNS = "\n".join(f"SocBot: point {i}, with reasons.\nUser: reply {i}, unconvinced." for i in range(8))
 
@@ -72,6 +71,7 @@ class _Live:
     stats: GenerationStats
     sent: int = 0
     parts: list[str] = field(default_factory=list)
+    cut: bool = False  # the script is longer than max_tokens: it ends there, as "length"
 
 
 class ScriptedBackend(Backend):
@@ -94,6 +94,7 @@ class ScriptedBackend(Backend):
         self.slots = slots
         self.memory_per_stream = memory_per_stream
         self.memory_free = memory_free
+        self.requests: list[Request] = []  # every request, in order (its constraint, sampling)
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
@@ -130,14 +131,8 @@ class ScriptedBackend(Backend):
     def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
         return self.support
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        live = self._begin(Request(0, prompt, seed, sampling))
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+        live = self._begin(request)
         cancel = cancel or threading.Event()
 
         def chunks() -> Iterator[str]:
@@ -197,6 +192,7 @@ class ScriptedBackend(Backend):
 
     # the script -----------------------------------------------------------------------------
     def _begin(self, request: Request) -> _Live:
+        self.requests.append(request)
         self.prompts.append(request.prompt)
         self.seeds.append(request.seed)
         self.constraints.append(request.constraint)
@@ -205,7 +201,9 @@ class ScriptedBackend(Backend):
             script = cast(Callable[[str], Script], script)(request.prompt)
         stats = GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
         stats.constrained = request.constraint is not None and bool(self.support)
-        return _Live(request, script, script.pieces(request.prompt), stats)
+        pieces = script.pieces(request.prompt)
+        limit = request.sampling.max_tokens
+        return _Live(request, script, pieces[:limit], stats, cut=len(pieces) > limit)
 
     def _next(self, live: _Live, cancel: threading.Event) -> StreamChunk | StreamFailed | None:
         """The next chunk of one stream; None when cancelled while held at the gate."""
@@ -232,7 +230,7 @@ class ScriptedBackend(Backend):
         return StreamChunk(live.request.key, text, live.sent, now)
 
     def _end(self, live: _Live) -> None:
-        live.stats.finish_reason = live.script.finish_reason
+        live.stats.finish_reason = "length" if live.cut else live.script.finish_reason
         live.stats.elapsed_s = time.perf_counter() - live.stats.started
 
 
@@ -240,5 +238,4 @@ class ScriptedBatchBackend(ScriptedBackend):
     """The scripted backend as a batched one: even a single stream goes through ``run_many``, so
     ``prompt_steps`` and per-request cancel behave as with llama.cpp's engine."""
 
-    batched = True
     always_run_many = True

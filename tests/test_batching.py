@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,13 +83,13 @@ def test_batched_text_equals_alone_for_the_same_seeds(backend) -> None:
     reqs = requests()
     alone = {}
     for r in reqs:
-        generation = backend.stream(r.prompt, r.sampling, r.seed)
+        generation = backend.stream(r)
         alone[r.key] = (generation.text(), generation.stats.finish_reason)
     batched = done(run_all(backend, reqs, parallel=4))
     assert {k: (d.text, d.stats.finish_reason) for k, d in batched.items()} == alone
     assert all(text for text, _ in alone.values())
     # seeded sampling really samples: another seed gives another text
-    other = backend.stream(reqs[1].prompt, SAMPLED, 4242).text()
+    other = backend.stream(replace(reqs[1], sampling=SAMPLED, seed=4242)).text()
     assert other != alone[1][0]
 
 

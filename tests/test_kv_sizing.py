@@ -51,7 +51,7 @@ def texts(events: list[StreamEvent]) -> dict[int, str]:
 
 
 def alone(backend, reqs: list[Request]) -> dict[int, str]:
-    return {r.key: backend.stream(r.prompt, r.sampling, r.seed).text() for r in reqs}
+    return {r.key: backend.stream(r).text() for r in reqs}
 
 
 def test_generate_prints_a_kv_cache_sized_by_prompt_and_max_tokens(cli, datasets: Path) -> None:

@@ -16,15 +16,20 @@ LAYERS = ["core", "llm", "integrations", "tui", "cli"]
 ABOVE_CORE = ["textual", "llama_cpp", "httpx", "tweepy", "huggingface_hub"]
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, type_checking: bool = False) -> set[str]:
     """Every convogen_tui module a file imports at run time, at the top or inside a function.
 
-    Imports under ``if TYPE_CHECKING:`` are for the type checker only and are not counted.
+    Imports under ``if TYPE_CHECKING:`` are for the type checker only and are counted only when
+    ``type_checking`` is set.
     """
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+        if (
+            not type_checking
+            and isinstance(node, ast.If)
+            and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        ):
             for child in node.orelse:
                 visit(child)
             return
@@ -74,12 +79,14 @@ def test_every_import_points_down(layer: str) -> None:
     assert wrong == []
 
 
-def test_no_import_cycle_between_modules() -> None:
+@pytest.mark.parametrize("type_checking", [False, True], ids=["run-time", "type-checker-too"])
+def test_no_import_cycle_between_modules(type_checking: bool) -> None:
+    """No circle, counting imports inside functions and, for the type checker, under TYPE_CHECKING."""
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         rel = path.relative_to(PACKAGE.parent).with_suffix("")
         name = ".".join(rel.parts).removesuffix(".__init__")
-        graph[name] = {m for m in _imports(path)}
+        graph[name] = {m for m in _imports(path, type_checking)}
     known = set(graph)
     cycles = []
 
@@ -96,6 +103,21 @@ def test_no_import_cycle_between_modules() -> None:
         if start not in done:
             visit(start, [start], done)
     assert cycles == []
+
+
+def test_the_app_asks_its_screens_and_reaches_into_no_pane() -> None:
+    """app.py calls no pane's or screen's action_* and touches no private field but its own."""
+    tree = ast.parse((PACKAGE / "tui" / "app.py").read_text(encoding="utf-8"))
+    offenders = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = ast.unparse(node.value)
+        own = owner in ("self", "super()", "cls")
+        private = node.attr.startswith("_") and not node.attr.startswith("__")
+        if (node.attr.startswith("action_") or private) and not own:
+            offenders.append(f"app.py:{node.lineno} {owner}.{node.attr}")
+    assert offenders == []
 
 
 def test_no_caller_probes_a_backend_with_getattr() -> None:

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from convogen_tui.cli.progress import EtaEstimate
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.records import SCHEMA_VERSION, read_conversation
-from convogen_tui.core.making.backend import GenerationStats, choose_parallel
+from convogen_tui.core.making.backend import choose_parallel
 from convogen_tui.core.making.check import seeds_for
-from convogen_tui.core.making.experiment import Persona, load_experiment
+from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import (
-    Job,
     JobFailed,
     JobFinished,
     JobSkipped,
@@ -31,7 +29,6 @@ from convogen_tui.core.making.pipeline import (
     Skips,
     TokenChunk,
 )
-from convogen_tui.core.making.seeds import Seed
 from tests.scripted import EIGHT_TURNS, Script, ScriptedBackend, ScriptedBatchBackend
 
 
@@ -169,19 +166,3 @@ def test_prompt_reading_progress_is_passed_on(sample: Path) -> None:
     assert [(p.done, p.total) for p in progress] == [(0, total), (total // 2, total)]
     names = [type(e).__name__ for e in events]
     assert names.index("JobStarted") < names.index("PromptProgress") < names.index("TokenChunk")
-
-
-def test_the_cli_eta_is_known_from_the_first_tokens() -> None:
-    """ETA from tok/s: before any job ends, the max_tokens budget bounds each pass."""
-    now = [100.0]
-    eta = EtaEstimate(passes=4, max_tokens=100, clock=lambda: now[0])
-    job = Job(Seed("1", "t"), Persona("m", "d", "mt", "dt"), 7)
-    assert eta.text() == "ETA -:--:--"
-    eta.handle(TokenChunk(job, "generate", "a", 1, 0.1))
-    now[0] = 110.0
-    eta.handle(TokenChunk(job, "generate", "b", 50, 10.0))
-    # 50 tokens in 10 s = 5 tok/s; left: 50 of this pass + 3 passes x 100 = 350 tokens = 70 s
-    assert eta.seconds_left() == pytest.approx(70.0) and eta.text() == "ETA 0:01:10"
-    eta.handle(JobFinished(job, "generate", "c", Path("c.json"), GenerationStats(completion_tokens=60)))
-    # passes now average 60 tokens: 3 x 60 = 180 tokens at 6 tok/s
-    assert eta.seconds_left() == pytest.approx(30.0)

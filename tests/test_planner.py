@@ -66,8 +66,11 @@ def test_each_job_has_its_kind_and_passes(sample: Path) -> None:
     assert [j.passes for j in both.jobs] == [("generate", "restyle")] * 2 and both.passes == 4
     alone = plan(PlanRequest(seeds=seeds, base_seed=1, restyle=False), experiment)
     assert [j.kind for j in alone.jobs] == ["generate"] * 2 and alone.passes == 2
-    with pytest.raises(ConvogenError, match="no planner for judge jobs"):
-        plan(PlanRequest(kind="judge"), experiment)  # type: ignore[arg-type]
+    judged = plan(PlanRequest(seeds=seeds, base_seed=1, judge=True), experiment)
+    assert [j.passes for j in judged.jobs] == [("generate", "restyle", "judge")] * 2 and judged.passes == 6
+    assert plan(PlanRequest(kind="judge"), experiment).jobs == []  # nothing restyled to judge yet
+    with pytest.raises(ConvogenError, match="no planner for compare jobs"):
+        plan(PlanRequest(kind="compare"), experiment)  # type: ignore[arg-type]
 
 
 def test_named_cells_run_as_given_with_the_setup_texts(sample: Path) -> None:

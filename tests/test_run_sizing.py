@@ -38,9 +38,10 @@ def test_stream_tokens_follow_the_prompts_and_max_tokens_not_n_ctx(sample: Path)
 def test_restyle_only_runs_are_sized_by_their_longest_conversation(sample: Path) -> None:
     texts = [Script("SocBot: hi\nUser: no"), Script(" ".join(f"word{i}" for i in range(300)))]
     backend = ScriptedBackend(texts, memory_per_stream=2**20)
+    earlier = pipeline_with_max_tokens(sample, backend, 400)  # written with a larger budget
+    jobs = earlier.plan(seeds_for(earlier.experiment).seeds, limit=2, seed=1).jobs
+    list(earlier.run(jobs, restyle=False))
     pipeline = pipeline_with_max_tokens(sample, backend, 40)
-    jobs = pipeline.plan(seeds_for(pipeline.experiment).seeds, limit=2, seed=1).jobs
-    list(pipeline.run(jobs, restyle=False))
     restyles = pipeline.restyle_jobs(seed=1)
     longest = max(restyles, key=lambda j: len(j.conv or ""))
     prompt = backend.count_tokens(pipeline.restyle_prompt(longest.seed.tweet, longest.conv or ""))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from convogen_tui.core.making.backend import Request
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import SamplingSettings, load_experiment
 from convogen_tui.core.making.pipeline import Pipeline
@@ -68,7 +69,7 @@ def test_tiny_file_loads_and_decodes(shape_gguf, tmp_path: Path, dense: bool) ->
     try:
         assert backend.info.architecture == "llama" and backend.info.n_layers == shape.layers + 1
         greedy = SamplingSettings(temperature=0, max_tokens=4)
-        generation = backend.stream("Hello, world", greedy, seed=0)
+        generation = backend.stream(Request(0, "Hello, world", 0, greedy))
         # zero weights: every logit is equal, so greedy repeats token 0, a visible word
         assert generation.text().split() == ["the"] * 4
         assert generation.stats.completion_tokens == 4 and generation.stats.finish_reason == "length"

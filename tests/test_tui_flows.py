@@ -219,6 +219,8 @@ async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) ->
         editor = screen.query_one("#setup-editor", TextArea)
         grid = screen.query_one("#persona-grid", DataTable)
         assert grid.row_count == 3
+        await wait_for(pilot, lambda: app.focused is grid)  # a tab switch never lands in an editor
+        await pilot.press("e")
         await wait_for(pilot, lambda: app.focused is editor)  # ctrl+s saves the focused pane's file
         editor.load_text(editor.text.replace('"max_tokens": 1444', '"max_tokens": -5'))
         line = 1 + next(i for i, text in enumerate(editor.text.splitlines()) if '"max_tokens"' in text)
@@ -243,6 +245,7 @@ async def test_help_lists_every_screen_key(sample_root: Path) -> None:
         assert not [k for k in keys if any(name in k for name in raw)]
         await pilot.press("escape")
         assert isinstance(app.screen, ExperimentScreen)
+        await pilot.press("e")  # into the template editor
         await pilot.press("question_mark")  # in the template editor, ? is just typed
         assert isinstance(app.screen, ExperimentScreen)
         await pilot.press("escape")  # leave the editor: now ? is help (F-keys get lost over SSH)

@@ -240,7 +240,8 @@ async def test_setup_problems_are_those_of_convogen_check(sample_root: Path) -> 
         editor = screen.query_one("#setup-editor", TextArea)
         problems = screen.query_one("#setup-problems", OptionList)
         await wait_for(pilot, lambda: "valid" in str(problems.get_option_at_index(0).prompt))
-        await wait_for(pilot, lambda: app.focused is editor)  # F2 puts the cursor in the editor
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.focused is editor)  # e (after F2) puts the cursor in the editor
         editor.load_text(editor.text.replace('"llm": "default"', '"llm": "defaultX"'))
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: problems.border_title == "Problems (1)")
@@ -312,15 +313,15 @@ async def test_skip_one_stream_while_the_other_goes_on(sample_root: Path) -> Non
         both_held = lambda: len(pane.streams) == 2 and all(s.tokens == 2 for s in pane.streams.values())  # noqa: E731
         await wait_for(pilot, both_held)
         live = pane.streams[pane.live]  # type: ignore[index]
-        assert live.number == 2  # the newest is shown
+        assert live.number == 1  # the first is shown, and stays while the second one runs
         assert "2 running" in text_of(app, "#gen-status") and "s skip" in text_of(app, "#gen-status")
         await pilot.press("s")
-        first_gate.set()  # the first goes on (and is restyled); the skipped one writes nothing
+        second_gate.set()  # the second goes on (and is restyled); the skipped one writes nothing
         await wait_for(pilot, lambda: not pane.running)
         status = text_of(app, "#gen-status")
         assert "1 conversation(s), 1 restyled, 0 failed, 1 skipped" in status, status
         saved = [json.loads(p.read_text()) for p in (expt_dir(sample_root) / "conversations").glob("*.json")]
-        assert [r["tweet_id"] for r in saved] == ["1700000000000000001"]
+        assert [r["tweet_id"] for r in saved] == ["1700000000000000002"]
         assert len(list((expt_dir(sample_root) / "restyled-conversations").glob("*.json"))) == 1
 
 

@@ -233,7 +233,7 @@ async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Pa
 
 
 async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> None:
-    """Events as a backend with two slots produces them: the newest is live, [ ] switch."""
+    """Events as a backend with two slots produces them: the first stays live, [ ] switch."""
     app = ConvogenApp(sample_root, "sample", load_model=False)
     persona = Persona("distrust", "cynical", "m", "d")
     a, b = Job(Seed("111", "seed a"), persona, 1), Job(Seed("222", "seed b"), persona, 2)
@@ -242,10 +242,10 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
         await pilot.press("f5")
         pane = screen.generate
         await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "gen-conv")
-        pane.running, pane.total = True, 2
+        pane.running = True
         pane.events.extend(
             [
-                RunStarted(2, "m", "remote"),
+                RunStarted(2, "m", "remote", parallel=2, passes=4),
                 JobStarted(a, 0, 2, "generate"),
                 TokenChunk(a, "generate", "SocBot: from a", 3, 0.1),
                 JobStarted(b, 1, 2, "generate"),
@@ -256,18 +256,30 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
         jobs = pane.query_one("#gen-jobs", Static)
         await wait_for(pilot, lambda: jobs.display and "222" in str(jobs.render()))
         listed = str(jobs.render())
-        assert "▶ 2/2 generate     4 tok · 222" in listed and "  1/2 generate     5 tok · 111" in listed
+        assert "▶ 1/2 generate     5 tok · 111" in listed and "  2/2 generate     4 tok · 222" in listed
         conv = pane.query_one("#gen-conv", StreamView)
+        assert conv.text == "SocBot: from a more a"  # the first stays shown when the second starts
+        assert "2 running ([ ] switch) · job 1/2 shown" in text_of(app, "#gen-status")
+        await pilot.press("right_square_bracket")
         assert conv.text == "SocBot: from b"
-        assert "2 running · job 2/2 shown" in text_of(app, "#gen-status")
         await pilot.press("left_square_bracket")
-        assert conv.text == "SocBot: from a more a" and pane.pinned
+        assert conv.text == "SocBot: from a more a"
         pane.events.append(TokenChunk(b, "generate", " more b", 6, 0.3))
         await wait_for(pilot, lambda: "6 tok · 222" in str(jobs.render()))
-        assert conv.text == "SocBot: from a more a"  # pinned: b keeps going in the list only
+        assert conv.text == "SocBot: from a more a"  # b keeps going in the list only
         stats = GenerationStats()
         pane.events.append(JobFinished(a, "generate", "c-a", sample_root / "c-a.json", stats))
         await wait_for(pilot, lambda: not jobs.display)  # one job left: no list
-        assert conv.text == "SocBot: from b more b"  # the live one ended: follow the one running
+        # a's restyle comes next: the view waits for it rather than jumping to b
+        assert conv.text == "SocBot: from a more a" and "job(s) done" in text_of(app, "#gen-status")
+        a_twin = Job(a.seed, a.persona, a.random_seed, "c-a", "SocBot: from a more a")
+        pane.events.extend(
+            [JobStarted(a_twin, 0, 2, "restyle"), TokenChunk(a_twin, "restyle", "@b ok", 2, 0.1)]
+        )
+        restyled = pane.query_one("#gen-restyled", StreamView)
+        await wait_for(pilot, lambda: restyled.text == "@b ok")
+        assert "job 1/2 shown · restyle · 111" in text_of(app, "#gen-status")
+        pane.events.append(JobFinished(a_twin, "restyle", "c-a", sample_root / "c-a.json", stats))
+        await wait_for(pilot, lambda: conv.text == "SocBot: from b more b")  # a is over: b, still running
         pane.events.append(RunFinished())
         await wait_for(pilot, lambda: not pane.running)

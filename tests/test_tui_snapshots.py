@@ -87,9 +87,9 @@ def steady(pane: str | None):  # type: ignore[no-untyped-def]
                 await wait_for(pilot, lambda: app.screen.query_one("#seed-table", DataTable).row_count == 21)
             if pane == "f2":
                 await wait_for(pilot, lambda: app.session.report is not None)
-        focus = {
-            "f2": "setup-editor",
-            "f3": "tpl-conv-gen",
+        focus = {  # a tab switch focuses a list or the preview, never an editor
+            "f2": "persona-grid",
+            "f3": "tpl-preview",
             "f4": "seed-table",
             "f5": "gen-conv",
             "f6": "rev-table",
@@ -136,7 +136,7 @@ def test_review_snapshot_at_120_columns(snap_compare, app: ConvogenApp) -> None:
 
 
 def test_generate_running_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
-    """Two streams: one reading its prompt, the live one writing; status fits in two lines."""
+    """Two streams: the first (live) reading its prompt, the other writing; status fits in two lines."""
     persona = Persona("distrust", "cynical", "m", "d")
     a = Job(Seed("1700000000000000001", "fluoride"), persona, 1)
     b = Job(Seed(WIDE_ID, WIDE_TWEET), persona, 2)
@@ -144,11 +144,11 @@ def test_generate_running_snapshot(snap_compare, app: ConvogenApp) -> None:  # t
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await steady("f5")(pilot)
         pane = pilot.app.screen.generate
-        pane.show_rates = False
-        pane.running, pane.total = True, 2
+        pane.model.clock = lambda: 0.0  # a still clock: no rate yet, so the ETA reads -:--:--
+        pane.running = True
         pane.events.extend(
             [
-                RunStarted(2, "m", "CPU", parallel=2),
+                RunStarted(2, "m", "CPU", parallel=2, passes=4, max_tokens=1444),
                 JobStarted(a, 0, 2, "generate", 1249),
                 PromptProgress(a, "generate", 812, 1249),
                 JobStarted(b, 1, 2, "generate", 1180),
@@ -161,9 +161,43 @@ def test_generate_running_snapshot(snap_compare, app: ConvogenApp) -> None:  # t
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
+async def into_template(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Templates, then e: the cursor in the conv-gen editor."""
+    await steady("f3")(pilot)
+    await pilot.press("e")
+    await wait_for(pilot, lambda: pilot.app.focused is not None and pilot.app.focused.id == "tpl-conv-gen")
+
+
+def test_help_opened_from_review_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
+    """Help asked from Review opens at Review's keys, drop-down keys included."""
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await steady("f6")(pilot)
+        await pilot.press("question_mark")
+        screen = pilot.app.screen
+        section = screen.start_section()
+        await wait_for(pilot, lambda: screen.query_one("#help").scroll_y == section.virtual_region.y > 0)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_review_drop_down_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
+    """v on Review opens the filter drop-down: focused, bordered, over the table."""
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await steady("f6")(pilot)
+        await pilot.press("v")
+        select = pilot.app.screen.query_one("#rev-show")
+        await wait_for(pilot, lambda: select.expanded and select.query_one("SelectOverlay").region.area > 0)
+        await still(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
 def test_unsaved_edits_dialog_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await steady("f3")(pilot)
+        await into_template(pilot)
         await pilot.press(*"Be brief. ")
         await pilot.press("ctrl+q")
         await still(pilot)
@@ -173,7 +207,7 @@ def test_unsaved_edits_dialog_snapshot(snap_compare, app: ConvogenApp) -> None: 
 
 def test_conflict_dialog_snapshot(snap_compare, app: ConvogenApp) -> None:  # type: ignore[no-untyped-def]
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await steady("f3")(pilot)
+        await into_template(pilot)
         await pilot.press(*"Mine. ")
         path = Path("datasets/inst-templates/sample/conv-gen.txt")
         path.write_text("Theirs.\n" + path.read_text())

@@ -15,8 +15,10 @@ from textual.command import CommandList
 from textual.widgets import DataTable, Select, Static
 
 from convogen_tui.tui.app import ConvogenApp
+from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
+from convogen_tui.tui.widgets.bars import BarChart
 from tests.test_quality import DATA, install
 from tests.tui_helpers import copy_sample, fake_conversation, settle, wait_for
 
@@ -61,6 +63,26 @@ async def test_stats_screen_shows_the_numbers_and_follows_new_files(root: Path) 
         assert isinstance(app.screen, ExperimentScreen)
 
 
+async def test_stats_footer_starts_with_help_and_axes_cover_the_bars(root: Path) -> None:
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        footer = app.screen.query_one(KeyFooter)
+        await wait_for(pilot, lambda: bool(footer.entries))
+        keys = [(entry.shown, entry.description) for entry in footer.entries]
+        assert keys[0] == ("?", "Help") and ("Esc", "Back") in keys
+        # 2 of 4 conversations flagged by one rule each: 25 % bars, on an axis whose ticks are whole
+        flags = str(app.screen.query_one("#stats-flags", BarChart).render())
+        axis_labels = flags.splitlines()[-1].split()
+        assert axis_labels[0] == "0" and axis_labels[-1].endswith("%")
+        assert float(axis_labels[-1].rstrip("%")) >= 25 and all("." not in label for label in axis_labels)
+        turns = str(app.screen.query_one("#stats-turns", BarChart).render())
+        ticks = [line.split("┤")[0].strip() for line in turns.splitlines() if "┤" in line]
+        assert ticks and all(tick.isdigit() for tick in ticks)  # counts: whole ticks only
+
+
 def palette_offers(app: ConvogenApp, prompt: str) -> bool:
     lists = app.screen.query(CommandList)
     if not lists:
@@ -89,7 +111,7 @@ async def test_review_filters_by_a_quality_rule(root: Path) -> None:
         await wait_for(pilot, lambda: table.row_count == 4)
         app.screen.query_one("#rev-show", Select).value = "flag:user-first"
         await wait_for(pilot, lambda: table.row_count == 1)
-        assert "user-first" in str(table.get_row_at(0)[-1])
+        assert "uf" in str(table.get_row_at(0)[-1]).split()  # user-first, by its code at 80 columns
         app.screen.query_one("#rev-show", Select).value = "flags:none"
         await wait_for(pilot, lambda: table.row_count == 2)
         assert [table.get_row_at(i)[-1] for i in range(2)] == ["", ""]  # the two clean ones

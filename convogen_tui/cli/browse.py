@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
+from convogen_tui.core.judging.judge import current_keys, is_stale
 from convogen_tui.core.judging.quality import Verdict
-from convogen_tui.core.judging.verdicts import judge
+from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
-from convogen_tui.core.making.experiment import find_experiments, load_experiment
+from convogen_tui.core.keeping.versions import experiment_texts, stale_ids, version_names
+from convogen_tui.core.making.experiment import Experiment, find_experiments, load_experiment
 from convogen_tui.core.persona import persona_label
 
 
@@ -71,6 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{'experiment':24} {'ok':>3} {'convs':>6} {'restyled':>8} {'flagged':>7} {'w/flags':>7} {'trash':>6}"
+        f" {'stale':>5}"
     )
     unreadable: list[str] = []
     for path in experiments:
@@ -82,9 +85,10 @@ def run_list(args: argparse.Namespace) -> int:
         with_flags = sum(1 for r in rows if r.flags)
         mark = "yes" if experiment.ok else "NO"
         bad = f"  {len(listing.unreadable)} unreadable" if listing.unreadable else ""
+        stale = len(stale_ids(rows, experiment_texts(experiment)))
         print(
             f"{experiment.name:24} {mark:>3} {len(rows):>6} {store.count_restyled():>8} "
-            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6}{bad}"
+            f"{flagged:>7} {with_flags:>7} {store.trash_count():>6} {stale:>5}{bad}"
         )
         unreadable += [str(p) for p in listing.unreadable]
     for line in unreadable:
@@ -96,15 +100,18 @@ def run_show(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
     store = ConversationStore(experiment.dir)
     if args.json:
-        return _show_json(store, args.id)
+        return _show_json(experiment, store, args.id)
     if not args.id:
         listing = store.scan()
         rows = listing.rows
+        names = version_names(store.dir, rows)
+        judgments = store.judgments()
         for row in rows:
             created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
             flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
             print(
-                f"{row.id[:8]}  {created}  {row.tweet_id:>20}  {row.persona:28}  turns={row.turns:<2} {flags}"
+                f"{row.id[:8]}  {created}  {names.get(row.version, '?'):>4}  {row.tweet_id:>20}  "
+                f"{row.persona:28}  turns={row.turns:<2} {_judge_cell(judgments.get(row.id))}{flags}"
             )
         for problem in listing.unreadable:
             print(f"UNREADABLE  {problem}")
@@ -116,13 +123,19 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"id: {conv_id}")
     print(f"tweet {record.tweet_id}: {record.tweet}")
     print(f"persona: {persona_label(record.motivation_name, record.disposition_name)}")
-    row = next((r for r in store.list() if r.id == conv_id), None)
-    verdicts = judge(record, twin, store.quality)
+    rows = store.list()
+    row = next((r for r in rows if r.id == conv_id), None)
+    if row is not None:
+        name = version_names(store.dir, rows).get(row.version, "?")
+        print(f"version: {name} (conv-gen.txt sha256 {row.template_sha256[:12] or 'not recorded'})")
+    verdicts = store.judge(record, twin)
     if row is not None and row.near_duplicate_of:
         verdicts.append(Verdict("near-duplicate", f"nearly the same as {row.near_duplicate_of}"))
     print("quality: " + ("no flags" if not verdicts else f"{len(verdicts)} flag(s)"))
     for verdict in verdicts:
         print(f"  {verdict}")
+    for line in _judge_lines(experiment, store.load_judgment(conv_id)):
+        print(line)
     print("\n--- conversation ---")
     print(record.conv)
     print("\n--- restyled ---")
@@ -130,9 +143,48 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_json(row: ConversationSummary) -> dict[str, Any]:
-    """What `show --json` prints per conversation."""
+def _judge_cell(judgment: JudgmentRecord | None) -> str:
+    """The listing's judge column: the lowest score, or judge-failed; nothing when not judged."""
+    if judgment is None:
+        return ""
+    return "judge-failed " if judgment.failed else f"judge={judgment.lowest} "
+
+
+def _judge_lines(experiment: Experiment, judgment: JudgmentRecord | None) -> list[str]:
+    if judgment is None:
+        return (
+            ["judge: not judged (convogen judge EXPT)"] if experiment.setup and experiment.setup.judge else []
+        )
+    stale = (
+        " (stale: judge.txt or the criteria changed; convogen judge --again)"
+        if is_stale(judgment, current_keys(experiment))
+        else ""
+    )
+    if judgment.failed:
+        return [f"judge: judge-failed: {judgment.reason}{stale}"]
+    scores = " · ".join(f"{name} {score}" for name, score in judgment.scores.items())
+    return [f"judge: {scores}{stale}", f"  {judgment.rationale}"]
+
+
+def judge_json(experiment: Experiment, judgment: JudgmentRecord | None) -> dict[str, Any]:
+    """`show --json`'s judge keys: the scores (None: not judged or judge-failed), why it failed, stale."""
+    if judgment is None:
+        return {"judge": None, "judge_failed": None, "judge_stale": False}
     return {
+        "judge": None if judgment.failed else dict(judgment.scores),
+        "judge_failed": judgment.reason if judgment.failed else None,
+        "judge_stale": is_stale(judgment, current_keys(experiment)),
+    }
+
+
+def summary_json(row: ConversationSummary, names: dict[str, str]) -> dict[str, Any]:
+    """What `show --json` prints per conversation (``names``: version id -> v1, v2...)."""
+    return {
+        "version": names.get(row.version),
+        "templates": {
+            "conv-gen": row.template_sha256 or None,
+            "conv-restyle": row.restyle_template_sha256 or None,
+        },
         "id": row.id,
         "tweet_id": row.tweet_id,
         "persona": row.persona,
@@ -151,23 +203,32 @@ def summary_json(row: ConversationSummary) -> dict[str, Any]:
     }
 
 
-def _show_json(store: ConversationStore, prefix: str | None) -> int:
+def _show_json(experiment: Experiment, store: ConversationStore, prefix: str | None) -> int:
     """Every conversation as a JSON line, newest first; with an id, that one with its texts."""
     rows = store.list()
+    names = version_names(store.dir, rows)
+    judgments = store.judgments()
     if prefix:
         conv_id = store.find(prefix)
         record, twin = store.load(conv_id)
         row = next(r for r in rows if r.id == conv_id)
-        data = summary_json(row) | {
-            "tweet": record.tweet,
-            "conv": record.conv,
-            "restyled_conv": twin.restyled_conv if twin else None,
-            "verdicts": [{"rule": v.rule, "detail": v.detail} for v in judge(record, twin, store.quality)],
-        }
+        judgment = judgments.get(conv_id)
+        data = (
+            summary_json(row, names)
+            | judge_json(experiment, judgment)
+            | {
+                "rationale": judgment.rationale if judgment else None,
+                "tweet": record.tweet,
+                "conv": record.conv,
+                "restyled_conv": twin.restyled_conv if twin else None,
+                "verdicts": [{"rule": v.rule, "detail": v.detail} for v in store.judge(record, twin)],
+            }
+        )
         print(json.dumps(data, ensure_ascii=False))
         return 0
     for row in rows:
-        print(json.dumps(summary_json(row), ensure_ascii=False))
+        line = summary_json(row, names) | judge_json(experiment, judgments.get(row.id))
+        print(json.dumps(line, ensure_ascii=False))
     return 0
 
 

@@ -70,3 +70,14 @@ def temperature(text: str) -> float:
     if not 0 <= value <= 5:
         raise argparse.ArgumentTypeError(f"must be between 0 and 5, not {value}")
     return value
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """--threads, the same for every command that runs llama.cpp (generate, restyle, the app)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
+    )

@@ -10,10 +10,12 @@ from typing import Any
 from convogen_tui.cli.common import add_experiment_arg, open_experiment
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.export import FORMATS, ExportReport, Selection, export_file
+from convogen_tui.core.judging.judge import judge_settings
 from convogen_tui.core.judging.quality import RULE_NAMES, RULES, explain_rules
 from convogen_tui.core.judging.stats import experiment_stats
-from convogen_tui.core.judging.verdicts import judge
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import VersionBook, version_names
+from convogen_tui.core.making.experiment import Experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,10 +63,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--no-near-duplicates", action="store_true", help="leave out near-duplicates")
     export.add_argument(
+        "--min-score",
+        action="append",
+        default=[],
+        type=min_score,
+        metavar="CRITERION=N",
+        help="only pairs the judge scored at least N on CRITERION (repeatable; convogen judge)",
+    )
+    export.add_argument(
         "--dialog",
         choices=["conv", "restyled"],
         default="conv",
         help="sharegpt: the turns of the conversation (default) or of its restyled thread",
+    )
+    export.add_argument(
+        "--version", dest="only_version", metavar="V", help="only the conversations of version V (v3)"
     )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
     export.set_defaults(func=run_export)
@@ -94,7 +107,7 @@ def run_quality(args: argparse.Namespace) -> int:
             record, twin = store.load(row.id)
         except ConvogenError:
             continue
-        details = {v.rule: v.detail for v in judge(record, twin, store.quality)}
+        details = {v.rule: v.detail for v in store.judge(record, twin)}
         if row.near_duplicate_of:
             details["near-duplicate"] = f"nearly the same as {row.near_duplicate_of[:8]}"
         print(f"{row.id[:8]}  {row.tweet_id}  {row.persona}")
@@ -150,6 +163,8 @@ def render_stats(stats: dict[str, Any]) -> str:
     lines.append(
         "flags: " + ("  ".join(f"{rule} {f['count']} ({f['rate']:.0%})" for rule, f in rates) or "none")
     )
+    lines += version_lines(stats)
+    lines += _judge_lines(stats)
     t = stats["throughput"]
     lines.append(
         f"tokens: {t['completion_tokens']} generated + {t['restyle_tokens']} restyled, "
@@ -158,15 +173,64 @@ def render_stats(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _judge_lines(stats: dict[str, Any]) -> list[str]:
+    """The judge's means per criterion and the calibration in a sentence, when there is a judge."""
+    if not stats.get("judge"):
+        return []
+    counts = stats["judgments"]
+    means = "  ".join(
+        f"{name} {c['mean']:.2f}" if c["mean"] is not None else f"{name} -"
+        for name, c in stats["judge"].items()
+    )
+    lines = [
+        f"judge: {counts['judged']} judged ({counts['failed']} failed, {counts['stale']} stale); mean {means}"
+    ]
+    calibration = stats["calibration"]
+    if calibration["enough"]:
+        mean = calibration["mean"]
+        lines.append(
+            f"calibration: mean score >= {mean['threshold']:g} says kept, "
+            f"kappa {mean['kappa']:.2f} (n {mean['n']})"
+        )
+    else:
+        lines.append(f"calibration: {calibration['note']}")
+    return lines
+
+
+def version_lines(stats: dict[str, Any]) -> list[str]:
+    """Per version, when several made the conversations: count, flags, turns against its target."""
+    versions = stats.get("versions") or []
+    if len(versions) < 2:
+        return []
+    lines = ["by version:"]
+    for v in versions:
+        n = v["conversations"]
+        lines.append(
+            f"  {v['version']:4} {n} conversation(s), {v['with_flags'] / n if n else 0:.0%} with flags, "
+            f"turns mean {v['turns']['mean']} (target {v['turns_target']}), "
+            f"length mean {v['length_chars']['mean']} chars, distinct-2 {v['distinct_2']:.3f}"
+        )
+    return lines
+
+
 def run_export(args: argparse.Namespace) -> int:
     experiment = open_experiment(args, require_ok=False)
+    version = None
+    if args.only_version:
+        book = VersionBook(experiment.dir)
+        version_names(experiment.dir, ConversationStore(experiment.dir).list())
+        version = book.find(args.only_version)
     selection = Selection(
+        version=version.id if version else None,
+        version_name=version.name if version else "",
         exclude_flagged=args.exclude_flagged,
         only_kept=args.only_kept,
         exclude_rules=tuple(args.exclude),
         restyled_only=args.restyled_only,
         no_near_duplicates=args.no_near_duplicates,
+        min_scores=tuple(args.min_score),
     )
+    _check_criteria(experiment, args.min_score)
     output: Path = args.output
     if not output.parent.exists():
         raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
@@ -180,6 +244,32 @@ def run_export(args: argparse.Namespace) -> int:
         )
     print(export_summary(report, selection))
     return 0
+
+
+def min_score(text: str) -> tuple[str, int]:
+    """argparse type for --min-score CRITERION=N."""
+    name, _, number = text.partition("=")
+    try:
+        return name.strip(), int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not CRITERION=N (for example civility=3)") from None
+
+
+def _check_criteria(experiment: Experiment, wanted: list[tuple[str, int]]) -> None:
+    """A --min-score criterion the setup does not judge is a typo: say which ones exist."""
+    if not wanted:
+        return
+    names = judge_settings(experiment).names
+    unknown = [name for name, _ in wanted if name not in names]
+    if unknown:
+        raise ConvogenError(
+            Problem(
+                experiment.setup_file,
+                f"--min-score: no criterion '{unknown[0]}'",
+                key="judge.criteria",
+                hint=f"the criteria are {', '.join(names)}",
+            )
+        )
 
 
 def export_summary(report: ExportReport, selection: Selection) -> str:

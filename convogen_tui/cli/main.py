@@ -19,7 +19,7 @@ from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.redact import RedactingStream
 
 # Command modules under convogen_tui.cli, registered in this order.
-COMMAND_MODULES = ["tui", "check", "generate", "browse", "dataset", "models", "seeds"]
+COMMAND_MODULES = ["tui", "check", "generate", "judge", "browse", "dataset", "versions", "models", "seeds"]
 
 
 def default_root() -> Path:

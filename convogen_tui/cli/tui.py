@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from convogen_tui.cli.common import positive_int
+from convogen_tui.cli.common import add_threads_arg, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,13 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="fixed random seed: the same text on CPU every run"
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help='llama.cpp CPU threads (default: the setup\'s "threads", else half the CPUs, at most 8)',
-    )
+    add_threads_arg(parser)
     parser.set_defaults(func=run)
 
 

@@ -23,6 +23,7 @@ from convogen_tui.core.judging.export import (
     Selection,
     check_output,
     dialog_messages,
+    judge_fields,
     samplings,
     selected,
 )
@@ -59,8 +60,10 @@ def hf_row(item: Item) -> dict[str, Any]:
         "model": row.model,
         "fingerprint": row.fingerprint,
         "created_at": row.created_at,
+        "version": item.version,
         "provenance": json.dumps(record.provenance.to_json()) if record.provenance else None,
         "restyled_provenance": json.dumps(twin.provenance.to_json()) if twin and twin.provenance else None,
+        "judge": json.dumps(judge_fields(item.judgment)) if item.judgment else None,  # scores, rationale
     }
 
 
@@ -87,8 +90,10 @@ def _features():  # type: ignore[no-untyped-def]
             "model": text,
             "fingerprint": text,
             "created_at": Value("float64"),
+            "version": text,
             "provenance": text,
             "restyled_provenance": text,
+            "judge": text,
         }
     )
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
@@ -321,26 +322,8 @@ def _download(
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
-    hasher = hashlib.sha256() if SHA256.match(etag) else None
-    have = partial.stat().st_size if partial.exists() else 0
-    if size is not None and have > size:
-        partial.unlink()
-        have = 0
-    if hasher and have:
-        with partial.open("rb") as handle:  # the kept bytes count towards the checksum
-            while block := handle.read(CHUNK * 8):
-                hasher.update(block)
-    if size is not None:
-        free = shutil.disk_usage(partial.parent).free
-        if free < size - have + DISK_MARGIN:
-            raise ModelError(
-                Problem(
-                    partial.parent,
-                    f"not enough disk space for {filename}: needs {(size - have) / 1e9:.1f} GB "
-                    f"more, {free / 1e9:.1f} GB free",
-                    hint="free some space or set CONVOGEN_MODELS to a larger disk, then pull again",
-                )
-            )
+    have, hasher = _resume_from(partial, size, etag)
+    _check_space(partial, size, have, filename)
     failures = 0
     reported = have
     while size is None or have < size:
@@ -364,13 +347,8 @@ def _download(
                     have, mode = 0, "wb"
                     hasher = hashlib.sha256() if hasher else None
                 elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                    raise ModelError(
-                        Problem(
-                            None,
-                            f"the hub resumed {filename} at the wrong offset",
-                            hint="pull again",
-                        )
-                    )
+                    wrong = f"the hub resumed {filename} at the wrong offset"
+                    raise ModelError(Problem(None, wrong, hint="pull again"))
                 with partial.open(mode) as out:
                     # pieces as they arrive: on a cut, every byte received is kept
                     for chunk in response.iter_bytes():
@@ -389,15 +367,7 @@ def _download(
                 raise
             failures = 0 if have > before else failures + 1
             if failures > retries:
-                raise ModelError(
-                    Problem(
-                        None,
-                        f"download of {filename} interrupted at {have / 1e9:.2f} of "
-                        f"{(size or 0) / 1e9:.2f} GB ({type(exc).__name__})",
-                        hint="run the same pull again to resume; the partial file is kept in "
-                        f"{partial.parent}",
-                    )
-                ) from None
+                raise _interrupted(exc, filename, have, size, partial) from None
             time.sleep(retry_wait * failures)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
@@ -411,6 +381,54 @@ def _download(
             raise
     if progress:
         progress(filename, have, size or have)
+    _verify(hasher, etag, partial, filename)
+
+
+def _interrupted(exc: Exception, filename: str, have: int, size: int | None, partial: Path) -> ModelError:
+    """A download that kept failing: where it stopped, and that pulling again resumes it."""
+    return ModelError(
+        Problem(
+            None,
+            f"download of {filename} interrupted at {have / 1e9:.2f} of "
+            f"{(size or 0) / 1e9:.2f} GB ({type(exc).__name__})",
+            hint=f"run the same pull again to resume; the partial file is kept in {partial.parent}",
+        )
+    )
+
+
+def _resume_from(partial: Path, size: int | None, etag: str) -> tuple[int, Any]:
+    """The bytes kept from an earlier try (none if too many) and the checksum so far, if the hub
+    gives one (a sha256 etag)."""
+    hasher = hashlib.sha256() if SHA256.match(etag) else None
+    have = partial.stat().st_size if partial.exists() else 0
+    if size is not None and have > size:
+        partial.unlink()
+        have = 0
+    if hasher and have:
+        with partial.open("rb") as handle:  # the kept bytes count towards the checksum
+            while block := handle.read(CHUNK * 8):
+                hasher.update(block)
+    return have, hasher
+
+
+def _check_space(partial: Path, size: int | None, have: int, filename: str) -> None:
+    """Refuse to start a download the disk cannot hold (with a margin)."""
+    if size is None:
+        return
+    free = shutil.disk_usage(partial.parent).free
+    if free < size - have + DISK_MARGIN:
+        raise ModelError(
+            Problem(
+                partial.parent,
+                f"not enough disk space for {filename}: needs {(size - have) / 1e9:.1f} GB "
+                f"more, {free / 1e9:.1f} GB free",
+                hint="free some space or set CONVOGEN_MODELS to a larger disk, then pull again",
+            )
+        )
+
+
+def _verify(hasher: Any, etag: str, partial: Path, filename: str) -> None:
+    """A file whose sha256 is not the hub's is removed: it is damaged."""
     if hasher and hasher.hexdigest() != etag:
         partial.unlink(missing_ok=True)
         raise ModelError(

@@ -423,6 +423,30 @@ def _rate_limit_reset(exc: tweepy.TooManyRequests) -> float | None:
 # --------------------------------------------------------------------------------------- hydrate
 
 
+def _save_batch(
+    out: Path, errors_path: Path, texts: dict[str, str], errors: dict[str, str], report: HydrateReport
+) -> HydrateProgress:
+    """Append a batch's texts and failures to their files; the report's progress after it."""
+    if texts:
+        _append(out, format_seed_rows([k, v] for k, v in texts.items()), format_seed_rows([OUT_HEADER]))
+    if errors:
+        lines = "".join(f"{k}\t{v}\n" for k, v in errors.items())
+        _append(errors_path, lines, ERRORS_HEADER)
+        for reason in errors.values():
+            kind = reason.split(":", 1)[0]
+            report.reasons[kind] = report.reasons.get(kind, 0) + 1
+    before = report.progress
+    report.progress = HydrateProgress(
+        before.total,
+        before.hydrated + len(texts),
+        before.failed + len(errors),
+        before.fetched_now + len(texts),
+        before.failed_now + len(errors),
+        before.requests + 1,
+    )
+    return report.progress
+
+
 def hydrate(
     ids: list[str] | IdList,
     out: Path | str,
@@ -493,27 +517,7 @@ def hydrate(
         if texts is None:
             report.cancelled = True
             break
-        if texts:
-            _append(
-                out,
-                format_seed_rows([k, v] for k, v in texts.items()),
-                format_seed_rows([OUT_HEADER]),
-            )
-        if errors:
-            lines = "".join(f"{k}\t{v}\n" for k, v in errors.items())
-            _append(errors_path, lines, ERRORS_HEADER)
-            for reason in errors.values():
-                kind = reason.split(":", 1)[0]
-                report.reasons[kind] = report.reasons.get(kind, 0) + 1
-        progress = HydrateProgress(
-            progress.total,
-            progress.hydrated + len(texts),
-            progress.failed + len(errors),
-            progress.fetched_now + len(texts),
-            progress.failed_now + len(errors),
-            progress.requests + 1,
-        )
-        report.progress = progress
+        progress = _save_batch(out, errors_path, texts, errors, report)
         emit(BatchDone(progress))
     if retry_errors or failed.keys() & done:
         _compact_errors(errors_path, out)

@@ -305,6 +305,44 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         raise _fail(Path(path), f"damaged GGUF metadata ({type(exc).__name__}: {exc})") from None
 
 
+def _part_warnings(parts: list[Path], headers: list[_Header], meta: dict[str, Any]) -> list[str]:
+    """A truncated part is an error; what could not be checked, or disagrees, is a warning."""
+    warnings: list[str] = []
+    for part, header in zip(parts, headers, strict=True):
+        if header.data_end is not None and header.size < header.data_end:
+            raise _fail(
+                part,
+                f"truncated GGUF: {header.size:,} bytes of the {header.data_end:,} its header describes",
+                hint="the file is incomplete; pull it again",
+            )
+        if header.data_end is None:
+            warnings.append(
+                f"{part.name}: a tensor type unknown to gguf {_gguf_version()}; size check skipped"
+            )
+    declared = meta.get("split.count")
+    if isinstance(declared, int) and declared != len(parts):
+        warnings.append(f"header says {declared} split parts, found {len(parts)} by name")
+    return warnings
+
+
+def _tensor_types(headers: list[_Header]) -> list[TensorSummary]:
+    """Tensors by type over every part (count, elements, bytes), the largest first."""
+    by_type: dict[int, list[int]] = {}
+    for header in headers:
+        for _name, ttype, n in header.tensors:
+            entry = by_type.setdefault(ttype, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += n
+            entry[2] += _tensor_bytes(ttype, n) or 0
+    return sorted(
+        (
+            TensorSummary(type=_type_name(t), count=c, n_elements=n, n_bytes=b)
+            for t, (c, n, b) in by_type.items()
+        ),
+        key=lambda s: -s.n_bytes,
+    )
+
+
 def _read_gguf_info(path: Path) -> GGUFInfo:
     import gguf
 
@@ -322,21 +360,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
     headers = [_read_header(p) for p in parts]
     first = headers[0]
     meta = first.metadata
-    warnings: list[str] = []
-    for part, header in zip(parts, headers, strict=True):
-        if header.data_end is not None and header.size < header.data_end:
-            raise _fail(
-                part,
-                f"truncated GGUF: {header.size:,} bytes of the {header.data_end:,} its header describes",
-                hint="the file is incomplete; pull it again",
-            )
-        if header.data_end is None:
-            warnings.append(
-                f"{part.name}: a tensor type unknown to gguf {_gguf_version()}; size check skipped"
-            )
-    declared = meta.get("split.count")
-    if isinstance(declared, int) and declared != len(parts):
-        warnings.append(f"header says {declared} split parts, found {len(parts)} by name")
+    warnings = _part_warnings(parts, headers, meta)
 
     arch = str(meta.get("general.architecture") or "unknown")
     if arch not in set(gguf.MODEL_ARCH_NAMES.values()):
@@ -344,20 +368,7 @@ def _read_gguf_info(path: Path) -> GGUFInfo:
             f"unknown architecture '{arch}' (not in gguf {_gguf_version()}); llama.cpp may not load it"
         )
 
-    by_type: dict[int, list[int]] = {}
-    for header in headers:
-        for _name, ttype, n in header.tensors:
-            entry = by_type.setdefault(ttype, [0, 0, 0])
-            entry[0] += 1
-            entry[1] += n
-            entry[2] += _tensor_bytes(ttype, n) or 0
-    tensor_types = sorted(
-        (
-            TensorSummary(type=_type_name(t), count=c, n_elements=n, n_bytes=b)
-            for t, (c, n, b) in by_type.items()
-        ),
-        key=lambda s: -s.n_bytes,
-    )
+    tensor_types = _tensor_types(headers)
 
     def num(key: str) -> int | None:
         value = meta.get(f"{arch}.{key}")

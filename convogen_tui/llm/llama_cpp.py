@@ -26,7 +26,6 @@ from convogen_tui.core.making.backend import (
     StreamEvent,
     StreamFailed,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
 from convogen_tui.llm.sampler import check_grammar
 
@@ -90,7 +89,6 @@ class LlamaCppBackend(Backend):
     ``run_many`` decodes up to ``parallel`` sequences together in the same context.
     """
 
-    batched = True
     #: one stream goes through run_many too (the same engine loop), so its prompt progress is seen
     always_run_many = True
 
@@ -280,14 +278,8 @@ class LlamaCppBackend(Backend):
         stats = GenerationStats(prompt_tokens=len(tokens), constrained=request.constraint is not None)
         return Work(request, tokens, budget, stats)
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
-        work = self._work(Request(0, prompt, seed, sampling))
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+        work = self._work(request)
         return Generation(self._single(work, cancel or threading.Event()), work.stats)
 
     def _single(self, work: Work, cancel: threading.Event) -> Iterator[str]:
@@ -390,7 +382,3 @@ def load_llama(
         backend = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
         _loaded[key] = backend
         return backend
-
-
-def is_loaded(path: Path, n_ctx: int = 4096, n_gpu_layers: int | None = None) -> bool:
-    return (str(Path(path).resolve()), n_ctx, n_gpu_layers) in _loaded

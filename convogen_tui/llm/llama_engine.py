@@ -78,6 +78,7 @@ MIN_COPY = 16  # copying another sequence's stream pays only when it saves this 
 EXACT_CHUNK = 16  # prompt tokens per llama_decode when text must not depend on the cache (CPU)
 CELL_ALIGN = 256  # llama.cpp pads every KV stream to a multiple of this many cells
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ: sequences one context can hold
+_Piece = tuple[int, int, list[int], bool]  # a prompt piece: seq, first position, tokens, ends the prompt
 PROMPT_REPORT_S = 0.25  # how often a long prompt's reading progress is reported
 
 
@@ -574,6 +575,18 @@ class LlamaEngine:
         self._chunked[seq] = best
         return best
 
+    def _group(self, pieces: list[_Piece], i: int) -> list[_Piece]:
+        """The prompt pieces from ``i`` that go into one llama_decode: one chunk on CPU; on a GPU as
+        many (of several sequences) as fit n_batch."""
+        if self.chunk > 1:
+            return [pieces[i]]
+        group: list[_Piece] = []
+        room = self.n_batch
+        while i + len(group) < len(pieces) and len(pieces[i + len(group)][2]) <= room:
+            room -= len(pieces[i + len(group)][2])
+            group.append(pieces[i + len(group)])
+        return group or [pieces[i]]  # a piece longer than n_batch cannot happen (step <= n_batch)
+
     def _decode_prompts(
         self,
         prompts: list[tuple[int, list[int], int, int]],
@@ -597,7 +610,7 @@ class LlamaEngine:
         import llama_cpp
 
         batch = self._batch
-        pieces: list[tuple[int, int, list[int], bool]] = []  # seq, first position, tokens, ends prompt
+        pieces: list[_Piece] = []
         step = self.chunk if self.chunk > 1 else self.n_batch
         done: dict[int, int] = {}
         for seq, tokens, start, end in prompts:
@@ -624,15 +637,7 @@ class LlamaEngine:
                 for seq, total in totals.items():
                     if done[seq] < total:
                         yield StreamPrompt(keys.get(seq, 0), done[seq], total)
-            if self.chunk > 1:
-                group = [pieces[i]]
-            else:  # pack pieces of several sequences (split where one would overflow n_batch)
-                group, room = [], self.n_batch
-                while i + len(group) < len(pieces) and len(pieces[i + len(group)][2]) <= room:
-                    room -= len(pieces[i + len(group)][2])
-                    group.append(pieces[i + len(group)])
-                if not group:  # a piece longer than n_batch cannot happen (step <= n_batch)
-                    group = [pieces[i]]
+            group = self._group(pieces, i)
             i += len(group)
             n_tokens, ends = 0, []
             for seq, first, chunk, last in group:

@@ -47,7 +47,6 @@ from convogen_tui.core.making.backend import (
     StreamFailed,
     StreamStarted,
 )
-from convogen_tui.core.making.experiment import SamplingSettings
 
 API_KEY_VARS = ("CONVOGEN_API_KEY", "OPENAI_API_KEY")
 KEY_HINT = "set CONVOGEN_API_KEY or OPENAI_API_KEY to the server's key"
@@ -174,7 +173,6 @@ class _Attempt:
 class OpenAIBackend(Backend):
     """Completions from one or more OpenAI-compatible servers, many requests at once."""
 
-    batched = True
     always_run_many = True  # retries and failover live in run_many, even for one stream at a time
 
     def __init__(
@@ -486,18 +484,13 @@ class OpenAIBackend(Backend):
         """Stream one request from one endpoint, posting started/chunk/done/error to ``out``."""
         ep, request = attempt.endpoint, attempt.pending.request
         key = request.key
-        chunks = 0
+        reading = _Reading(request.sampling.max_tokens)
         try:
             route, body, sent_format = self._body(ep, request)
             prompt_tokens = self._tokenize(ep, request.prompt) or 0
             stats = GenerationStats(prompt_tokens=prompt_tokens, endpoint=ep.label, prompt_format=sent_format)
             stats.constrained = request.constraint is not None and bool(ep.constraint_mode)
             stats.finish_reason = "cancelled"
-            parts: list[str] = []
-            finish: str | None = None
-            saw_done = False
-            max_tokens = request.sampling.max_tokens
-            chars = 0
             timeout = httpx.Timeout(self._read_timeout(), connect=self.connect_timeout_s)
             attempt.last_token = time.monotonic()
             if attempt.aborted:
@@ -518,60 +511,78 @@ class OpenAIBackend(Backend):
                         raise self._stall_error(ep)
                     if not line.startswith("data:"):
                         continue  # blank separators, ": ping" comments, event names
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        saw_done = True
-                        break
-                    try:
-                        obj = json.loads(data)
-                    except ValueError:
-                        raise EndpointError(f"{ep.label} sent a malformed stream event") from None
-                    if not isinstance(obj, dict):
-                        continue
-                    if obj.get("error"):
-                        raise EndpointError(f"{ep.label} reported an error mid-stream: {_error_text(obj)}")
-                    usage = obj.get("usage")
-                    if isinstance(usage, dict):
-                        stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
-                        stats.completion_tokens = int(usage.get("completion_tokens") or chunks)
-                    for choice in obj.get("choices") or []:
-                        text = choice.get("text")
-                        if text is None:
-                            text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            chunks += 1
-                            chars += len(text)
-                            attempt.last_token = time.monotonic()
-                            if stats.first_token_s is None:
-                                stats.first_token_s = time.perf_counter() - stats.started
-                            parts.append(text)
-                            out.put(("chunk", key, text, chunks, time.perf_counter() - stats.started))
-                        finish = choice.get("finish_reason") or finish
-                    if finish is None and (chunks >= max_tokens or chars >= max_tokens * 64):
-                        # a server that ignores max_tokens: stop reading (closing the stream stops it)
-                        finish = "length"
+                    if self._take(ep, line[5:].strip(), reading, stats, attempt, out):
                         break
             stats.elapsed_s = time.perf_counter() - stats.started
-            if cancel.is_set() or stop.is_set() or _skipped(request):
-                out.put(("done", key, "".join(parts), stats))
-                return
-            if finish is None:
-                raise EndpointError(
-                    f"{ep.label} closed the stream before the completion finished (after {chunks} chunk(s))",
-                    "interrupted" if saw_done else "retry",
-                )
-            reason = _finish_reason(finish)
-            if reason is None:
-                raise EndpointError(f"{ep.label} ended the completion with finish_reason '{finish}'")
-            stats.finish_reason = reason
-            stats.completion_tokens = stats.completion_tokens or chunks
-            out.put(("done", key, "".join(parts), stats))
+            if not (cancel.is_set() or stop.is_set() or _skipped(request)):
+                self._finished(ep, reading, stats)
+            out.put(("done", key, "".join(reading.parts), stats))
         except Exception as exc:
             if attempt.stalled and not (cancel.is_set() or stop.is_set()):
                 # the watchdog closed the stream (no token for stall_timeout_s): keep-alives only
                 out.put(("error", key, self._stall_error(ep)))
             else:
-                self._report_failure(exc, attempt, out, cancel, stop, chunks)
+                self._report_failure(exc, attempt, out, cancel, stop, reading.chunks)
+
+    def _take(
+        self,
+        ep: Endpoint,
+        data: str,
+        reading: _Reading,
+        stats: GenerationStats,
+        attempt: _Attempt,
+        out: queue.Queue[tuple[Any, ...]],
+    ) -> bool:
+        """Read one stream event's data into ``reading``, posting its text; True: stop reading."""
+        if data == "[DONE]":
+            reading.saw_done = True
+            return True
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            raise EndpointError(f"{ep.label} sent a malformed stream event") from None
+        if not isinstance(obj, dict):
+            return False
+        if obj.get("error"):
+            raise EndpointError(f"{ep.label} reported an error mid-stream: {_error_text(obj)}")
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            stats.prompt_tokens = int(usage.get("prompt_tokens") or stats.prompt_tokens)
+            stats.completion_tokens = int(usage.get("completion_tokens") or reading.chunks)
+        for choice in obj.get("choices") or []:
+            text = choice.get("text")
+            if text is None:
+                text = (choice.get("delta") or {}).get("content")
+            if text:
+                reading.chunks += 1
+                reading.chars += len(text)
+                attempt.last_token = time.monotonic()
+                if stats.first_token_s is None:
+                    stats.first_token_s = time.perf_counter() - stats.started
+                reading.parts.append(text)
+                key = attempt.pending.request.key
+                out.put(("chunk", key, text, reading.chunks, time.perf_counter() - stats.started))
+            reading.finish = choice.get("finish_reason") or reading.finish
+        max_tokens = reading.max_tokens
+        if reading.finish is None and (reading.chunks >= max_tokens or reading.chars >= max_tokens * 64):
+            # a server that ignores max_tokens: stop reading (closing the stream stops it)
+            reading.finish = "length"
+            return True
+        return False
+
+    def _finished(self, ep: Endpoint, reading: _Reading, stats: GenerationStats) -> None:
+        """How the completion ended, into ``stats``; a stream cut short or ended oddly raises."""
+        if reading.finish is None:
+            raise EndpointError(
+                f"{ep.label} closed the stream before the completion finished "
+                f"(after {reading.chunks} chunk(s))",
+                "interrupted" if reading.saw_done else "retry",
+            )
+        reason = _finish_reason(reading.finish)
+        if reason is None:
+            raise EndpointError(f"{ep.label} ended the completion with finish_reason '{reading.finish}'")
+        stats.finish_reason = reason
+        stats.completion_tokens = stats.completion_tokens or reading.chunks
 
     def _report_failure(
         self,
@@ -650,11 +661,7 @@ class OpenAIBackend(Backend):
                     ep.in_flight += 1
                     pool.submit(self._attempt, attempt, out, cancel, stop)
                 if cancel.is_set():
-                    while retry:
-                        cut = GenerationStats(finish_reason="cancelled")
-                        yield StreamDone(retry.popleft().request.key, "", cut)
-                    for attempt in active.values():
-                        attempt.abort()
+                    yield from _cancel_all(retry, active)
                 if not active and not retry and (exhausted or cancel.is_set()):
                     return
                 self._watch_stalls(active.values())
@@ -672,14 +679,7 @@ class OpenAIBackend(Backend):
                     yield StreamChunk(key, message[2], message[3], message[4])
                 elif kind == "done":
                     del active[key]
-                    ep = attempt.endpoint
-                    ep.in_flight -= 1
-                    stats: GenerationStats = message[3]
-                    if stats.finish_reason != "cancelled":
-                        ep.failures = 0
-                        ep.completed += 1
-                        ep.tokens += stats.completion_tokens
-                    yield StreamDone(key, message[2], stats)
+                    yield _done(attempt, key, message[2], message[3])
                     exhausted = False  # the caller may have queued follow-up work (a restyle pass)
                 else:
                     del active[key]
@@ -748,17 +748,11 @@ class OpenAIBackend(Backend):
         return "; ".join(e.disabled or "" for e in self.endpoints)
 
     # one stream (the Backend protocol) ---------------------------------------------------
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
         """One completion through run_many (so it fails over); raw text goes to /completions."""
         stats = GenerationStats()
         cancel = cancel or threading.Event()
-        handed: list[Request] = [Request(0, prompt, seed, sampling)]
+        handed: list[Request] = [request]
 
         def next_request() -> Request | None:
             return handed.pop() if handed else None
@@ -850,3 +844,34 @@ def _error_text(data: Any) -> str:
             if isinstance(value, list) and value:
                 return str(value[0])[:200]
     return str(data)[:200]
+
+
+@dataclass
+class _Reading:
+    """One completion as its stream arrives."""
+
+    max_tokens: int
+    parts: list[str] = field(default_factory=list)
+    chunks: int = 0
+    chars: int = 0
+    finish: str | None = None
+    saw_done: bool = False
+
+
+def _done(attempt: _Attempt, key: int, text: str, stats: GenerationStats) -> StreamDone:
+    """A request ended on its endpoint: free the slot; a completed one counts as the endpoint's."""
+    ep = attempt.endpoint
+    ep.in_flight -= 1
+    if stats.finish_reason != "cancelled":
+        ep.failures = 0
+        ep.completed += 1
+        ep.tokens += stats.completion_tokens
+    return StreamDone(key, text, stats)
+
+
+def _cancel_all(retry: deque[_Pending], active: dict[int, _Attempt]) -> Iterator[StreamDone]:
+    """The run is cancelled: requests waiting for a retry end now, those in flight are aborted."""
+    while retry:
+        yield StreamDone(retry.popleft().request.key, "", GenerationStats(finish_reason="cancelled"))
+    for attempt in active.values():
+        attempt.abort()

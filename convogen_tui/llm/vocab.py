@@ -12,8 +12,7 @@ import threading
 from pathlib import Path
 
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.making.backend import Backend, Generation
-from convogen_tui.core.making.experiment import SamplingSettings
+from convogen_tui.core.making.backend import Backend, Generation, Request
 from convogen_tui.llm.gguf_info import read_gguf_info
 from convogen_tui.llm.llama_cpp import _backend_init, _check_gguf, model_info
 
@@ -47,13 +46,7 @@ class VocabBackend(Backend):
         """The same count as the loaded model's (the same tokenizer call)."""
         return len(self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation:
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
         raise ModelError("a vocabulary-only model cannot generate; load the model for that")
 
     def close(self) -> None:

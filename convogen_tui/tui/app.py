@@ -8,58 +8,58 @@ closing an experiment with unsaved edits.
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import subprocess
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
-from textual.app import App, SystemCommand
+from textual import events, on
+from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
-from textual.reactive import reactive
-from textual.screen import Screen
 from textual.worker import Worker
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.redact import redact
+from convogen_tui.core.making.pipeline import Job
+from convogen_tui.tui.commands import PaletteCommand, ScreenCommands
 from convogen_tui.tui.editing import KeepsEdits
-from convogen_tui.tui.keys import binding_keys
-from convogen_tui.tui.messages import ModelFailed, ModelReady
-from convogen_tui.tui.panes.generate import GeneratePane
-from convogen_tui.tui.panes.review import ReviewPane
-from convogen_tui.tui.panes.seeds import SeedsPane, SeedTable
-from convogen_tui.tui.panes.setup import SetupPane
-from convogen_tui.tui.panes.templates import TemplatesPane
+from convogen_tui.tui.keys import HelpSection, binding_keys
+from convogen_tui.tui.messages import ModelFailed, ModelReady, RunJobs
+from convogen_tui.tui.screens.compare import CompareScreen
 from convogen_tui.tui.screens.dialogs import ChoiceDialog, HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen, ExperimentTable
 from convogen_tui.tui.screens.models import ModelsScreen, ModelTable
 from convogen_tui.tui.screens.stats import StatsScreen
-from convogen_tui.tui.screens.workspace import PANES, ExperimentScreen
+from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.typed import ShellApp
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background, describe_error
 
 WORKER_JOBS = {"model": "the model did not load"}
+GC_EVERY_S = 30.0  # a full garbage collection this often, when no key came for GC_QUIET_S
+GC_QUIET_S = 3.0
 
 
-class ConvogenApp(ReportsWorkerErrors, App[int]):
+class ConvogenApp(ReportsWorkerErrors, ShellApp):
     """Browse experiments, edit, preview, generate and review, all from the keyboard."""
-
-    #: the model line screens show as their sub-title; they watch it (``watch(app, "model_status")``)
-    model_status: reactive[str] = reactive("model: not loaded")
 
     CSS_PATH = "app.tcss"
     TITLE = "ConvoGen"
+    COMMANDS = App.COMMANDS | {ScreenCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1", "help", "Help"),
-        Binding("question_mark", "help", "Help", show=False),  # F-keys get lost over SSH and tmux
-        Binding("f7", "models", "Models", priority=True),  # over TextArea's f7 (select all)
-        Binding("f8", "stats", "Stats", priority=True, show=False),  # in F1 help and the palette
-        Binding("f9", "open_in_editor", "$EDITOR"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+        Binding("f1", "help", "Help", id="help"),
+        # F-keys get lost over SSH and tmux
+        Binding("question_mark", "help", "Help", show=False, id="help.question_mark"),
+        Binding("f7", "models", "Models", priority=True, id="models"),  # over TextArea's f7 (select all)
+        Binding("f8", "stats", "Stats", priority=True, show=False, id="stats"),  # in help and the palette
+        Binding("f9", "open_in_editor", "$EDITOR", id="open_in_editor"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False, id="quit"),
     ]
 
     def __init__(
@@ -82,6 +82,10 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         self.load_model_enabled = load_model
         self.model_loading = False  # a load is under way: runs asked for now wait for it
         self.session: Session | None = None
+        self.workspace: ExperimentScreen | None = None  # the open experiment's screen, if any
+        # no sliding tab underline or smooth scrolling: each frame of an animation is redrawn and,
+        # over SSH, sent; a tab switch drew ~20 frames instead of one
+        self.animation_level = "none"
 
     def notify(
         self,
@@ -97,6 +101,12 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         super().notify(redact(message), title=redact(title), severity=severity, markup=markup, **kwargs)
 
     def on_mount(self) -> None:
+        self._last_key = time.monotonic()
+        # Python's full collection walks every object the app holds (a few hundred ms on a busy
+        # machine) and came in the middle of key presses; it runs here while the user is idle
+        # instead, and what the app has built is frozen out of the scans
+        gc.set_threshold(*gc.get_threshold()[:2], 1_000_000)
+        self.set_interval(GC_EVERY_S, self._collect_when_idle)
         self.push_screen(ExperimentsScreen(self.root))
         if self.start_experiment is not None:
             from convogen_tui.core.making.experiment import locate_experiment
@@ -105,6 +115,17 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
                 self.open_experiment(locate_experiment(self.start_experiment, self.root))
             except ConvogenError as exc:
                 self.notify(str(exc), title="cannot open", severity="error", timeout=10)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self._last_key = time.monotonic()
+        await super().on_event(event)
+
+    def _collect_when_idle(self) -> None:
+        """Collect garbage while nobody types, then freeze what survives out of later scans."""
+        if time.monotonic() - self._last_key >= GC_QUIET_S:
+            gc.collect()
+            gc.freeze()
 
     # experiments --------------------------------------------------------------------------
     def open_experiment(self, path: Path) -> None:
@@ -115,7 +136,9 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
             self.session.backend = previous.backend
         if isinstance(self.screen, ExperimentScreen):
             self.pop_screen()
-        self.push_screen(ExperimentScreen(self.session))  # it checks the experiment and says so
+        self.workspace = ExperimentScreen(self.session)
+        self.push_screen(self.workspace)  # it checks the experiment and says so
+        self.call_after_refresh(gc.freeze)  # the screen as built: never scanned by the collector
         self._start_model_load()
 
     def _start_model_load(self) -> None:
@@ -147,8 +170,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
     @on(ModelReady)
     def _model_ready(self, message: ModelReady) -> None:
         if self.session is not None:
-            self.session.backend = message.backend
-            self.session._pipeline = None
+            self.session.use_backend(message.backend)
         self.model_loading = False
         self.set_model_status(message.backend.describe())
 
@@ -187,11 +209,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
     def use_model(self, ref: str) -> bool:
         """Use this model for the session's runs: loaded in the background, the old one freed."""
         session = self.session
-        generate = None
-        for screen in self.screen_stack:
-            if isinstance(screen, ExperimentScreen):
-                generate = screen.generate
-        if generate is not None and generate.running:
+        if self.workspace is not None and self.workspace.run_going():
             self.notify("a run is going: Esc on Generate cancels it; then switch models", severity="warning")
             return False
         self.model = ref
@@ -219,6 +237,23 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         elif not isinstance(self.screen, StatsScreen):
             self.push_screen(StatsScreen(self.session))
 
+    def action_compare(self, a: str | None = None) -> None:
+        """Two template versions side by side, and their paired conversations (c on Review)."""
+        if self.session is None:
+            self.notify(
+                "open an experiment first: Compare shows one experiment's versions", severity="warning"
+            )
+            return
+        if isinstance(self.screen, CompareScreen):
+            return
+        experiment = next((s for s in reversed(self.screen_stack) if isinstance(s, ExperimentScreen)), None)
+
+        def closed(jobs: list[Job] | None) -> None:
+            if jobs and experiment is not None:
+                experiment.post_message(RunJobs(jobs))
+
+        self.push_screen(CompareScreen(self.session, a), closed)
+
     def action_experiments(self) -> None:
         def leave() -> None:
             while isinstance(self.screen, ExperimentScreen):
@@ -226,6 +261,7 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
 
         if isinstance(self.screen, ExperimentScreen):
             self.unless_unsaved("close this experiment", leave)
+            self.workspace = None
 
     # unsaved edits ------------------------------------------------------------------------
     def keepers(self) -> list[KeepsEdits]:
@@ -283,83 +319,69 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         node.post_message(WorkerFailed(worker, message, hint))
 
     # help, palette, editor ----------------------------------------------------------------
-    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """Every key of every screen, from the Binding lists themselves, with readable key names."""
+    def key_sections(self) -> list[HelpSection]:
+        """Every key of every screen, each screen's section built from its own bindings."""
         everywhere = [("?/F1", "this help (? outside text fields; Esc closes)")]
         everywhere += [k for k in binding_keys(self.BINDINGS) if k[1] != "Help"]
         everywhere += [("ctrl+p", "command palette: every action")]
         everywhere += [("Tab/shift+Tab", "next / previous part of the screen"), ("j/k", "down / up in lists")]
-        tabs = [(f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES]
-        experiment = binding_keys(ExperimentScreen.BINDINGS[2 * len(PANES) :])
         return [
-            ("Everywhere", everywhere),
-            ("Experiments", binding_keys([*ExperimentTable.BINDINGS, *ExperimentsScreen.BINDINGS])),
-            ("Experiment (any tab; digits outside text fields)", tabs + experiment),
-            (
-                "Editors (setup, templates, persona texts)",
-                [
-                    ("Esc", "leave the editor (then Tab / shift+Tab moves on)"),
-                    ("ctrl+z / ctrl+y", "undo / redo (a reload from disk too)"),
-                ],
+            HelpSection("Everywhere", everywhere),
+            HelpSection(
+                "Experiments", binding_keys([*ExperimentTable.BINDINGS, *ExperimentsScreen.BINDINGS])
             ),
-            ("Setup (F2)", [*binding_keys(SetupPane.BINDINGS), ("Enter", "on a grid cell: persona texts")]),
-            ("Templates (F3)", binding_keys(TemplatesPane.BINDINGS)),
-            ("Seeds (F4)", binding_keys([*SeedTable.BINDINGS, *SeedsPane.BINDINGS])),
-            ("Generate (F5)", binding_keys(GeneratePane.BINDINGS)),
-            ("Review (F6)", binding_keys(ReviewPane.BINDINGS)),
-            ("Models (F7)", binding_keys([*ModelTable.BINDINGS, *ModelsScreen.BINDINGS])),
-            ("Stats (F8)", binding_keys(StatsScreen.BINDINGS)),
+            *ExperimentScreen.help_sections(),
+            HelpSection("Models (F7)", binding_keys([*ModelTable.BINDINGS, *ModelsScreen.BINDINGS])),
+            HelpSection("Stats (F8)", binding_keys(StatsScreen.BINDINGS)),
+            HelpSection("Compare (c on Review)", binding_keys(CompareScreen.BINDINGS)),
         ]
+
+    def help_start(self) -> str:
+        """The help section of the screen (and tab) help was asked from."""
+        screen = self.screen
+        if isinstance(screen, ExperimentScreen):
+            return screen.help_section()
+        kinds = {ExperimentsScreen: "Experiments", ModelsScreen: "Models (F7)", StatsScreen: "Stats (F8)"}
+        return next((title for kind, title in kinds.items() if isinstance(screen, kind)), "Everywhere")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_sections()))
+            self.push_screen(HelpScreen(self.key_sections(), start=self.help_start()))
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: all keys", "? or F1", self.action_help)
-        yield SystemCommand(
-            "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
-        )
-        yield SystemCommand(
-            "Models: list, details, pick one for runs",
-            "GGUF files, memory estimate, GPU fit (F7)",
-            self.action_models,
-        )
+    def palette_commands(self) -> list[PaletteCommand]:
+        """What works from every screen; the screen under the palette adds its own (commands.py)."""
+        commands = [
+            PaletteCommand("Help: all keys", "? or F1", self.action_help),
+            PaletteCommand(
+                "Experiments", "back to the list of experiments (ctrl+o)", self.action_experiments
+            ),
+            PaletteCommand(
+                "Models: list, details, pick one for runs",
+                "GGUF files, memory estimate, GPU fit (F7)",
+                self.action_models,
+            ),
+        ]
         if self.session is not None:
-            yield SystemCommand(
-                "Stats: quality, diversity, coverage", "plots of the open experiment (F8)", self.action_stats
-            )
-        yield SystemCommand(
-            "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
-        )
-        if isinstance(screen, ExperimentsScreen):
-            yield SystemCommand("New experiment from the sample", "n", screen.action_new)
-            yield SystemCommand("Copy the selected experiment", "c", screen.action_copy)
-        if isinstance(screen, ExperimentScreen):
-            for pane, label, key in PANES:
-                yield SystemCommand(
-                    f"Go to {label.split(' ', 1)[1]}", key.upper(), lambda p=pane: screen.show_pane(p)
+            commands.append(
+                PaletteCommand(
+                    "Stats: quality, diversity, coverage",
+                    "plots of the open experiment (F8)",
+                    self.action_stats,
                 )
-            yield SystemCommand("Generate the picked seeds", "ctrl+g", screen.action_generate)
-            yield SystemCommand("Rerun the last seed and persona", "ctrl+r", screen.action_rerun)
-            yield SystemCommand("Skip the live conversation", "s on Generate", screen.generate.action_skip)
-            yield SystemCommand("Cancel the run", "Esc on Generate", screen.generate.action_cancel)
-            yield SystemCommand("Save templates", "ctrl+s on Templates", screen.templates.action_save)
-            yield SystemCommand("Problems", "the first problem of the check (ctrl+l)", screen.action_problems)
-            yield SystemCommand("Refresh the conversations", "r on Review", screen.review.action_refresh)
-            yield SystemCommand("Undo the last delete", "u on Review", screen.review.action_undo)
-            yield SystemCommand(
-                "Empty the trash",
-                "delete trashed conversations for good (E on Review)",
-                screen.review.action_empty_trash,
             )
-            seeds = screen.query_one(SeedsPane)
-            yield SystemCommand(
-                "Hydrate tweet ids",
-                "fetch seed texts through the X API (h on Seeds)",
-                lambda: (screen.show_pane("seeds"), seeds.action_hydrate()),
+            commands.append(
+                PaletteCommand(
+                    "Compare template versions",
+                    "figures, paired conversations, diff, rerun with the current templates (c on Review)",
+                    self.action_compare,
+                )
             )
+        commands.append(
+            PaletteCommand(
+                "Open in $EDITOR", "edit the current file outside the app (F9)", self.action_open_in_editor
+            )
+        )
+        return commands
 
     def action_open_in_editor(self) -> None:
         """Suspend the app, run $EDITOR on the current file, then read the file back."""
@@ -368,9 +390,10 @@ class ConvogenApp(ReportsWorkerErrors, App[int]):
         if path is None:
             self.notify("no file here to edit: use Setup, Templates or Review", severity="warning")
             return
-        if isinstance(screen, ExperimentScreen) and path.suffix == ".txt" and screen.templates.dirty():
-            screen.templates.save(self.action_open_in_editor)  # saved first (asking on a conflict)
-            return
+        if isinstance(screen, ExperimentScreen) and screen.save_before_editing(
+            path, self.action_open_in_editor
+        ):
+            return  # saved first (asking on a conflict); this runs again after the save
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
         try:
             with self.suspend():

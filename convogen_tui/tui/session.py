@@ -17,7 +17,7 @@ from convogen_tui.core.making.backend import Backend
 from convogen_tui.core.making.check import CheckReport, seeds_for
 from convogen_tui.core.making.experiment import Experiment, Persona, load_experiment
 from convogen_tui.core.making.pipeline import Pipeline
-from convogen_tui.core.making.planner import ALL, RANDOM, Cell, Job, PlanRequest, job_random_seed
+from convogen_tui.core.making.planner import ALL, RANDOM, Cell, Job, Plan, PlanRequest, job_random_seed
 from convogen_tui.core.making.planner import plan as plan_jobs
 from convogen_tui.core.making.seeds import Seed, SeedSet
 
@@ -38,6 +38,7 @@ class Session:
     last_job: Job | None = None
     threads: int | None = None  # --threads for the app; None: the setup's, else the default
     report: CheckReport | None = None  # the last `convogen check` of this experiment
+    editor_wide: bool = False  # the template editor over the whole width (F10), kept while it is open
     _seeds: SeedSet | None = None
     _pipeline: Pipeline | None = None
     _picked_ids: list[str] = field(default_factory=list)  # remembered picks, until the seeds are read
@@ -67,6 +68,11 @@ class Session:
         self._pipeline = None
         self._seeds = None
         return self.experiment
+
+    def use_backend(self, backend: Backend) -> None:
+        """A newly loaded model: the next pipeline is built on it."""
+        self.backend = backend
+        self._pipeline = None
 
     def personas(self) -> list[Persona]:
         return self.experiment.personas()
@@ -136,14 +142,15 @@ class Session:
         request = PlanRequest(
             seeds=seeds, personas=self.persona_choice, again=True, base_seed=self.seed, draw_seed=draw
         )
-        return self._plan(request)
+        return self.plan(request).jobs
 
     def cell_jobs(self, cells: list[Cell]) -> list[Job]:
         """Jobs for cells named outright (rerun, regenerate): personas get their current texts."""
-        return self._plan(PlanRequest(cells=cells, base_seed=self.seed))
+        return self.plan(PlanRequest(cells=cells, base_seed=self.seed)).jobs
 
-    def _plan(self, request: PlanRequest) -> list[Job]:
-        return plan_jobs(request, self.experiment, self.store).jobs
+    def plan(self, request: PlanRequest) -> Plan:
+        """What the planner (``core.making.planner``) makes of a request on this experiment."""
+        return plan_jobs(request, self.experiment, self.store)
 
     def persona(self, label: str) -> Persona:
         for persona in self.personas():

@@ -44,10 +44,6 @@ def _mtld_pass(tokens: Sequence[str], threshold: float) -> float:
     return len(tokens) / factors
 
 
-def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-
-
 @dataclass
 class Diversity:
     """Corpus-wide distinct-1/2 and the mean per-conversation MTLD, built one conversation at a time."""

@@ -20,14 +20,16 @@ from typing import Any, Literal
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.dialog import SOCBOT, USER, Dialog, Message, parse_dialog
 from convogen_tui.core.keeping.files import atomic_write_text
-from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.keeping.versions import version_names
 
 Format = Literal["jsonl", "sharegpt", "csv", "hf"]
 FORMATS: tuple[Format, ...] = ("jsonl", "sharegpt", "csv", "hf")
 CSV_COLUMNS = [
     "id", "tweet_id", "tweet", "motivation", "disposition", "conv", "restyled_conv", "turns", "flags",
-    "mark", "near_duplicate_of", "model", "fingerprint", "created_at",
+    "mark", "near_duplicate_of", "model", "fingerprint", "created_at", "version", "judge_scores",
+    "judge_lowest",
 ]  # fmt: skip
 
 
@@ -40,8 +42,21 @@ class Selection:
     exclude_rules: tuple[str, ...] = ()  # no conversation with one of these flags (kept wins)
     restyled_only: bool = False
     no_near_duplicates: bool = False
+    version: str | None = None  # only the conversations of this version id (core.keeping.versions)
+    version_name: str = ""
+    min_scores: tuple[tuple[str, int], ...] = ()  # (criterion, N): only pairs the judge scored >= N
+
+    def admits_scores(self, judgment: JudgmentRecord | None) -> bool:
+        """Every --min-score holds (a pair not judged, or judge-failed, has no score to hold)."""
+        if not self.min_scores:
+            return True
+        if judgment is None or judgment.failed:
+            return False
+        return all(judgment.scores.get(name, -1) >= least for name, least in self.min_scores)
 
     def admits(self, row: ConversationSummary) -> bool:
+        if self.version is not None and row.version != self.version:
+            return False
         if self.only_kept and row.mark != "kept":
             return False
         if self.restyled_only and not row.restyled:
@@ -56,6 +71,8 @@ class Selection:
     def describe(self) -> str:
         """The selection in words, for the dataset card and the summary line."""
         parts = []
+        if self.version is not None:
+            parts.append(f"only version {self.version_name or self.version[:12]}")
         if self.only_kept:
             parts.append("only those marked kept")
         if self.exclude_flagged:
@@ -66,6 +83,8 @@ class Selection:
             parts.append("restyled only")
         if self.no_near_duplicates:
             parts.append("no near-duplicates, unless kept")
+        if self.min_scores:
+            parts.append("judged " + ", ".join(f"{name} >= {least}" for name, least in self.min_scores))
         return "; ".join(parts) or "every conversation, with its flags and mark"
 
 
@@ -76,6 +95,8 @@ class Item:
     row: ConversationSummary
     record: ConversationRecord
     twin: RestyledRecord | None
+    version: str = ""  # its version's name (v1, v2...)
+    judgment: JudgmentRecord | None = None
 
 
 @dataclass
@@ -95,14 +116,16 @@ class ExportReport:
 def selected(store: ConversationStore, selection: Selection) -> tuple[list[Item], int, int]:
     """The chosen conversations, oldest first, with their files; and how many were left out, of how many."""
     rows = store.list()
-    chosen = [row for row in rows if selection.admits(row)]
+    names = version_names(store.dir, rows)
+    judgments = store.judgments()
+    chosen = [row for row in rows if selection.admits(row) and selection.admits_scores(judgments.get(row.id))]
     items = []
     for row in sorted(chosen, key=lambda r: (r.created_at, r.id)):
         try:
             record, twin = store.load(row.id)
         except ConvogenError:
             continue  # removed since the listing
-        items.append(Item(row, record, twin))
+        items.append(Item(row, record, twin, names.get(row.version, ""), judgments.get(row.id)))
     return items, len(rows) - len(chosen), len(rows)
 
 
@@ -120,7 +143,18 @@ def jsonl_row(item: Item) -> dict[str, Any]:
     data["flags"] = list(row.flags)
     data["mark"] = row.mark
     data["near_duplicate_of"] = row.near_duplicate_of or None
+    data["version"] = item.version
+    data["judge"] = judge_fields(item.judgment)
     return data
+
+
+def judge_fields(judgment: JudgmentRecord | None) -> dict[str, Any] | None:
+    """The judge's scores and rationale for a row (None: not judged; judge-failed: the reason)."""
+    if judgment is None:
+        return None
+    if judgment.failed:
+        return {"verdict": judgment.verdict, "reason": judgment.reason}
+    return {"scores": dict(judgment.scores), "rationale": judgment.rationale}
 
 
 def dialog_messages(text: str, tweet: str, restyled: bool = False) -> list[tuple[str, str]] | str:
@@ -172,6 +206,8 @@ def sharegpt_row(item: Item, use: Literal["conv", "restyled"] = "conv") -> dict[
         "disposition": record.disposition_name,
         "flags": list(row.flags),
         "mark": row.mark,
+        "version": item.version,
+        "judge": judge_fields(item.judgment),
     }
 
 
@@ -192,6 +228,11 @@ def csv_row(item: Item) -> dict[str, Any]:
         "model": row.model,
         "fingerprint": row.fingerprint,
         "created_at": row.created_at,
+        "version": item.version,
+        "judge_scores": ";".join(f"{k}={v}" for k, v in item.judgment.scores.items())
+        if item.judgment
+        else "",
+        "judge_lowest": (item.judgment.lowest if item.judgment else None) or "",
     }
 
 

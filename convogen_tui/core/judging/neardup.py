@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convogen_tui.core.judging.dialog import dialog_words
-
 NUM_PERM = 64
 SHINGLE = 3
 MIN_SHINGLES = 5  # a text this short says too little to call it anyone's duplicate
@@ -29,13 +27,9 @@ BAND_ROWS = 4
 BANDS = NUM_PERM // BAND_ROWS
 
 
-def signature(conv: str) -> str | None:
-    """The MinHash signature of a conversation's word 3-grams, as base64 (None for a tiny text)."""
-    return signature_of(dialog_words(conv))
-
-
 def signature_of(tokens: Sequence[str]) -> str | None:
-    """The same from the conversation's words, when the caller has them already."""
+    """The MinHash signature of a conversation's word 3-grams (``dialog_words``), as base64; None
+    for a tiny text."""
     shingles = {" ".join(tokens[i : i + SHINGLE]) for i in range(len(tokens) - SHINGLE + 1)}
     if len(shingles) < MIN_SHINGLES:
         return None

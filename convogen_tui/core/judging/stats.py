@@ -19,8 +19,10 @@ from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_ke
 from convogen_tui.core.judging.dialog import dialog_words
 from convogen_tui.core.judging.diversity import Diversity
 from convogen_tui.core.judging.quality import RULE_NAMES
+from convogen_tui.core.judging.scores import judge_stats
 from convogen_tui.core.keeping.records import read_conversation
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
+from convogen_tui.core.keeping.versions import version_names
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Experiment
 
@@ -123,12 +125,82 @@ def throughput(rows: Sequence[ConversationSummary]) -> dict[str, Any]:
     }
 
 
+def figures(rows: Sequence[ConversationSummary], diversity: Diversity) -> dict[str, Any]:
+    """Counts, flags, turns, lengths and diversity of some conversations."""
+    n = len(rows)
+    flag_counts = Counter(flag for row in rows for flag in row.flags)
+    flags = {
+        rule: {
+            "count": flag_counts.get(rule, 0),
+            "rate": round(flag_counts.get(rule, 0) / n, 4) if n else 0.0,
+        }
+        for rule in RULE_NAMES
+    }
+    return {
+        "conversations": n,
+        "restyled": sum(1 for r in rows if r.restyled),
+        "with_flags": sum(1 for r in rows if r.flags),
+        "clean": sum(1 for r in rows if not r.flags),
+        "marks": {
+            "flagged": sum(r.mark == "flagged" for r in rows),
+            "kept": sum(r.mark == "kept" for r in rows),
+        },
+        "near_duplicates": sum(1 for r in rows if r.near_duplicate_of),
+        **diversity.as_dict(),
+        "flags": flags,
+        "turns": {
+            **distribution([r.turns for r in rows]),
+            "counts": {str(k): v for k, v in sorted(Counter(r.turns for r in rows).items())},
+        },
+        "length_chars": distribution([r.length for r in rows]),
+        "length_words": distribution([r.words for r in rows]),
+        "restyled_length_chars": distribution([r.restyled_length for r in rows if r.restyled]),
+    }
+
+
+def version_figures(
+    store: ConversationStore,
+    rows: Sequence[ConversationSummary],
+    caches: dict[str, DiversityCache] | None = None,
+) -> list[dict[str, Any]]:
+    """Every figure per version (v1, v2...), with the turn target of that version's template.
+
+    ``caches``: diversity per version id kept between calls (the Stats screen), so files are read once.
+    """
+    caches = {} if caches is None else caches
+    names = version_names(store.dir, rows)
+    by_version: dict[str, list[ConversationSummary]] = {}
+    for row in rows:
+        by_version.setdefault(row.version, []).append(row)
+    out = []
+    for version_id, mine in sorted(by_version.items(), key=lambda kv: _number(names.get(kv[0], ""))):
+        target = store.by_version.for_shas(mine[0].template_sha256).turns
+        several = len(by_version) > 1
+        diversity = caches.setdefault(version_id, DiversityCache()).update(store, mine) if several else None
+        out.append(
+            {
+                "version": names.get(version_id, "?"),
+                "id": version_id,
+                "turns_target": target,
+                **figures(mine, diversity or Diversity()),
+            }
+        )
+    if len(out) == 1:  # one version: its figures are the experiment's (above), only name it here
+        out[0] = {k: out[0][k] for k in ("version", "id", "turns_target", "conversations")}
+    return out
+
+
+def _number(name: str) -> int:
+    return int(name[1:]) if name[1:].isdigit() else 0
+
+
 def experiment_stats(
     experiment: Experiment,
     store: ConversationStore | None = None,
     rows: Sequence[ConversationSummary] | None = None,
     diversity: Diversity | None = None,
     coverage: Coverage | None = None,
+    version_diversity: dict[str, DiversityCache] | None = None,
 ) -> dict[str, Any]:
     """The whole picture as plain JSON-ready data (``convogen stats --json``, the dataset card).
 
@@ -144,42 +216,18 @@ def experiment_stats(
             coverage = experiment_coverage(experiment, store, store.list())
         except ConvogenError:
             coverage = None
-    n = len(rows)
-    flag_counts = Counter(flag for row in rows for flag in row.flags)
-    flags = {
-        rule: {
-            "count": flag_counts.get(rule, 0),
-            "rate": round(flag_counts.get(rule, 0) / n, 4) if n else 0.0,
-        }
-        for rule in RULE_NAMES
-    }
     templates: dict[str, list[str]] = {
         "conv-gen": sorted({r.template_sha256 for r in rows if r.template_sha256}),
         "conv-restyle": sorted({r.restyle_template_sha256 for r in rows if r.restyle_template_sha256}),
     }
     return {
         "experiment": experiment.name,
-        "conversations": n,
-        "restyled": sum(1 for r in rows if r.restyled),
-        "with_flags": sum(1 for r in rows if r.flags),
-        "clean": sum(1 for r in rows if not r.flags),
-        "marks": {
-            "flagged": sum(r.mark == "flagged" for r in rows),
-            "kept": sum(r.mark == "kept" for r in rows),
-        },
-        "near_duplicates": sum(1 for r in rows if r.near_duplicate_of),
-        **diversity.as_dict(),
+        **figures(rows, diversity),
         "coverage": coverage.as_dict() if coverage is not None else None,
-        "flags": flags,
-        "turns": {
-            **distribution([r.turns for r in rows]),
-            "counts": {str(k): v for k, v in sorted(Counter(r.turns for r in rows).items())},
-        },
-        "length_chars": distribution([r.length for r in rows]),
-        "length_words": distribution([r.words for r in rows]),
-        "restyled_length_chars": distribution([r.restyled_length for r in rows if r.restyled]),
+        "versions": version_figures(store, rows, version_diversity),
         "throughput": throughput(rows),
         "sampling": experiment.sampling.model_dump(),
         "templates": templates,
         "quality": store.quality.__dict__ | {"disabled": list(store.quality.disabled)},
+        **judge_stats(experiment, rows, store.judgments()),
     }

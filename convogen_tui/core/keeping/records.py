@@ -20,7 +20,7 @@ from convogen_tui.core.errors import ConvogenError, Problem
 SCHEMA_VERSION = 1  # provenance.schema_version of files this version writes; absent means older
 
 Mark = Literal["", "flagged", "kept"]
-Phase = Literal["generate", "restyle"]
+Phase = Literal["generate", "restyle", "judge"]
 
 
 class _Record(BaseModel):
@@ -69,6 +69,7 @@ class Provenance(_Record):
     system: str | None = None
     cue: str | None = None
     template: TemplateRef = Field(default_factory=TemplateRef)
+    version: str | None = None  # the id of the texts it was made with (core.keeping.versions); None: older
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
@@ -129,12 +130,54 @@ class RestyledRecord(_Record):
     provenance: Provenance | None = None
 
 
+class JudgmentProvenance(_Record):
+    """How a judgment was made: the judge model, its template and criteria, sampling, when."""
+
+    schema_version: int = SCHEMA_VERSION
+    created_at: float | None = None
+    created: str | None = None
+    convogen_version: str | None = None
+    model: ModelProvenance = Field(default_factory=ModelProvenance)
+    template: TemplateRef = Field(default_factory=TemplateRef)
+    criteria_sha256: str = ""
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    random_seed: int | None = None
+    constraint: str = ""  # how the answer's shape was enforced: grammar, json_schema, or "" (validated)
+    attempts: int = 1
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    elapsed_s: float = 0.0
+
+
+class JudgmentRecord(_Record):
+    """``judgments/<id>.json``: the judge's scores of a pair, or ``judge-failed`` with the reason."""
+
+    scores: dict[str, int] = Field(default_factory=dict)
+    rationale: str = ""
+    verdict: Literal["ok", "judge-failed"] = "ok"
+    reason: str | None = None  # why a judge-failed answer could not be used
+    answer: str | None = None  # the unusable answer, cut short, for a human to read
+    provenance: JudgmentProvenance | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict != "ok"
+
+    @property
+    def lowest(self) -> int | None:
+        return min(self.scores.values()) if self.scores and not self.failed else None
+
+
 def read_conversation(path: Path) -> ConversationRecord:
     return _read(path, ConversationRecord, "conversation")
 
 
 def read_restyled(path: Path) -> RestyledRecord:
     return _read(path, RestyledRecord, "restyled conversation")
+
+
+def read_judgment(path: Path) -> JudgmentRecord:
+    return _read(path, JudgmentRecord, "judgment")
 
 
 def _read(path: Path, model: type[_RecordT], what: str) -> _RecordT:

@@ -70,10 +70,6 @@ class RedactingStream:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    @property
-    def wrapped(self) -> TextIO:
-        return self._stream
-
     def write(self, text: str) -> int:
         self._stream.write(redact(text))
         return len(text)

@@ -35,9 +35,9 @@ from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.judging.dialog import Dialog, parse_dialog, words
 from convogen_tui.core.judging.diversity import mtld
 from convogen_tui.core.judging.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
-from convogen_tui.core.judging.quality import ResolvedQuality
+from convogen_tui.core.judging.quality import ResolvedQuality, Verdict
 from convogen_tui.core.judging.turns import count_turns
-from convogen_tui.core.judging.verdicts import judge, quality_settings
+from convogen_tui.core.judging.verdicts import QualityByVersion, judge
 from convogen_tui.core.keeping.files import (
     atomic_write_json,
     atomic_write_text,
@@ -47,12 +47,15 @@ from convogen_tui.core.keeping.files import (
 )
 from convogen_tui.core.keeping.records import (
     ConversationRecord,
+    JudgmentRecord,
     RestyledRecord,
     Review,
     read_conversation,
+    read_judgment,
     read_restyled,
 )
-from convogen_tui.core.making.experiment import CONVERSATIONS, RESTYLED, TRASH
+from convogen_tui.core.keeping.versions import version_of
+from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
 
 INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
@@ -87,6 +90,7 @@ class ConversationSummary:
     fingerprint: str = ""
     template_sha256: str = ""
     restyle_template_sha256: str = ""
+    version: str = ""  # the id of the texts that made it (core.keeping.versions.version_of)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -141,9 +145,12 @@ class ConversationStore:
     def __init__(self, expt_dir: Path, quality: ResolvedQuality | None = None) -> None:
         self.dir = Path(expt_dir)
         self._quality = quality
+        self._given_quality = quality  # thresholds for every conversation (tests); None: per version
+        self._by_version: QualityByVersion | None = None
         self.conv_dir = self.dir / CONVERSATIONS
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
+        self.judgments_dir = self.dir / JUDGMENTS
         self.index_path = self.dir / ".convogen" / "index.json"
         self._index: dict[str, Any] | None = None
 
@@ -151,8 +158,25 @@ class ConversationStore:
     def quality(self) -> ResolvedQuality:
         """The quality thresholds (from expt-setup.json and the templates), read once."""
         if self._quality is None:
-            self._quality = quality_settings(self.dir)
+            self._quality = self.by_version.current
         return self._quality
+
+    @property
+    def by_version(self) -> QualityByVersion:
+        """Thresholds per conversation, from the templates that made it (read once)."""
+        if self._by_version is None:
+            self._by_version = QualityByVersion(self.dir)
+        return self._by_version
+
+    def quality_for(self, record: ConversationRecord, twin: RestyledRecord | None) -> ResolvedQuality:
+        """The thresholds a conversation is judged by: given ones, else its own version's."""
+        if self._given_quality is not None:
+            return self._given_quality
+        return self.by_version.for_pair(record, twin)
+
+    def judge(self, record: ConversationRecord, twin: RestyledRecord | None) -> list[Verdict]:
+        """A conversation's per-file verdicts against the templates that made it."""
+        return judge(record, twin, self.quality_for(record, twin))
 
     # writing ------------------------------------------------------------------------------
     def conversation_path(self, conv_id: str) -> Path:
@@ -160,6 +184,9 @@ class ConversationStore:
 
     def restyled_path(self, conv_id: str) -> Path:
         return self.restyled_dir / f"{conv_id}.json"
+
+    def judgment_path(self, conv_id: str) -> Path:
+        return self.judgments_dir / f"{conv_id}.json"
 
     def save_conversation(self, record: ConversationRecord, conv_id: str | None = None) -> str:
         conv_id = conv_id or new_conversation_id()
@@ -172,16 +199,37 @@ class ConversationStore:
         A conversation deleted while its restyle ran is in a trash batch: the twin joins it there,
         so undo brings back the pair. One deleted for good takes its twin with it.
         """
+        return self._save_beside(conv_id, RESTYLED, record.to_json())
+
+    def save_judgment(self, conv_id: str, record: JudgmentRecord) -> Path | None:
+        """Save a judgment beside its pair (into the trash with it; None: gone for good)."""
+        return self._save_beside(conv_id, JUDGMENTS, record.to_json())
+
+    def _save_beside(self, conv_id: str, folder: str, data: dict[str, Any]) -> Path | None:
+        """Write a file that belongs to a conversation, wherever the conversation is now."""
         with self._locked():
             if self.conversation_path(conv_id).is_file():
-                path = self.restyled_path(conv_id)
+                path = self.dir / folder / f"{conv_id}.json"
             else:
                 batch = self._batch_holding(conv_id)
                 if batch is None:
                     return None
-                path = self.trash_dir / batch / RESTYLED / f"{conv_id}.json"
-            atomic_write_json(path, record.to_json(), create_parents=path.parent.parent != self.dir)
+                path = self.trash_dir / batch / folder / f"{conv_id}.json"
+            atomic_write_json(path, data, create_parents=path.parent.parent != self.dir)
             return path
+
+    def load_judgment(self, conv_id: str) -> JudgmentRecord | None:
+        """A conversation's judgment, None if not judged; an unreadable file raises ConvogenError."""
+        path = self.judgment_path(conv_id)
+        return read_judgment(path) if path.is_file() else None
+
+    def judgments(self) -> dict[str, JudgmentRecord]:
+        """Every readable judgment of the listed conversations, by id (unreadable ones left out)."""
+        out: dict[str, JudgmentRecord] = {}
+        for name in _scan(self.judgments_dir):
+            with contextlib.suppress(ConvogenError):
+                out[name[:-5]] = read_judgment(self.judgments_dir / name)
+        return out
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -226,9 +274,9 @@ class ConversationStore:
 
     def remove_stale_temps(self) -> list[Path]:
         """Temporary files that crashed writers left behind (a run holding the run lock calls this)."""
-        folders = [self.dir, self.conv_dir, self.restyled_dir, self.index_path.parent]
+        folders = [self.dir, self.conv_dir, self.restyled_dir, self.judgments_dir, self.index_path.parent]
         for batch in self.trash_batches():
-            folders += [self.trash_dir / batch / CONVERSATIONS, self.trash_dir / batch / RESTYLED]
+            folders += [self.trash_dir / batch / name for name in (CONVERSATIONS, RESTYLED, JUDGMENTS)]
         return remove_stale_temps(folders)
 
     # reading ------------------------------------------------------------------------------
@@ -297,7 +345,8 @@ class ConversationStore:
                     twin = read_restyled(self.restyled_dir / name)
             dialog = parse_dialog(record.conv)
             tokens = [w for m in dialog.messages for w in words(m.text)]
-            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, self.quality, dialog)
+            quality = self.quality_for(record, twin)
+            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, quality, dialog)
             summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
             seen[conv_id] = {
                 "stat": stat_key,
@@ -364,7 +413,7 @@ class ConversationStore:
 
     # trash -------------------------------------------------------------------------------
     def delete(self, conv_ids: list[str]) -> str:
-        """Move conversations and their twins to trash/<batch>/ as one batch; returns it for undo."""
+        """Move conversations with their twins and judgments to trash/<batch>/ as one batch, for undo."""
         with self._locked():
             for conv_id in conv_ids:
                 source = self.conversation_path(conv_id)
@@ -380,6 +429,7 @@ class ConversationStore:
                     for folder, path in (
                         (CONVERSATIONS, self.conversation_path(conv_id)),
                         (RESTYLED, self.restyled_path(conv_id)),
+                        (JUDGMENTS, self.judgment_path(conv_id)),
                     ):
                         if path.is_file():
                             (target / folder).mkdir(parents=True, exist_ok=True)
@@ -431,7 +481,11 @@ class ConversationStore:
                     )
                 )
             moves = []
-            for folder, dest_dir in ((CONVERSATIONS, self.conv_dir), (RESTYLED, self.restyled_dir)):
+            for folder, dest_dir in (
+                (CONVERSATIONS, self.conv_dir),
+                (RESTYLED, self.restyled_dir),
+                (JUDGMENTS, self.judgments_dir),
+            ):
                 for path in sorted((source / folder).glob("*.json")):
                     dest = dest_dir / path.name
                     if dest.exists():
@@ -593,4 +647,5 @@ def _summarize(
         fingerprint=provenance.model.fingerprint if provenance else "",
         template_sha256=provenance.template.sha256 if provenance else "",
         restyle_template_sha256=twin_provenance.template.sha256 if twin_provenance else "",
+        version=version_of(provenance),
     )

@@ -77,9 +77,6 @@ class TrackedFile:
         except (OSError, ConvogenError):
             return None
 
-    def changed_on_disk(self) -> bool:
-        return stamp(self.path) != self.base_stamp
-
     def poll(self, editor_text: str) -> DiskChange:
         """Compare disk, base and editor. On RELOAD the base is already the disk's text."""
         now = stamp(self.path)

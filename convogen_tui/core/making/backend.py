@@ -119,8 +119,6 @@ class Backend(ABC):
     """
 
     info: ModelInfo
-    #: run_many decodes several requests together (llama.cpp batching, several servers)
-    batched: ClassVar[bool] = False
     #: route even a single stream through run_many (a remote backend's retries and failover live there)
     always_run_many: ClassVar[bool] = False
     #: count_tokens guesses (a server without a tokenize route): the app says "~" before counts
@@ -130,13 +128,7 @@ class Backend(ABC):
     def count_tokens(self, text: str) -> int: ...
 
     @abstractmethod
-    def stream(
-        self,
-        prompt: str,
-        sampling: SamplingSettings,
-        seed: int,
-        cancel: threading.Event | None = None,
-    ) -> Generation: ...
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation: ...
 
     def run_many(
         self, next_request: NextRequest, cancel: threading.Event, parallel: int
@@ -370,7 +362,7 @@ def run_sequential(
         if request is None:
             return
         try:
-            generation = backend.stream(request.prompt, request.sampling, request.seed, cancel)
+            generation = backend.stream(request, cancel)
         except ConvogenError as exc:
             yield StreamFailed(request.key, str(exc))
             continue

@@ -79,10 +79,15 @@ def check_experiment(
         return report
     report.personas = len(experiment.personas())
     texts: dict[str, str] = {}
-    for path, kind in (
+    templates = [
         (experiment.conv_template_path, "conv-gen"),
         (experiment.restyle_template_path, "conv-restyle"),
-    ):
+    ]
+    if experiment.setup.judge is not None:
+        templates.append((experiment.judge_template_path, "judge"))
+    elif experiment.judge_template_path.is_file():
+        report.problems.append(_judge_without_criteria(experiment))
+    for path, kind in templates:
         if not path.is_file():
             report.problems.append(Problem(path, "template file not found", hint=f"create {path.name}"))
             continue
@@ -121,6 +126,17 @@ def check_experiment(
     finally:
         tokenizer.close()
     return report
+
+
+def _judge_without_criteria(experiment: Experiment) -> Problem:
+    return Problem(
+        experiment.judge_template_path,
+        "a judge template but no criteria to judge",
+        key="judge",
+        hint='add a "judge": {"criteria": {...}} block to expt-setup.json (see the sample), '
+        "or remove judge.txt",
+        severity="warning",
+    )
 
 
 def _check_grammar(report: CheckReport, conv_text: str, restyle_text: str) -> None:

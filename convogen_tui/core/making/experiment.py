@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from convogen_tui.core.errors import ConvogenError, Problem, errors_only
+from convogen_tui.core.judging.criteria import JudgeSettings
 from convogen_tui.core.judging.quality import QualitySettings
 from convogen_tui.core.making.jsonpos import key_lines, key_path
 from convogen_tui.core.persona import PersonaName, persona_label
@@ -23,9 +24,11 @@ from convogen_tui.core.persona import PersonaName, persona_label
 SETUP_FILE = "expt-setup.json"
 CONV_TEMPLATE = "conv-gen.txt"
 RESTYLE_TEMPLATE = "conv-restyle.txt"
+JUDGE_TEMPLATE = "judge.txt"
 CONVERSATIONS = "conversations"
 RESTYLED = "restyled-conversations"
 TRASH = "trash"
+JUDGMENTS = "judgments"
 
 
 class SamplingSettings(BaseModel):
@@ -101,6 +104,7 @@ class ExperimentSetup(BaseModel):
     backend: BackendSettings = Field(default_factory=BackendSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)  # thresholds of the quality rules
     threads: int | None = Field(None, ge=1, le=1024)  # llama.cpp CPU threads; None: a shared-machine default
+    judge: JudgeSettings | None = None  # the judge pass's criteria and scale (judge.txt is its template)
     # sample conversations and restyles under a grammar of their form where the backend can
     # (core/making/grammar.py); false, or --no-constrain, lets the model write freely
     constrain: bool = True
@@ -167,6 +171,14 @@ class Experiment:
     @property
     def restyle_template_path(self) -> Path:
         return self.dir / RESTYLE_TEMPLATE
+
+    @property
+    def judge_template_path(self) -> Path:
+        return self.dir / JUDGE_TEMPLATE
+
+    @property
+    def judgments_dir(self) -> Path:
+        return self.dir / JUDGMENTS
 
     @property
     def conversations_dir(self) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.coverage import Coverage, coverage_of, fill_cells, trashed_keys
+from convogen_tui.core.judging.judge import current_keys, is_stale
 from convogen_tui.core.keeping.records import Phase
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.experiment import Experiment, Persona
@@ -28,6 +29,7 @@ from convogen_tui.core.making.seeds import Seed
 RANDOM = "random"  # one persona per seed, drawn
 ALL = "all"  # every persona for each seed
 FOLLOW_UPS: dict[Phase, tuple[Phase, ...]] = {"generate": ("restyle",)}  # passes a kind brings along
+JUDGED: tuple[Phase, ...] = ("judge",)  # what a restyle brings along when the request judges
 
 
 def job_random_seed(base: int | None, *parts: str) -> int:
@@ -56,6 +58,7 @@ class Job:
     conv_id: str | None = None  # the conversation a restyle-only job works on
     conv: str | None = None
     passes: tuple[Phase, ...] = ()
+    restyled: str | None = None  # the twin's thread, for a judge job (a run fills it in after a restyle)
 
     def __post_init__(self) -> None:
         if not self.passes:
@@ -109,19 +112,20 @@ class PlanRequest:
     ``resume`` puts restyles of conversations saved without a twin first.
     """
 
-    kind: Phase = "generate"
     seeds: Sequence[Seed] = ()
     personas: str = RANDOM
     motivations: Sequence[str] | None = None
     dispositions: Sequence[str] | None = None
     limit: int | None = None
     again: bool = False
+    kind: Phase = "generate"
     fill: bool = False
     base_seed: int | None = None
     draw_seed: int | None = None  # persona draws in random mode; None: from base_seed (or 0)
     cells: Sequence[Cell] = ()
     restyle: bool = True
     resume: bool = False
+    judge: bool = False  # each restyled pair is judged too (kind "judge": judge existing pairs)
 
 
 @dataclass
@@ -134,6 +138,8 @@ class Plan:
     resumed: int = 0  # restyle-only jobs put first (``resume``)
     unreadable: list[Problem] = field(default_factory=list)  # conversations that cannot be restyled
     coverage: Coverage | None = None  # the grid, for ``fill``
+    stale: int = 0  # judge: pairs judged under another judge.txt or other criteria (--again redoes them)
+    not_restyled: int = 0  # judge: conversations without a twin, nothing to judge yet
 
     @property
     def passes(self) -> int:
@@ -168,6 +174,8 @@ def _cell_job(request: PlanRequest, seed: Seed, persona: Persona, random_seed: i
         base = request.base_seed
         random_seed = job_random_seed(base, seed.tweet_id, persona.motivation, persona.disposition)
     passes: tuple[Phase, ...] = ("generate", *FOLLOW_UPS["generate"]) if request.restyle else ("generate",)
+    if request.restyle and request.judge:
+        passes = (*passes, *JUDGED)
     return Job(seed, persona, random_seed, passes=passes)
 
 
@@ -252,8 +260,41 @@ def _plan_restyle(request: PlanRequest, experiment: Experiment, store: Conversat
             record.disposition,
         )
         seed = job_random_seed(request.base_seed, conv_id, "restyle")
-        jobs.append(Job(Seed(record.tweet_id, record.tweet), persona, seed, conv_id, record.conv))
+        passes: tuple[Phase, ...] = ("restyle", *JUDGED) if request.judge else ("restyle",)
+        jobs.append(Job(Seed(record.tweet_id, record.tweet), persona, seed, conv_id, record.conv, passes))
     return Plan(jobs, 0, 0, unreadable=problems)
 
 
-PLANNERS: dict[Phase, Planner] = {"generate": _plan_generate, "restyle": _plan_restyle}
+def _plan_judge(request: PlanRequest, experiment: Experiment, store: ConversationStore) -> Plan:
+    """Judge jobs for restyled pairs without a judgment (every pair with ``again``), oldest first.
+
+    A pair judged under another judge.txt or other criteria is counted stale, not redone, unless
+    ``again``: rejudging is always asked for.
+    """
+    keys = current_keys(experiment)
+    result = Plan([], 0, 0)
+    for row in sorted(store.list(), key=lambda r: r.created_at):
+        if not row.restyled:
+            result.not_restyled += 1
+            continue
+        try:
+            record, twin = store.load(row.id)
+            judgment = store.load_judgment(row.id)
+        except ConvogenError as exc:
+            result.unreadable.extend(exc.problems[:1] or [Problem(store.conversation_path(row.id), str(exc))])
+            continue
+        if judgment is not None and not request.again:
+            stale = is_stale(judgment, keys)
+            result.stale += stale
+            result.already_done += not stale
+            continue
+        if twin is None or (request.limit is not None and len(result.jobs) >= request.limit):
+            continue
+        persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
+        seed = job_random_seed(request.base_seed, row.id, "judge")
+        cell = Seed(record.tweet_id, record.tweet)
+        result.jobs.append(Job(cell, persona, seed, row.id, record.conv, ("judge",), twin.restyled_conv))
+    return result
+
+
+PLANNERS: dict[Phase, Planner] = {"generate": _plan_generate, "restyle": _plan_restyle, "judge": _plan_judge}

@@ -17,6 +17,7 @@ from typing import Any
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.keeping.files import atomic_write_json
 from convogen_tui.core.keeping.store import ConversationStore
+from convogen_tui.core.keeping.versions import experiment_texts, stale_ids
 from convogen_tui.core.making.experiment import (
     CONVERSATIONS,
     RESTYLED,
@@ -120,6 +121,7 @@ class ExperimentCounts:
     restyled: int
     flagged: int
     trash: int
+    stale: int = 0  # made by a version other than the current texts' (core.keeping.versions)
 
 
 def experiment_counts(path: Path) -> ExperimentCounts:
@@ -136,4 +138,5 @@ def experiment_counts(path: Path) -> ExperimentCounts:
         restyled=sum(1 for r in rows if r.restyled),
         flagged=sum(1 for r in rows if r.mark == "flagged"),
         trash=store.trash_count(),
+        stale=len(stale_ids(rows, experiment_texts(experiment))),
     )

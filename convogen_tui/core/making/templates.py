@@ -3,24 +3,29 @@
 ``conv-gen.txt`` takes three positional ``{}`` (disposition, motivation, tweet, in that order, as the
 original notebooks filled them) or the named ``{disposition}``, ``{motivation}``, ``{tweet}``.
 ``conv-restyle.txt`` takes one ``{}`` (``User: <tweet>`` then the conversation) or ``{conv}`` with an
-optional ``{tweet}``. ``{{`` and ``}}`` write literal braces.
+optional ``{tweet}``. ``judge.txt`` (the judge pass) names its slots: ``{conv}`` and ``{criteria}``,
+optionally ``{tweet}``, ``{motivation}``, ``{disposition}``, ``{restyled}`` and ``{scale}``.
+``{{`` and ``}}`` write literal braces.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from convogen_tui.core.errors import ConvogenError, Problem
 
-TemplateKind = Literal["conv-gen", "conv-restyle"]
+TemplateKind = Literal["conv-gen", "conv-restyle", "judge"]
 
 GEN_FIELDS = ("disposition", "motivation", "tweet")
 RESTYLE_FIELDS = ("tweet", "conv")
-_REQUIRED = {"conv-gen": set(GEN_FIELDS), "conv-restyle": {"conv"}}
-_POSITIONAL = {"conv-gen": 3, "conv-restyle": 1}
+JUDGE_FIELDS = ("tweet", "motivation", "disposition", "conv", "restyled", "criteria", "scale")
+_FIELDS = {"conv-gen": GEN_FIELDS, "conv-restyle": RESTYLE_FIELDS, "judge": JUDGE_FIELDS}
+_REQUIRED = {"conv-gen": set(GEN_FIELDS), "conv-restyle": {"conv"}, "judge": {"conv", "criteria"}}
+_POSITIONAL = {"conv-gen": 3, "conv-restyle": 1, "judge": 0}  # a judge template names its slots
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ def _parse(text: str, kind: TemplateKind, path: Path | None) -> tuple[Template |
                 i += 1
                 continue
             name = inner.strip()
-            allowed = GEN_FIELDS if kind == "conv-gen" else RESTYLE_FIELDS
+            allowed = _FIELDS[kind]
             if name and name not in allowed:
                 problem(
                     f"unknown placeholder {{{inner}}} at column {column}",
@@ -151,36 +156,45 @@ def _parse(text: str, kind: TemplateKind, path: Path | None) -> tuple[Template |
         i += 1
     pieces.append("".join(literal))
 
-    names = {s.name for s in slots}
-    if "" in names and len(names) > 1:
-        first_named = next(s for s in slots if s.name)
-        problem(
-            "mixes positional {} and named placeholders",
-            first_named.line,
-            f"use only {expected}",
-        )
-    elif names == {""}:
-        want = _POSITIONAL[kind]
-        if len(slots) != want:
-            what = (
-                "three: disposition, motivation, tweet, in that order"
-                if kind == "conv-gen"
-                else "one: the tweet and conversation"
-            )
-            problem(f"has {len(slots)} '{{}}' slots; it needs {what}", slots[-1].line)
-    else:
-        for missing in sorted(_REQUIRED[kind] - names):
-            problem(
-                f"missing placeholder {{{missing}}}",
-                line if not slots else slots[-1].line,
-                f"a {kind} template needs {expected}",
-            )
+    _check_slots(kind, slots, line, problem)
     if not problems:
         return Template(kind, text, tuple(pieces), tuple(slots), path), []
     return None, problems
 
 
+def _check_slots(
+    kind: TemplateKind, slots: list[Slot], last_line: int, problem: Callable[[str, int, str | None], None]
+) -> None:
+    """The placeholders a template of this kind must have: all positional or all named, the count
+    or the required names."""
+    expected = _expected(kind)
+    names = {s.name for s in slots}
+    if "" in names and len(names) > 1:
+        first_named = next(s for s in slots if s.name)
+        problem("mixes positional {} and named placeholders", first_named.line, f"use only {expected}")
+    elif names == {""}:
+        want = _POSITIONAL[kind]
+        if not want:
+            problem("takes named placeholders only, not {}", slots[0].line, f"use {expected}")
+        elif len(slots) != want:
+            what = (
+                "three: disposition, motivation, tweet, in that order"
+                if kind == "conv-gen"
+                else "one: the tweet and conversation"
+            )
+            problem(f"has {len(slots)} '{{}}' slots; it needs {what}", slots[-1].line, None)
+    else:
+        for missing in sorted(_REQUIRED[kind] - names):
+            problem(
+                f"missing placeholder {{{missing}}}",
+                last_line if not slots else slots[-1].line,
+                f"a {kind} template needs {expected}",
+            )
+
+
 def _expected(kind: TemplateKind) -> str:
+    if kind == "judge":
+        return "{conv} and {criteria}, optionally {tweet}, {motivation}, {disposition}, {restyled}, {scale}"
     if kind == "conv-gen":
         return "{disposition}, {motivation} and {tweet} (or three {})"
     return "{conv} and optionally {tweet} (or one {})"

@@ -1,25 +1,28 @@
 """Generate pane: run picked seeds x personas and watch both passes stream in.
 
 A thread worker iterates ``Pipeline.run`` and only appends events to a deque; a 50 ms timer on the
-UI thread drains it, joining the chunks of each pass into one append. So the screen is redrawn at
-most 20 times a second whatever the token rate, and no widget is touched from the worker.
+UI thread drains it into the run model (``core.making.run_model.RunModel``, the same one the CLI's
+progress draws) and joins the chunks of the shown pass into one append. So the screen is redrawn
+at most 20 times a second whatever the token rate, and no widget is touched from the worker. The
+pane counts nothing itself: it draws the model.
 
 A backend with several slots (llama.cpp batching, OpenAI-compatible servers) runs that many streams
-at once. One is shown live (the newest started, or the one picked with [ and ]); the others are
-listed above the views with their state, and their text is kept so a switch shows it.
+at once. One is shown live: the first, or the one picked with [ and ]; it stays until it ends, then
+its own next pass (the restyle of the conversation just shown) takes the view, else the oldest
+still running. The others are listed above the views with their state.
 
-Run control: ``s`` skips the live conversation (the others go on; ``core.pipeline.Skips``), Esc
-cancels the run. Each stream says what it is doing before its first token: waiting for the model
-to load, reading its prompt ("reading prompt 812/1249"), then tokens and tok/s.
+Run control: ``s`` skips the live pass (the others go on; ``core.pipeline.Skips``), Esc cancels the
+run, ``t`` restyles the conversations left without a twin. Each stream says what it is doing before
+its first token: waiting for the model to load, reading its prompt ("reading prompt 812/1249"),
+then tokens, tok/s and the run's ETA.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual import on
@@ -39,12 +42,13 @@ from convogen_tui.core.making.pipeline import (
     JobSkipped,
     JobStarted,
     Pipeline,
-    PromptProgress,
     RunFinished,
     RunStarted,
     Skips,
     TokenChunk,
 )
+from convogen_tui.core.making.planner import PlanRequest
+from convogen_tui.core.making.run_model import JobId, RunModel, StreamKey, StreamState, job_id, stream_key
 from convogen_tui.tui.cells import display_safe
 from convogen_tui.tui.messages import ConversationsChanged
 from convogen_tui.tui.session import ALL, RANDOM, Session
@@ -55,55 +59,7 @@ from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, backgrou
 FLUSH_S = 0.05
 BUSY_HINT = "wait for it to finish, or stop that run first"
 MAX_LISTED = 4  # running jobs listed above the views; more are counted
-
-StreamKey = tuple[str, str, int, str]  # seed id, persona label, random seed, phase
-JobId = tuple[str, str, int]
-
-
-def stream_key(job: Job, phase: str) -> StreamKey:
-    return (job.seed.tweet_id, job.persona.label, job.random_seed, phase)
-
-
-def job_id(key: StreamKey) -> JobId:
-    return (key[0], key[1], key[2])
-
-
-@dataclass
-class _Stream:
-    """One pass in flight: what it has produced so far, for the list and for a switch to it."""
-
-    job: Job
-    phase: str
-    number: int  # the job's place in the run, from 1
-    started: float
-    prompt_tokens: int = 0
-    prompt_read: int | None = None  # prompt tokens read so far, while the backend reports it
-    tokens: int = 0
-    first: tuple[int, float] | None = None  # token count and backend time of the first chunk
-    last_s: float = 0.0  # backend time of the latest chunk
-    chunks: list[str] = field(default_factory=list)
-
-    def rate(self) -> float | None:
-        """Decode speed from the backend's own clock, once there is half a second to measure."""
-        if self.first is None or self.last_s - self.first[1] < 0.5:
-            return None
-        return (self.tokens - self.first[0]) / (self.last_s - self.first[1])
-
-    @property
-    def text(self) -> str:
-        if len(self.chunks) > 1:
-            self.chunks[:] = ["".join(self.chunks)]
-        return self.chunks[0] if self.chunks else ""
-
-    def state(self) -> str:
-        """What this pass is doing, in a few words."""
-        if self.tokens:
-            return f"{self.tokens} tok"
-        if self.prompt_read is not None:
-            return f"reading prompt {self.prompt_read}/{self.prompt_tokens}"
-        if self.prompt_tokens:
-            return f"reading prompt ({self.prompt_tokens} tokens)"
-        return "starting"
+RESTYLE_HINT = "t restyles them (or convogen restyle)"
 
 
 class _WorkerFailed:
@@ -114,12 +70,21 @@ class _WorkerFailed:
         self.hint = hint  # what to do, when the error says (a busy experiment, a full disk)
 
 
+@dataclass(frozen=True)
+class _Twinless:
+    """After a run: how many of the experiment's conversations wait for a twin (read by the worker)."""
+
+    count: int
+
+
 class GeneratePane(ReportsWorkerErrors, Vertical):
     """ctrl+g runs the picked seeds, ctrl+r reruns the last seed and persona, s skips, Esc cancels."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("s", "skip", "Skip", tooltip="skip the conversation shown (no file); the others go on"),
+        Binding("s", "skip", "Skip", tooltip="skip the pass shown (no file); the others go on"),
         Binding("escape", "cancel", "Cancel all", tooltip="cancel the run (unfinished passes write no file)"),
+        Binding("t", "restyle", "Twins", tooltip="restyle the conversations that have no twin yet"),
+        Binding("J", "judge", "Judge", show=False, tooltip="judge the restyled pairs not judged yet"),
         Binding("left_square_bracket", "switch(-1)", "Prev", show=False, tooltip="show the previous stream"),
         Binding("right_square_bracket", "switch(1)", "Next", show=False, tooltip="show the next stream"),
     ]
@@ -127,28 +92,20 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
-        self.cancel_event: threading.Event | None = None
-        self.skips: Skips | None = None
-        self.events: deque[Event | _WorkerFailed] = deque()
+        self.model = RunModel()  # the run being drawn: every count, rate and stream comes from it
+        self.events: deque[Event | _WorkerFailed | _Twinless] = deque()
         self.running = False
         self.waiting: list[Job] | None = None  # jobs asked for while the model loads
-        self.total = 0
-        self.done = 0
-        self.failed = 0
-        self.skipped = 0
-        self.phase = ""
-        self.job: Job | None = None
-        self.job_index = 0
-        self.tokens = 0
-        self.phase_started = 0.0
-        self.last_paths: list[str] = []
-        self.parallel = 1
-        self.streams: dict[StreamKey, _Stream] = {}  # passes in flight, in start order
-        self.live: StreamKey | None = None  # the one in the views
-        self.pinned = False  # the user picked the live one ([ or ]): new streams do not take over
-        self.conv_texts: dict[JobId, str] = {}  # finished conversations awaiting restyle
+        self.cancel_event: threading.Event | None = None
+        self.skips: Skips | None = None
+        self.live: StreamKey | None = None  # the pass in the views, while it runs
+        self.follow: JobId | None = None  # the live pass ended: its job's next pass takes the view
         self.conv_shows: JobId | None = None  # whose conversation the left view holds
-        self.show_rates = True  # off in snapshot tests: tok/s and time differ run to run
+        self.twinless = 0  # after a run: the experiment's conversations without a twin
+
+    @property
+    def streams(self) -> dict[StreamKey, StreamState]:
+        return self.model.streams
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="gen-top"):
@@ -221,6 +178,33 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             return
         self.start([job])
 
+    def action_restyle(self) -> None:
+        """Restyle every conversation of the experiment that has no twin yet (skipped, cancelled)."""
+        try:
+            jobs = self.session.plan(PlanRequest(kind="restyle", base_seed=self.session.seed)).jobs
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not jobs:
+            self.notify("every conversation has a restyled twin")
+            return
+        self.start(jobs)
+
+    def action_judge(self) -> None:
+        """Judge every restyled pair not judged yet (the setup's judge block and judge.txt)."""
+        try:
+            plan = self.session.plan(PlanRequest(kind="judge", base_seed=self.session.seed))
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not plan.jobs:
+            stale = (
+                f"; {plan.stale} judged under older criteria (convogen judge --again)" if plan.stale else ""
+            )
+            self.notify(f"every restyled pair is judged{stale}")
+            return
+        self.start(plan.jobs)
+
     def start(self, jobs: Sequence[Job]) -> bool:
         """Run jobs unless a run is going; templates are read again so edits apply, model stays.
 
@@ -235,7 +219,6 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         app = convogen_app(self)
         if self.session.backend is None and app.model_loading:
             self.waiting = list(jobs)
-            self.total = len(jobs)
             self.query_one("#gen-progress", ProgressBar).update(total=None)
             self._status(
                 f"job 1/{len(jobs)} waits for the model to load",
@@ -248,17 +231,13 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             self.notify(str(exc), title="cannot generate", severity="error", timeout=10)
             return False
         self.running = True
-        self.total, self.done, self.failed, self.skipped = len(jobs), 0, 0, 0
-        self.last_paths = []
-        self.streams.clear()
-        self.conv_texts.clear()
-        self.live, self.pinned, self.conv_shows = None, False, None
-        self.parallel = 1
+        self.model.reset()
+        self.live, self.follow, self.conv_shows, self.twinless = None, None, None, 0
         self.cancel_event = threading.Event()
         self.skips = Skips()
         self.events.clear()
         progress = self.query_one("#gen-progress", ProgressBar)
-        progress.update(total=len(jobs) * 2, progress=0)
+        progress.update(total=sum(len(job.passes) for job in jobs), progress=0)
         self._status(f"job 1/{len(jobs)} starting", "preparing the model context… · Esc cancels")
         self._run(pipeline, list(jobs), self.cancel_event, self.skips)
         return True
@@ -285,6 +264,8 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             tokens = pipeline.stream_tokens(jobs)
             parallel = choose_parallel(pipeline.backend, None, len(jobs), tokens).n
             for event in pipeline.run(jobs, restyle=True, cancel=cancel, parallel=parallel, skips=skips):
+                if isinstance(event, RunFinished):
+                    self.events.append(_Twinless(len(pipeline.store.without_twin())))
                 self.events.append(event)
 
     @on(WorkerFailed)
@@ -305,21 +286,21 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             self.notify("no run to cancel")
 
     def action_skip(self) -> None:
-        """Stop the live conversation (no file); the others in the run go on."""
+        """Stop the live pass (no file); the others in the run go on. Says what is given up."""
         stream = self.streams.get(self.live) if self.live is not None else None
         if not self.running or stream is None or self.skips is None:
             self.notify("nothing running to skip")
             return
         self.skips.skip(stream.number - 1)
-        self.notify(f"skipping job {stream.number}: {stream.job.label}")
+        if stream.phase == "restyle":
+            what = "the conversation stays, without a twin; the next run restyles it (t)"
+        else:
+            what = "no file, and no restyle for it; the others go on"
+        self.notify(f"skipping job {stream.number} ({stream.phase}): {what}")
 
     # draining -----------------------------------------------------------------------------
     def drain(self) -> None:
-        """Apply queued events in order; consecutive chunks of the live pass become one append."""
-        if not self.events:
-            if self.running and self.job is not None:
-                self._status_running()
-            return
+        """Fold queued events into the model in order; chunks of the live pass become one append."""
         pending: list[str] = []
         pending_phase = ""
 
@@ -328,29 +309,23 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
                 self._view(pending_phase).append("".join(pending))
                 pending.clear()
 
+        changed = bool(self.events)
         while self.events:
             event = self.events.popleft()
             if isinstance(event, TokenChunk):
-                key = stream_key(event.job, event.phase)
-                stream = self.streams.get(key)
-                if stream is not None:
-                    stream.chunks.append(event.text)
-                    stream.tokens = event.n_tokens
-                    stream.last_s = event.elapsed_s
-                    if stream.first is None:
-                        stream.first = (event.n_tokens, event.elapsed_s)
-                if key == self.live:
+                self.model.handle(event)
+                if stream_key(event.job, event.phase) == self.live:
                     if event.phase != pending_phase:
                         flush()
                         pending_phase = event.phase
                     pending.append(event.text)
-                    self.tokens = event.n_tokens
                 continue
             flush()
             self._apply(event)
         flush()
-        self._show_jobs()
-        if self.running and self.job is not None:
+        if changed:
+            self._show_jobs()
+        if self.running:
             self._status_running()
 
     def _view(self, phase: str) -> StreamView:
@@ -360,29 +335,27 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         """Put a pass in the views: its text so far, and for a restyle the conversation it restyles."""
         self.live = key
         stream = self.streams.get(key) if key is not None else None
-        if stream is None or key is None:
+        if stream is None:
             return
-        self.job, self.phase, self.tokens = stream.job, stream.phase, stream.tokens
-        self.job_index = stream.number
-        self.phase_started = stream.started
-        ident = job_id(key)
+        self.follow = None
+        ident = job_id(stream.job)
         if stream.phase == "generate":
             self._view("generate").set_text(stream.text, "")
             self.conv_shows = ident
             self._view("restyle").clear("waiting for the conversation…")
         else:
             if self.conv_shows != ident:
-                self._view("generate").set_text(self.conv_texts.get(ident, stream.job.conv or ""), "")
+                self._view("generate").set_text(stream.job.conv or "", "")
                 self.conv_shows = ident
             self._view("restyle").set_text(stream.text, "")
+        self._view("restyle").border_title = "Judgment" if stream.phase == "judge" else "Restyled thread"
 
     def action_switch(self, step: int) -> None:
-        """Show the previous or next running job live; it stays live until it ends."""
+        """Show the previous or next running pass; it stays shown until it ends."""
         keys = list(self.streams)
         if len(keys) < 2:
             return
         at = keys.index(self.live) if self.live in keys else -1
-        self.pinned = True
         self._show_live(keys[(at + step) % len(keys)])
         self._show_jobs()
 
@@ -396,7 +369,7 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         for key, stream in list(self.streams.items())[:MAX_LISTED]:
             mark = "▶" if key == self.live else " "
             state = f"{stream.tokens:>5} tok" if stream.tokens else stream.state()
-            line = f"{mark} {stream.number}/{self.total} {stream.phase:<8} {state} · {stream.job.label}"
+            line = f"{mark} {stream.number}/{self.model.jobs} {stream.phase:<8} {state} · {stream.job.label}"
             lines.append(display_safe(line))
         more = len(self.streams) - MAX_LISTED
         if more > 0:
@@ -404,106 +377,107 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         box.update("\n".join(lines))
         box.display = True
 
-    def _ended(self, key: StreamKey) -> _Stream | None:
-        """A pass ended: drop it, and if it was live follow the newest still running."""
-        stream = self.streams.pop(key, None)
-        if key == self.live and self.streams:
-            self.pinned = False
-            self._show_live(list(self.streams)[-1])
-        return stream
+    def _ended(self, event: JobFinished | JobSkipped | JobFailed) -> None:
+        """A pass ended: if it was live, its job's next pass takes the view, else the oldest running."""
+        self.model.handle(event)
+        ident = job_id(event.job)
+        if stream_key(event.job, event.phase) == self.live:
+            self.live = None
+            if isinstance(event, JobFinished) and event.phase != event.job.runs(self.model.restyle)[-1]:
+                self.follow = ident  # its next pass is queued first: the view waits for it
+                return
+        elif self.follow != ident or isinstance(event, JobFinished):
+            return
+        self.follow = None
+        if self.streams:
+            self._show_live(next(iter(self.streams)))
 
-    def _apply(self, event: Event | _WorkerFailed) -> None:
-        progress = self.query_one("#gen-progress", ProgressBar)
-        if isinstance(event, RunStarted):
-            self.job = None
-            self.parallel = event.parallel
-            self._status(f"job 1/{self.total} starting", "reading the first prompt… · Esc cancels")
-        elif isinstance(event, JobStarted):
-            key = stream_key(event.job, event.phase)
-            self.streams[key] = _Stream(
-                event.job, event.phase, event.index + 1, time.perf_counter(), event.prompt_tokens
-            )
+    def _apply(self, event: Event | _WorkerFailed | _Twinless) -> None:
+        if isinstance(event, JobStarted):
+            self.model.handle(event)
             if event.phase == "generate":
                 self.session.last_job = event.job
-            if not self.pinned or self.live not in self.streams:
-                self.pinned = False
-                self._show_live(key)
-        elif isinstance(event, PromptProgress):
-            stream = self.streams.get(stream_key(event.job, event.phase))
-            if stream is not None:
-                stream.prompt_read, stream.prompt_tokens = event.done, event.total
-        elif isinstance(event, JobFinished):
-            key = stream_key(event.job, event.phase)
-            stream = self._ended(key)
-            progress.advance(1)
-            self.last_paths.append(str(event.path))
-            if event.phase == "generate":
-                self.done += 1
-                if stream is not None:
-                    self.conv_texts[job_id(key)] = stream.text
-            else:
-                self.conv_texts.pop(job_id(key), None)
+            if self.live not in self.streams and self.follow in (None, job_id(event.job)):
+                self._show_live(stream_key(event.job, event.phase))
+        elif isinstance(event, JobFinished | JobSkipped | JobFailed):
+            self._pass_ended(event)
+        elif isinstance(event, RunFinished | _WorkerFailed):
+            self._run_over(event)
+        elif isinstance(event, _Twinless):
+            self.twinless = event.count
+        else:
+            self.model.handle(event)
+            if isinstance(event, RunStarted):
+                self._status(f"job 1/{event.total} starting", "reading the first prompt… · Esc cancels")
+        self._progress()
+
+    def _pass_ended(self, event: JobFinished | JobSkipped | JobFailed) -> None:
+        self._ended(event)
+        if isinstance(event, JobFinished):
             self.post_message(ConversationsChanged())
         elif isinstance(event, JobSkipped):
-            self._ended(stream_key(event.job, event.phase))
-            self.skipped += 1
-            progress.advance(2 if event.phase == "generate" and not event.job.conv_id else 1)
             self.notify(f"skipped {event.phase}: {event.job.label} (no file written)")
-        elif isinstance(event, JobFailed):
-            self._ended(stream_key(event.job, event.phase))
-            self.failed += 1
-            progress.advance(2 if event.phase == "generate" else 1)
+        else:
             self.notify(
                 event.message,
                 title=f"{event.phase} failed: {event.job.label}",
                 severity="error",
                 timeout=12,
             )
-        elif isinstance(event, RunFinished):
-            self._run_over()
-            what = "cancelled: no partial file was written" if event.cancelled else "done"
-            rate = f" · {event.tokens_per_second:.1f} tok/s" if self.show_rates else ""
-            skipped = f", {event.skipped} skipped" if event.skipped else ""
-            self._status(
-                f"{what} · {event.conversations} conversation(s), {event.restyled} restyled, "
-                f"{event.failed} failed{skipped}",
-                f"ctrl+g generate · ctrl+r rerun{rate}",
-            )
-            if event.cancelled:
-                self.notify("run cancelled; the unfinished pass left no file")
-        elif isinstance(event, _WorkerFailed):
-            self._run_over()
+
+    def _progress(self) -> None:
+        """The bar: passes done of the passes the run still expects (skips and failures drop out)."""
+        if self.model.jobs:
+            bar = self.query_one("#gen-progress", ProgressBar)
+            bar.update(total=self.model.passes, progress=self.model.passes_done)
+
+    def _run_over(self, event: RunFinished | _WorkerFailed) -> None:
+        self.running = False
+        self.live, self.follow = None, None
+        if isinstance(event, RunFinished):
+            self.model.handle(event)
+        else:
+            self.model.streams.clear()
+        self._show_jobs()
+        if isinstance(event, _WorkerFailed):
             what_to_do = event.hint or "check the model (llm in the setup, or F7) and retry"
             self._status("the run stopped on an error", what_to_do)
-
-    def _run_over(self) -> None:
-        self.running = False
-        self.job = None
-        self.streams.clear()
-        self._show_jobs()
+            return
+        what = "cancelled: no partial file was written" if event.cancelled else "done"
+        skipped = f", {event.skipped} skipped" if event.skipped else ""
+        rate = f" · {event.tokens_per_second:.1f} tok/s" if event.completion_tokens else ""
+        second = f"ctrl+g generate · ctrl+r rerun{rate}"
+        if self.twinless and (event.cancelled or event.skipped or event.failed):
+            second = f"{self.twinless} conversation(s) wait for a twin: {RESTYLE_HINT}"
+        self._status(
+            f"{what} · {event.conversations} conversation(s), {event.restyled} restyled, "
+            f"{event.failed} failed{skipped}",
+            second,
+        )
+        if event.cancelled:
+            self.notify("run cancelled; the unfinished pass left no file")
 
     def _status_running(self) -> None:
         """Two lines that fit 80 columns: where the run is, then what the live pass is doing."""
-        assert self.job is not None
+        model = self.model
         stream = self.streams.get(self.live) if self.live is not None else None
+        if stream is None:
+            if model.passes_done or model.jobs_done:
+                done = f"{model.jobs_done}/{model.jobs} job(s) done"
+                self._status(f"{done} · the next pass starts", f"{model.eta_text()} · Esc cancel all")
+            return
+        where = f"job {stream.number}/{model.jobs}"
         if len(self.streams) > 1:
-            where = f"{len(self.streams)} running · job {self.job_index}/{self.total} shown"
-            keys = " · [ ] switch"
-        else:
-            at = min(self.done + self.failed + self.skipped + 1, self.total)
-            where, keys = f"job {at}/{self.total}", ""
-        if stream is not None and not stream.tokens:
+            where = f"{len(self.streams)} running ([ ] switch) · {where} shown"
+        if not stream.tokens:
             state = stream.state()
         else:
-            state = f"{self.tokens} tokens"
-            if self.show_rates and stream is not None:
-                rate = stream.rate()
-                took = time.perf_counter() - stream.started
-                speed = f"{rate:.1f} tok/s" if rate is not None else "-- tok/s"
-                state = f"{speed} · {self.tokens} tokens · {took:.0f} s"
+            rate = stream.rate()
+            speed = f"{rate:.1f} tok/s" if rate is not None else "-- tok/s"
+            state = f"{speed} · {stream.tokens} tokens · {stream.last_s:.0f} s"
         self._status(
-            f"{where} · {self.phase} · {self.job.label}",
-            f"{state} · s skip · Esc cancel all{keys}",
+            f"{where} · {stream.phase} · {stream.job.label}",
+            f"{state} · {model.eta_text()} · s skip · Esc cancel all",
         )
 
     def _status(self, first: str, second: str = "") -> None:

@@ -10,11 +10,13 @@ runs off the right edge.
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -24,9 +26,11 @@ from textual.widgets import DataTable, Input, Select, Static
 
 from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.quality import RULE_NAMES
-from convogen_tui.core.keeping.records import ConversationRecord, RestyledRecord
+from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
+from convogen_tui.core.keeping.versions import experiment_texts, version_names
 from convogen_tui.core.making.experiment import Persona
+from convogen_tui.core.making.pairing import cells_to_pair
 from convogen_tui.core.making.planner import Cell
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.persona import persona_label
@@ -34,12 +38,13 @@ from convogen_tui.tui.cells import display_safe, fit, one_line
 from convogen_tui.tui.messages import RunJobs
 from convogen_tui.tui.screens.dialogs import ConfirmDialog
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 MAX_ROWS = 1000
-FIXED = [("✓", 1), ("time", 11), ("seed", 8)]  # then persona, turns, len, flags and (if room) tweet
+FIXED = [("✓", 1), ("time", 11), ("seed", 8), ("ver", 3)]  # then persona, turns, len, flags, tweet
 WIDE = 110  # from this many columns the table also shows the seed's text
 SHOW_FILTERS: list[tuple[str, str]] = [
     ("all", "all"),
@@ -49,13 +54,100 @@ SHOW_FILTERS: list[tuple[str, str]] = [
     ("any flag", "flags:any"),
     ("no flag", "flags:none"),
     ("not restyled", "restyled:no"),
+    ("stale", "version:stale"),  # made by a version other than the current texts
     *[(rule, f"flag:{rule}") for rule in RULE_NAMES],  # one per quality rule (convogen quality --rules)
     ("unreadable", "flag:unreadable"),  # conversation files that cannot be read
 ]
+LOW_SCORE = 2  # the judge filters show pairs scored this or lower
+JUDGE_FILTERS: list[tuple[str, str]] = [
+    (f"any score <= {LOW_SCORE}", "judge:low"),
+    ("judge-failed", "judge:failed"),
+    ("not judged", "judge:none"),
+]
 
 
-def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
+def judge_matches(judgment: JudgmentRecord | None, show: str) -> bool:
+    """A judge filter (``judge:low``, ``judge:failed``, ``judge:none``, ``judge:CRITERION``)."""
+    what = show[6:]
+    if what == "none":
+        return judgment is None
+    if judgment is None:
+        return False
+    if what == "failed":
+        return judgment.failed
+    if judgment.failed:
+        return False
+    if what == "low":
+        return min(judgment.scores.values(), default=LOW_SCORE + 1) <= LOW_SCORE
+    return judgment.scores.get(what, LOW_SCORE + 1) <= LOW_SCORE
+
+
+def judge_cell(judgment: JudgmentRecord | None) -> str:
+    """The Review column: the lowest score, ✗ for judge-failed, empty when not judged."""
+    if judgment is None:
+        return ""
+    return "✗" if judgment.failed else str(judgment.lowest)
+
+
+# two or three letters a flag, so a row's flags fit a narrow column; the detail pane names them in full
+FLAG_CODES = {
+    "no-dialog": "nd",
+    "short": "sh",
+    "extra-turns": "xt",
+    "user-first": "uf",
+    "alternation": "al",
+    "repetition": "rp",
+    "wrapper": "wr",
+    "truncated": "tr",
+    "empty-message": "em",
+    "restyle-no-dialog": "rnd",
+    "restyle-too-long": "rlo",
+    "restyle-mismatch": "rmm",
+    "restyle-copy": "rcp",
+    "restyle-emoji": "rej",
+    "restyle-wrapper": "rwr",
+    "restyle-truncated": "rtr",
+    "restyle-empty-message": "rem",
+    "near-duplicate": "dup",
+    "unreadable": "unr",
+}
+SHORT_ID = 8  # the fewest characters of an id shown: a unique prefix, as convogen show/mark/delete take
+
+
+def flag_code(flag: str) -> str:
+    """A flag's short code; a rule added later gets its words' initials."""
+    return FLAG_CODES.get(flag) or "".join(word[0] for word in flag.split("-") if word)
+
+
+def flags_cell(mark: str, flags: list[str], cells: int) -> str:
+    """The mark and flags in full when they fit, else the mark, the count and each flag's code."""
+    full = " ".join(([mark] if mark else []) + flags)
+    if len(full) <= cells or not flags:
+        return fit(full, cells)
+    return fit(" ".join(([mark] if mark else []) + [f"{len(flags)}:", *map(flag_code, flags)]), cells)
+
+
+def short_id(conv_id: str, ids: list[str]) -> str:
+    """The shortest prefix of at least SHORT_ID characters that no other id starts with."""
+    length = SHORT_ID
+    for other in ids:
+        if other == conv_id:
+            continue
+        common = 0
+        for a, b in zip(conv_id, other, strict=False):
+            if a != b:
+                break
+            common += 1
+        length = max(length, common + 1)
+    return conv_id[:length]
+
+
+def matches(
+    row: ConversationSummary, words: list[str], show: str, judgment: JudgmentRecord | None = None
+) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
+    if show.startswith("judge:") and not judge_matches(judgment, show):
+        return False
     if show.startswith("mark:") and row.mark != show[5:]:
         return False
     if show == "flags:any" and not row.flags:
@@ -72,9 +164,18 @@ def matches(row: ConversationSummary, words: list[str], show: str) -> bool:
     return all(w in hay for w in words)
 
 
+def show_options(versions: list[str], criteria: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The drop-down's choices: marks, flags, "stale", one per version (v1, v2...), and with judge
+    criteria the judge's filters (any score <= 2, judge-failed, not judged, each criterion <= 2)."""
+    judged = [*JUDGE_FILTERS, *[(f"{name} <= {LOW_SCORE}", f"judge:{name}") for name in criteria]]
+    per_version = [(f"version {v}", f"version:{v}") for v in versions]
+    return [*SHOW_FILTERS[:8], *per_version, *(judged if criteria else []), *SHOW_FILTERS[8:]]
+
+
 class ReviewPane(ReportsWorkerErrors, Vertical):
     """d deletes (to trash; all rows marked with space, if any), u undoes, f flags, o keeps,
-    g regenerates the same seed and persona, r lists again, E empties the trash after asking."""
+    g regenerates the same seed and persona, r lists again, E empties the trash after asking,
+    c compares the row's version with the current one, p reruns cells with the current texts."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "delete", "Delete", tooltip="move to the trash (rows selected with space, or this one)"),
@@ -85,7 +186,18 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         Binding("slash", "search", "Filter", tooltip="filter by words in persona, seed, text, flags"),
         Binding("r", "refresh", "Refresh", tooltip="list again (it also follows the disk by itself)"),
         Binding("E", "empty_trash", "Empty trash", tooltip="delete the trash for good, after asking"),
+        Binding("c", "compare", "Compare", tooltip="compare this row's version with the current texts'"),
+        Binding(
+            "p",
+            "pair",
+            "Pair rerun",
+            show=False,
+            tooltip="rerun the selected rows' cells (or this one) with the current templates, same seeds",
+        ),
         Binding("space", "select", "Select", show=False, tooltip="select or unselect the row for d"),
+        Binding(
+            "y", "copy_id", "Copy id", show=False, tooltip="copy the conversation's id (for convogen show)"
+        ),
     ]
 
     class Listed(Message):
@@ -95,9 +207,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             trash: int,
             unreadable: list[Problem] | None = None,
             generation: int = 0,
+            versions: dict[str, str] | None = None,
+            current: str | None = None,
+            judgments: dict[str, JudgmentRecord] | None = None,
         ) -> None:
             super().__init__()
+            self.versions = versions or {}  # version id -> name (v1, v2...)
+            self.current = current  # the version id of the texts on disk now
             self.rows = rows
+            self.judgments = judgments or {}
             self.generation = generation
             self.trash = trash
             self.unreadable = unreadable or []
@@ -114,8 +232,12 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
+        self._laid_out_width = 0  # the width the table was last fitted to
         self.rows: list[ConversationSummary] = []
         self.shown: list[ConversationSummary] = []
+        self.judgments: dict[str, JudgmentRecord] = {}  # the judge's verdicts, by conversation id
+        setup = session.experiment.setup
+        self.criteria = setup.judge.names if setup is not None and setup.judge is not None else []
         self.trash = 0
         self.unreadable: dict[str, Problem] = {}  # conversation files that cannot be read, by id
         self.stale = True
@@ -125,15 +247,20 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._load_timer: Timer | None = None
         self.time_format = "%m-%d %H:%M"
         self._layout: list[tuple[str, int]] = []
+        self._detail_id: str | None = None  # whose conversation the detail pane shows
         self._go_to: str | None = None  # after an undo: the cursor lands on what came back
         # bumped by every change made here (delete, undo, mark, empty trash): a listing read
         # before it is stale and would bring a deleted row back, so it is dropped and read again
         self._generation = 0
+        self.versions: dict[str, str] = {}
+        self.current_version: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
             yield Input(placeholder="/ filter: words in persona, seed, text, flags", id="rev-filter")
-            yield Select(SHOW_FILTERS, value="all", allow_blank=False, compact=True, id="rev-show")
+            yield Select(
+                show_options([], self.criteria), value="all", allow_blank=False, compact=True, id="rev-show"
+            )
         yield KeyTable(id="rev-table", cursor_type="row", zebra_stripes=True)
         with Horizontal(id="rev-detail"):
             conv = StreamView("", id="rev-conv", follow=False)
@@ -147,8 +274,10 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def on_mount(self) -> None:
         self.relist()
 
-    def on_resize(self) -> None:
-        if self.rows:
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the columns to a new width; showing the tab again (same width) redraws nothing."""
+        if event.size.width != self._laid_out_width and self.rows:
+            self._laid_out_width = event.size.width
             self.filter()
 
     def relist(self) -> None:
@@ -165,7 +294,20 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     def _list(self, generation: int) -> None:
         store = self.session.store
         listing = store.scan()
-        self.post_message(self.Listed(listing.rows, store.trash_count(), listing.unreadable, generation))
+        names = version_names(store.dir, listing.rows)
+        current = experiment_texts(self.session.experiment)
+        judgments = store.judgments()
+        self.post_message(
+            self.Listed(
+                listing.rows,
+                store.trash_count(),
+                listing.unreadable,
+                generation,
+                names,
+                current.id if current is not None else None,
+                judgments,
+            )
+        )
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
@@ -174,8 +316,17 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
         self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
+        self.judgments = message.judgments
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
+        if set(message.versions.values()) != set(self.versions.values()):
+            show = self.query_one("#rev-show", Select)
+            value = show.value
+            names = sorted(set(message.versions.values()), key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
+            show.set_options(show_options(names, self.criteria))
+            options = {v for _, v in show_options(names, self.criteria)}
+            show.value = value if value in options else "all"
+        self.versions, self.current_version = message.versions, message.current
         self.filter()
 
     @on(Input.Changed, "#rev-filter")
@@ -196,7 +347,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        self.shown = [r for r in self.rows if matches(r, words, show)]
+        self.shown = [
+            r
+            for r in self.rows
+            if matches(r, words, show, self.judgments.get(r.id)) and self._version_ok(r, words, show)
+        ]
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -217,18 +372,38 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._status()
         self._schedule_load()
 
+    def _stale(self, row: ConversationSummary) -> bool:
+        """Made by a version other than the current texts' (unreadable files have none)."""
+        current = self.current_version
+        return current is not None and row.id not in self.unreadable and row.version != current
+
+    def _version_ok(self, row: ConversationSummary, words: list[str], show: str) -> bool:
+        """The version filters ("stale", "version v2"); a word naming a version (v2) matches it."""
+        name = self.versions.get(row.version, "")
+        if show == "version:stale" and not self._stale(row):
+            return False
+        if show.startswith("version:v") and name != show[8:]:
+            return False
+        named = [w for w in words if re.fullmatch(r"v\d+", w) and w in self.versions.values()]
+        return all(w == name for w in named)
+
     def _columns(self) -> list[tuple[str, int]]:
         """Column widths in terminal cells for the table's width: persona first, then flags, tweet."""
         width = self.query_one(DataTable).size.width or self.app.size.width
         shown = self.shown[:MAX_ROWS]
-        columns = 8 if width >= WIDE else 7
+        columns = 9 if width >= WIDE else 8
+        judged = bool(self.judgments)  # the judge column (lowest score) once anything is judged
+        columns += judged
         room = width - 2 - 2 * columns - sum(w for _, w in FIXED) - 4 - 5  # scrollbar, padding, turns, len
+        room -= 3 if judged else 0
         longest = max((len(r.persona) for r in shown), default=7)
-        persona = max(7, min(longest, 22, room - 10))
-        flags_longest = max((len(self._marks(r)) for r in shown), default=5)
-        flags = max(5, room - persona) if columns == 7 else max(5, min(flags_longest, 24))
-        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5), ("flags", flags)]
-        if columns == 8:
+        persona = max(7, min(longest, 22, room - 13))
+        flags_longest = max((len(self._marks(r)) for r in shown), default=5)  # in full when it fits
+        flags = max(5, room - persona) if columns - judged == 8 else max(5, min(flags_longest, 24))
+        layout = [*FIXED, ("persona", persona), ("turn", 4), ("len", 5)]
+        layout += [("jdg", 3)] if judged else []
+        layout.append(("flags", flags))
+        if columns - judged == 9:
             layout.append(("tweet", max(10, room - persona - flags)))
         return layout
 
@@ -242,10 +417,12 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             "✓" if row.id in self.selected else "",
             time.strftime(self.time_format, time.localtime(row.created_at)),
             row.tweet_id[-8:],
+            fit(self.versions.get(row.version, ""), widths["ver"]),
             fit(self._persona_cell(row), widths["persona"]),
             str(row.turns),
             str(row.length),
-            fit(self._marks(row), widths["flags"]),
+            *([judge_cell(self.judgments.get(row.id))] if "jdg" in widths else []),
+            flags_cell(row.mark, row.flags, widths["flags"]),
         ]
         if "tweet" in widths:
             cells.append(fit(one_line(row.tweet), widths["tweet"]))
@@ -258,6 +435,8 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         more = f" (first {MAX_ROWS} drawn)" if len(self.shown) > MAX_ROWS else ""
         selected = f" · {len(self.selected)} selected (d deletes them)" if self.selected else ""
         bad = f" · {len(self.unreadable)} unreadable (flag: unreadable)" if self.unreadable else ""
+        stale = sum(1 for r in self.rows if self._stale(r))
+        bad += f" · {stale} stale" if stale else ""
         self.query_one("#rev-status", Static).update(
             f"{len(self.shown)} of {len(self.rows)} conversations{more}{selected}{bad} · trash {self.trash}"
         )
@@ -275,17 +454,28 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._schedule_load()
 
     def _schedule_load(self) -> None:
+        """Title the detail with the highlighted row at once, its text to follow from a worker: the
+        detail is never another row's, not even for the moment after the rows changed under it."""
+        row = self.current()
+        conv = self.query_one("#rev-conv", StreamView)
+        if row is None or row.id != self._detail_id:
+            self._detail_id = row.id if row is not None else None
+            conv.set_text("", "reading…" if row is not None else "no conversation selected")
+            self.query_one("#rev-restyled", StreamView).set_text("", "")
+        conv.border_title = self._detail_title(row) if row is not None else "Conversation"
         if self._load_timer is not None:
             self._load_timer.stop()
-        self._load_timer = self.set_timer(0.08, self._load_current)
+        if row is not None:
+            self._load_timer = self.set_timer(0.08, self._load_current)
+
+    def _detail_title(self, row: ConversationSummary) -> str:
+        """The id convogen show/mark/delete take (y copies it), then the persona."""
+        return display_safe(f"{short_id(row.id, [r.id for r in self.rows])} · {row.persona}")
 
     def _load_current(self) -> None:
         row = self.current()
-        if row is None:
-            self.query_one("#rev-conv", StreamView).set_text("", "no conversation selected")
-            self.query_one("#rev-restyled", StreamView).set_text("", "")
-            return
-        self._load(row.id)
+        if row is not None:
+            self._load(row.id)
 
     @background("review-load", "reading a conversation")
     def _load(self, conv_id: str) -> None:
@@ -302,16 +492,34 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         conv = self.query_one("#rev-conv", StreamView)
         twin = self.query_one("#rev-restyled", StreamView)
-        marks = self._marks(row)
-        conv.border_title = display_safe(f"{row.persona} · {row.tweet_id}" + (f" · {marks}" if marks else ""))
+        conv.border_title = self._detail_title(row)
+        judgment = self.judgments.get(row.id)
+        about = " · ".join(
+            [
+                f"seed {row.tweet_id}",
+                *([row.mark] if row.mark else []),
+                *([", ".join(row.flags)] if row.flags else []),
+                *([judge_line(judgment)] if judgment is not None else []),
+            ]
+        )
         problem = self.unreadable.get(message.conv_id)
         if message.record is None and problem is not None:
             conv.set_text("", f"unreadable: {problem}")
         elif message.record is None:
             conv.set_text("", "(the file is gone or unreadable)")
         else:
-            conv.set_text(f"User: {message.record.tweet}\n" + message.record.conv)
+            conv.set_text(f"{about}\nUser: {message.record.tweet}\n" + message.record.conv)
         twin.set_text(message.twin.restyled_conv if message.twin else "", "(no restyled twin yet)")
+
+    def action_copy_id(self) -> None:
+        """Copy the highlighted conversation's id (the terminal's clipboard, OSC 52)."""
+        row = self.current()
+        if row is None:
+            self.notify("no conversation highlighted")
+            return
+        self.app.copy_to_clipboard(row.id)
+        short = short_id(row.id, [r.id for r in self.rows])
+        self.notify(f"copied the id {row.id} · convogen show {self.session.experiment.name} {short}")
 
     # actions ------------------------------------------------------------------------------
     def action_search(self) -> None:
@@ -415,8 +623,28 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         index = table.cursor_row
         row_key = table.coordinate_to_cell_key((index, 0)).row_key
-        table.update_cell(row_key, "flags", self._cells(row)[6])
+        table.update_cell(row_key, "flags", self._cells(row)[7])
+        self._schedule_load()  # the detail names the mark too
         self.notify(f"{row.id[:8]}: {new or 'mark cleared'}")
+
+    def action_compare(self) -> None:
+        """Compare this row's version with the current texts' (the palette: the latest two)."""
+        row = self.current()
+        name = self.versions.get(row.version) if row is not None else None
+        convogen_app(self).action_compare(name)
+
+    def action_pair(self) -> None:
+        """Rerun the cells of the selected rows (or this one) with the current templates, each with
+        the random seed its conversation recorded, so the texts are the only difference."""
+        rows = [r for r in self.rows if r.id in self.selected] or ([self.current()] if self.current() else [])
+        rows = [r for r in rows if r is not None and r.id not in self.unreadable]
+        if not rows:
+            return
+        cells, problems = cells_to_pair(self.session.experiment, self.session.store, rows)
+        for problem in problems[:1]:
+            self.notify(f"not rerun, unreadable: {problem}", severity="warning")
+        if cells:
+            self.post_message(RunJobs(self.session.cell_jobs([cell.cell for cell in cells])))
 
     def action_regenerate(self) -> None:
         row = self.current()
@@ -432,6 +660,15 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         except ConvogenError:
             persona = Persona(row.motivation, row.disposition, record.motivation, record.disposition)
         self.post_message(RunJobs(self.session.cell_jobs([Cell(Seed(row.tweet_id, record.tweet), persona)])))
+
+
+def judge_line(judgment: JudgmentRecord | None) -> str:
+    """The judge's scores under the conversation, short enough for half of 80 columns."""
+    if judgment is None:
+        return ""
+    if judgment.failed:
+        return "judge-failed"
+    return "judge " + " ".join(f"{name[:3]} {score}" for name, score in judgment.scores.items())
 
 
 def _unreadable_row(problem: Problem) -> ConversationSummary:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -89,6 +89,7 @@ class SeedsPane(ReportsWorkerErrors, Vertical):
     def __init__(self, session: Session, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.session = session
+        self._laid_out_width = 0  # the width the table was last fitted to
         self.seeds: list[Seed] = []
         self.shown: list[Seed] = []
         self._debounce: Timer | None = None
@@ -208,8 +209,10 @@ class SeedsPane(ReportsWorkerErrors, Vertical):
         width = self.query_one(DataTable).size.width or self.app.size.width
         return max(width - FIXED_CELLS, 20)
 
-    def on_resize(self) -> None:
-        if self.seeds:
+    def on_resize(self, event: events.Resize) -> None:
+        """Fit the columns to a new width; showing the tab again (same width) redraws nothing."""
+        if event.size.width != self._laid_out_width and self.seeds:
+            self._laid_out_width = event.size.width
             self.filter()
 
     def _status(self) -> None:

@@ -24,10 +24,10 @@ from convogen_tui.tui.editing import EditedFile
 from convogen_tui.tui.messages import SetupSaved
 from convogen_tui.tui.screens.dialogs import PersonaDialog
 from convogen_tui.tui.session import Session
-from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.widgets.editor import Editor, find_bindings
 from convogen_tui.tui.widgets.lists import KeyList, KeyTable
 
-EDITOR_HINT = "ctrl+s save · Esc leaves the editor"
+EDITOR_HINT = "ctrl+s save · ^f find · Esc leaves the editor"
 
 
 def problem_line(problem: Problem) -> str:
@@ -50,6 +50,7 @@ class SetupPane(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", tooltip="save and check, as convogen check does"),
+        *find_bindings(),
     ]
 
     def __init__(self, session: Session, *, id: str | None = None) -> None:
@@ -75,6 +76,12 @@ class SetupPane(Vertical):
     @property
     def editor(self) -> TextArea:
         return self.query_one("#setup-editor", TextArea)
+
+    def action_find(self) -> None:
+        self.query_one("#setup-editor", Editor).action_find()
+
+    def action_go_to_line(self) -> None:
+        self.query_one("#setup-editor", Editor).action_go_to_line()
 
     @on(TextArea.Changed, "#setup-editor")
     def _edited(self) -> None:

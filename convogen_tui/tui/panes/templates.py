@@ -20,12 +20,15 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Static, TextArea
+from textual.widgets.text_area import Selection
 
 from convogen_tui.core.errors import ConvogenError
+from convogen_tui.core.judging.judge import criteria_text, scale_text
 from convogen_tui.core.judging.quality import turn_mentions
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.grammar import grammar_in_force
 from convogen_tui.core.making.pipeline import Pipeline, PromptPreview
+from convogen_tui.core.making.planner import Job
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.core.making.templates import Template, TemplateKind, check_template, parse_template
 from convogen_tui.tui.cells import display_safe
@@ -33,14 +36,14 @@ from convogen_tui.tui.editing import EditedFile, save_files
 from convogen_tui.tui.messages import TemplatesSaved
 from convogen_tui.tui.panes.setup import problem_line
 from convogen_tui.tui.session import Session
-from convogen_tui.tui.widgets.editor import Editor
+from convogen_tui.tui.widgets.editor import Editor, find_bindings
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 EXAMPLE_CONV = (
     "SocBot: (the generated conversation goes here)\n"
     "User: (the restyle preview uses an example until you pick a conversation)"
 )
-KINDS: tuple[TemplateKind, TemplateKind] = ("conv-gen", "conv-restyle")
+KINDS: tuple[TemplateKind, ...] = ("conv-gen", "conv-restyle")  # and judge.txt, where the experiment has one
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,21 @@ class _Request:
 
 
 class TemplatesPane(ReportsWorkerErrors, Horizontal):
-    """Edit conv-gen.txt and conv-restyle.txt; the preview follows every keystroke (debounced)."""
+    """Edit conv-gen.txt, conv-restyle.txt (and judge.txt); the preview follows every keystroke."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", tooltip="save the templates (asks if changed on disk)"),
-        Binding("ctrl+t", "switch", "Other", tooltip="the other template (conv-gen / conv-restyle)"),
+        Binding("ctrl+t", "switch", "Other", tooltip="the next template (conv-gen, restyle, judge)"),
         Binding("ctrl+n", "next_seed", "Seed", tooltip="preview with the next seed (picked first)"),
         Binding("ctrl+b", "next_persona", "Persona", tooltip="preview with the next persona"),
+        Binding(
+            "f10,alt+w",
+            "toggle_wide",
+            "Wide",
+            key_display="F10",
+            tooltip="the editor full width, the prompt below it (again: side by side); also alt+w",
+        ),
+        *find_bindings(),
     ]
 
     class Previewed(Message):
@@ -74,25 +85,32 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         super().__init__(id=id)
         self.session = session
         self.kind: TemplateKind = "conv-gen"
+        experiment = session.experiment
+        has_judge = experiment.judge_template_path.is_file() or bool(
+            experiment.setup and experiment.setup.judge
+        )
+        self.kinds: tuple[TemplateKind, ...] = (*KINDS, "judge") if has_judge else KINDS
         self.seed_index = 0
         self.persona_index = 0
-        self.files = {kind: EditedFile(self.path_of(kind)) for kind in KINDS}
+        self.files = {kind: EditedFile(self.path_of(kind)) for kind in self.kinds}
         self._serial = 0
         self._debounce: Timer | None = None
         self._request: _Request | None = None
 
     def path_of(self, kind: TemplateKind) -> Path:
         experiment = self.session.experiment
+        if kind == "judge":
+            return experiment.judge_template_path
         return experiment.conv_template_path if kind == "conv-gen" else experiment.restyle_template_path
 
     def compose(self) -> ComposeResult:
         with Vertical(id="tpl-left"):
             with ContentSwitcher(initial="tpl-conv-gen", id="tpl-switcher"):
-                for kind in KINDS:
+                for kind in self.kinds:
                     edited = self.files[kind]
                     area = Editor(edited.read(), soft_wrap=True, id=f"tpl-{kind}", show_line_numbers=True)
                     area.border_title = edited.title()
-                    area.border_subtitle = "^t other · Esc leaves"
+                    area.border_subtitle = "^t other · ^f find · Esc leaves"
                     yield edited.bind(area)
             yield Static("", id="tpl-problems", markup=False)
         with Vertical(id="tpl-right"):
@@ -102,7 +120,19 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
             yield preview
 
     def on_mount(self) -> None:
+        self.set_class(self.session.editor_wide, "-wide")
         self.schedule_preview(0)
+
+    def action_find(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_find()
+
+    def action_go_to_line(self) -> None:
+        self.query_one(f"#tpl-{self.kind}", Editor).action_go_to_line()
+
+    def action_toggle_wide(self) -> None:
+        """At 80 columns the editor beside the preview is 32 columns wide: give it the whole width."""
+        self.session.editor_wide = not self.session.editor_wide
+        self.set_class(self.session.editor_wide, "-wide")
 
     def editor(self, kind: TemplateKind | None = None) -> TextArea:
         return self.query_one(f"#tpl-{kind or self.kind}", TextArea)
@@ -142,7 +172,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         self.schedule_preview(0)
 
     def action_switch(self) -> None:
-        self.kind = "conv-restyle" if self.kind == "conv-gen" else "conv-gen"
+        self.kind = self.kinds[(self.kinds.index(self.kind) + 1) % len(self.kinds)]
         self.query_one(ContentSwitcher).current = f"tpl-{self.kind}"
         self.screen.refresh_bindings()
         self.editor().focus()
@@ -201,7 +231,7 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
     def _describe(self, request: _Request, preview: PromptPreview | None) -> None:
         seeds = self._seeds()
         position = f"seed {self.seed_index % len(seeds) + 1}/{len(seeds)}"
-        persona = request.persona.label if request.kind == "conv-gen" else "restyle pass"
+        persona = request.persona.label if request.kind != "conv-restyle" else "restyle pass"
         if preview is None:
             count = "loading model…" if self.session.backend is None else "counting…"
         else:
@@ -242,19 +272,13 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         pipeline = request.pipeline
         try:
             if pipeline is None:
-                text = (
-                    request.template.render(
-                        disposition=persona.disposition_text,
-                        motivation=persona.motivation_text,
-                        tweet=request.seed.tweet,
-                    )
-                    if request.kind == "conv-gen"
-                    else request.template.render(tweet=request.seed.tweet, conv=EXAMPLE_CONV)
-                )
-                self.post_message(self.Previewed(request.serial, None, text))
+                self.post_message(self.Previewed(request.serial, None, self._filled(request)))
                 return
             if request.kind == "conv-gen":
                 prompt = pipeline.generation_prompt(request.seed, persona, request.template)
+            elif request.kind == "judge":
+                job = Job(request.seed, persona, 0, "example", EXAMPLE_CONV, ("judge",), EXAMPLE_CONV)
+                prompt = pipeline.render(pipeline.judge_parts(job, template=request.template))
             else:
                 prompt = pipeline.restyle_prompt(request.seed.tweet, EXAMPLE_CONV, request.template)
             preview = pipeline.preview(prompt)
@@ -262,26 +286,57 @@ class TemplatesPane(ReportsWorkerErrors, Horizontal):
         except ConvogenError as exc:
             self.post_message(self.Previewed(request.serial, None, f"cannot build the prompt: {exc}"))
 
+    def _filled(self, request: _Request) -> str:
+        """The instruction alone (no model loaded yet to wrap it in its chat format)."""
+        persona, tweet = request.persona, request.seed.tweet
+        if request.kind == "conv-gen":
+            return request.template.render(
+                disposition=persona.disposition_text, motivation=persona.motivation_text, tweet=tweet
+            )
+        if request.kind == "conv-restyle":
+            return request.template.render(tweet=tweet, conv=EXAMPLE_CONV)
+        settings = self.session.experiment.setup.judge if self.session.experiment.setup else None
+        return request.template.render(
+            tweet=tweet,
+            motivation=persona.motivation_text,
+            disposition=persona.disposition_text,
+            conv=EXAMPLE_CONV,
+            restyled=EXAMPLE_CONV,
+            criteria=criteria_text(settings) if settings else "(no criteria: add a judge block to the setup)",
+            scale=scale_text(settings) if settings else "1 to 5",
+        )
+
     @on(Previewed)
     def _previewed(self, message: Previewed) -> None:
         if message.serial != self._serial:
             return  # an older keystroke's preview
         area = self.query_one("#tpl-preview", TextArea)
         if message.preview is not None:
-            area.load_text(display_safe(message.preview.text))
+            self._keep_place(area, display_safe(message.preview.text))
             over = message.preview.n_tokens >= message.preview.n_ctx
             area.border_subtitle = "over the context!" if over else ""
             if self._request is not None:
                 self._describe(self._request, message.preview)
         else:
-            area.load_text(display_safe(message.error or ""))
+            self._keep_place(area, display_safe(message.error or ""))
+
+    @staticmethod
+    def _keep_place(area: TextArea, text: str) -> None:
+        """New preview text where the reader was (a save or a keystroke does not scroll it to the top)."""
+        if text == area.text:
+            return
+        scroll_y, cursor = area.scroll_y, area.cursor_location
+        area.load_text(text)
+        row = min(cursor[0], area.document.line_count - 1)
+        area.selection = Selection.cursor((row, min(cursor[1], len(area.document.get_line(row)))))
+        area.call_after_refresh(area.scroll_to, y=scroll_y, animate=False)
 
     def on_model_loaded(self) -> None:
         self.schedule_preview(0)
 
     # saving -------------------------------------------------------------------------------
     def dirty(self) -> list[TemplateKind]:
-        return [k for k in KINDS if self.files[k].dirty]
+        return [k for k in self.kinds if self.files[k].dirty]
 
     def edited_files(self) -> list[EditedFile]:
         return list(self.files.values())

@@ -53,10 +53,11 @@ class DiffDialog(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, title: str, diff: str) -> None:
+    def __init__(self, title: str, diff: str, hint: str = "Esc: back to the choice") -> None:
         super().__init__()
         self.title_text = title
         self.diff = diff
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         text = Text()
@@ -77,7 +78,7 @@ class DiffDialog(ModalScreen[None]):
             scroll.border_title = self.title_text
             scroll.can_focus = True
             yield Static(text)
-        yield Static("↑ ↓ PgUp PgDn: scroll   Esc: back to the choice", classes="dialog-hint")
+        yield Static(f"↑ ↓ PgUp PgDn: scroll   {self.hint}", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#diff").focus()

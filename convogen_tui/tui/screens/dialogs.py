@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static, TextArea
 
 from convogen_tui.tui.editing import EditedFile, KeepsEdits
+from convogen_tui.tui.keys import HelpSection
 from convogen_tui.tui.screens.choice import ChoiceDialog, DiffDialog
 from convogen_tui.tui.widgets.editor import Editor
 
@@ -175,7 +176,8 @@ class PersonaDialog(KeepsEdits, ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of every screen, built from the bindings themselves so it cannot drift."""
+    """Every key of every screen, built from the bindings themselves so it cannot drift; it opens
+    at the section of the screen (and tab) it was asked from."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,f1,q,question_mark", "close", "Close"),
@@ -183,23 +185,34 @@ class HelpScreen(ModalScreen[None]):
         Binding("k", "scroll(-1)", "Up", show=False),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    def __init__(self, sections: list[HelpSection], start: str | None = None) -> None:
         super().__init__()
         self.sections = sections
+        self.start = start
 
     def compose(self) -> ComposeResult:
-        lines: list[str] = []
-        for title, keys in self.sections:
-            lines.append(f"[b]{escape(title)}[/b]")
-            lines += [f"  [$accent]{escape(key):<14}[/] {escape(description)}" for key, description in keys]
-            lines.append("")
         with VerticalScroll(classes="dialog wide", id="help") as scroll:
             scroll.can_focus = True
-            yield Static("\n".join(lines))
+            for title, keys in self.sections:
+                mark = "  [$accent]◀ here[/]" if title == self.start else ""
+                lines = [f"[b]{escape(title)}[/b]{mark}"]
+                lines += [f"  [$accent]{escape(key):<14}[/] {escape(what)}" for key, what in keys]
+                yield Static("\n".join(lines) + "\n", classes="help-section")
         yield Static("↑ ↓ j k PgUp PgDn: scroll   Esc / ? / F1: close", classes="dialog-hint")
 
+    def start_section(self) -> Static | None:
+        """The section of the screen help was asked from."""
+        titles = [title for title, _keys in self.sections]
+        if self.start not in titles:
+            return None
+        return list(self.query(".help-section").results(Static))[titles.index(self.start)]
+
     def on_mount(self) -> None:
-        self.query_one("#help").focus()
+        scroll = self.query_one("#help", VerticalScroll)
+        scroll.focus()
+        section = self.start_section()
+        if section is not None:
+            self.call_after_refresh(scroll.scroll_to_widget, section, animate=False, top=True, immediate=True)
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.keeping.tracked import Stamp, stamp
@@ -24,6 +24,7 @@ from convogen_tui.core.making.check import check_experiment
 from convogen_tui.core.making.experiment import (
     CONV_TEMPLATE,
     CONVERSATIONS,
+    JUDGE_TEMPLATE,
     RESTYLE_TEMPLATE,
     RESTYLED,
     SETUP_FILE,
@@ -38,14 +39,16 @@ from convogen_tui.core.making.scaffold import (
     experiment_counts,
 )
 from convogen_tui.tui.cells import display_safe
+from convogen_tui.tui.commands import PaletteCommand
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.dialogs import AskDialog
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 POLL_S = 2.0
-CHECKED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE)  # a change here may change validity
+CHECKED = (SETUP_FILE, CONV_TEMPLATE, RESTYLE_TEMPLATE, JUDGE_TEMPLATE)  # a change here may change validity
 COUNTED = (CONVERSATIONS, RESTYLED, TRASH)  # a change here changes counts only
 
 Stamps = tuple[Stamp | None, ...]
@@ -85,10 +88,17 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
     """Pick an experiment to open, or make a new one."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "new", "New from sample"),
-        Binding("c", "copy", "Copy"),
-        Binding("r", "refresh", "Refresh"),
+        Binding("n", "new", "New from sample", id="new"),
+        Binding("c", "copy", "Copy", id="copy"),
+        Binding("r", "refresh", "Refresh", id="refresh"),
     ]
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """This screen's commands for the palette (tui/commands.py)."""
+        return [
+            PaletteCommand("New experiment from the sample", "n", self.action_new),
+            PaletteCommand("Copy the selected experiment", "c", self.action_copy),
+        ]
 
     class Scanned(Message):
         def __init__(self, rows: list[ExperimentCounts], stamps: dict[Path, Stamps]) -> None:
@@ -103,7 +113,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self.stamps: dict[Path, Stamps] = {}
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield Static(f"Experiments under {self.root}", id="expts-title", markup=False)
         yield ExperimentTable(id="expts", cursor_type="row", zebra_stripes=True)
         yield Static("", id="expts-hint", markup=False)
@@ -113,7 +123,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self.title = "ConvoGen"
         self.sub_title = "experiments"
         table = self.query_one(DataTable)
-        table.add_columns("Experiment", "Valid", "Convs", "Restyled", "Flagged", "Trash")
+        table.add_columns("Experiment", "Valid", "Convs", "Restyled", "Flagged", "Trash", "Stale")
         self.action_refresh()
         self.set_interval(POLL_S, self._poll)
 
@@ -159,7 +169,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
             table.add_row(
                 display_safe(row.name),
                 mark,
-                *(str(n) for n in (row.conversations, row.restyled, row.flagged, row.trash)),
+                *(str(n) for n in (row.conversations, row.restyled, row.flagged, row.trash, row.stale)),
                 key=str(row.path),
             )
         if selected is not None:

@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Static
 
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.llm.catalog import ModelDetails, ModelSummary
@@ -25,6 +25,7 @@ from convogen_tui.llm.gguf_info import format_bytes
 from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.typed import convogen_app
 from convogen_tui.tui.widgets.lists import KeyTable, enter_binding
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, WorkerFailed, background
 
 
@@ -61,6 +62,9 @@ def details_text(summary: ModelSummary, details: ModelDetails | None, error: str
     return "\n".join(lines)
 
 
+COLUMNS = (" ", "model", "arch", "params", "quant", "ctx", "size", "template")
+
+
 class ModelTable(KeyTable):
     BINDINGS: ClassVar[list[BindingType]] = [enter_binding("Use", "use this model for the runs")]
 
@@ -94,7 +98,7 @@ class ModelsScreen(ReportsWorkerErrors, Screen[None]):
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield ModelTable(id="models-table", cursor_type="row", zebra_stripes=True)
         with VerticalScroll(id="model-details-box"):
             yield Static("", id="model-details", markup=False)
@@ -104,8 +108,8 @@ class ModelsScreen(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         self.title = "ConvoGen · Models"
         self.watch(convogen_app(self), "model_status", self.model_changed)
-        table = self.query_one(DataTable)
-        table.add_columns(" ", "model", "arch", "params", "quant", "ctx", "size", "template")
+        table = self.query_one(ModelTable)
+        table.fill(COLUMNS, [])
         table.focus()
         self.action_rescan()
 
@@ -142,28 +146,27 @@ class ModelsScreen(ReportsWorkerErrors, Screen[None]):
         return Path(path).resolve() if path else None
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        table = self.query_one(ModelTable)
         row = table.cursor_row
-        table.clear()
         in_use = self._in_use()
+        rows: list[tuple[str, list[str]]] = []
         for m in self.models:
             used = "●" if in_use is not None and m.path.resolve() == in_use else ""
             ref = m.ref if len(m.ref) <= 40 else "…" + m.ref[-39:]
-            if m.info is None:
-                table.add_row(used, ref, "unreadable", "", "", "", "", "", key=str(m.path))
-                continue
             i = m.info
-            table.add_row(
-                used,
-                ref,
-                i.architecture,
-                i.parameters_label,
-                i.quantization,
-                str(i.context_length or "?"),
-                format_bytes(i.file_size),
-                i.chat_template_family,
-                key=str(m.path),
+            if i is None:
+                rows.append((str(m.path), [used, ref, "unreadable", "", "", "", "", ""]))
+                continue
+            size = format_bytes(i.file_size)
+            ctx = str(i.context_length or "?")
+            family = i.chat_template_family
+            rows.append(
+                (
+                    str(m.path),
+                    [used, ref, i.architecture, i.parameters_label, i.quantization, ctx, size, family],
+                )
             )
+        table.fill(COLUMNS, rows)
         if self.models:
             table.move_cursor(row=min(max(row, 0), len(self.models) - 1))
         self._schedule_details()

@@ -18,12 +18,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Header, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Select, TabbedContent, TabPane
 
+from convogen_tui.core.errors import StorageError
+from convogen_tui.core.keeping.backups import backup_path, change_summary, keep_backup, restore_backup
 from convogen_tui.core.keeping.tracked import Stamp, stamp
 from convogen_tui.core.making.check import check_experiment
+from convogen_tui.tui.commands import PaletteCommand
 from convogen_tui.tui.editing import EditedFile, KeepsEdits
-from convogen_tui.tui.keys import KeyFooter
+from convogen_tui.tui.keys import HelpSection, KeyFooter, binding_keys
 from convogen_tui.tui.messages import (
     Checked,
     ConversationsChanged,
@@ -35,11 +39,13 @@ from convogen_tui.tui.messages import (
 )
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.panes.review import ReviewPane
-from convogen_tui.tui.panes.seeds import SeedsPane
+from convogen_tui.tui.panes.seeds import SeedsPane, SeedTable
 from convogen_tui.tui.panes.setup import SetupPane
 from convogen_tui.tui.panes.templates import TemplatesPane
 from convogen_tui.tui.session import Session
 from convogen_tui.tui.typed import convogen_app
+from convogen_tui.tui.widgets.editor import takes_text
+from convogen_tui.tui.widgets.titlebar import TitleBar
 from convogen_tui.tui.workers import ReportsWorkerErrors, background
 
 PANES = [
@@ -50,6 +56,25 @@ PANES = [
     ("review", "F6 Review", "f6"),
 ]
 POLL_S = 1.0  # how often the screen looks at the disk
+GENERATE_HELP = "generate the picked seeds (saves edited templates first, saying what changed)"
+RERUN_HELP = "rerun the last seed and persona (saves edited templates first, saying what changed)"
+UNDO_SAVE_HELP = "put back the templates as they were before ctrl+g / ctrl+r saved them"
+#: where a tab switch puts the focus: a list or the preview, never an editor (``e`` goes there)
+FOCUS = {
+    "setup": "#persona-grid",
+    "templates": "#tpl-preview",
+    "seeds": "#seed-table",
+    "generate": "#gen-conv",
+    "review": "#rev-table",
+}
+#: each tab's drop-down, opened by its own key (p, v) instead of 2-4 Tabs
+DROP_DOWNS = {"generate": "#gen-persona", "review": "#rev-show"}
+DROP_HELP = {
+    "generate": "choose the personas: random, all, or one (opens the drop-down)",
+    "review": "show: all, a mark, any flag, no flag, not restyled, one rule (opens the drop-down)",
+}
+DROP_KEYS = ("Enter/space", "on a drop-down: open it; ↑ ↓ choose, Enter takes, Esc closes")
+HELP_TITLES = {pane: f"{label.split(' ', 1)[1]} ({key.upper()})" for pane, label, key in PANES}
 
 
 class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
@@ -57,19 +82,50 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *[
-            Binding(key, f"show_pane('{pane}')", label.split(" ", 1)[1], show=False, priority=True)
+            Binding(
+                key,
+                f"show_pane('{pane}')",
+                label.split(" ", 1)[1],
+                show=False,
+                priority=True,
+                id=f"tab.{pane}",
+            )
             for pane, label, key in PANES
         ],
         # F-keys often do not reach the app over SSH or tmux: the tab's digit works too (outside
         # text fields, where a digit is typed instead)
         *[
-            Binding(key[1:], f"show_pane('{pane}')", label.split(" ", 1)[1], show=False)
+            Binding(
+                key[1:], f"show_pane('{pane}')", label.split(" ", 1)[1], show=False, id=f"tab.{pane}.digit"
+            )
             for pane, label, key in PANES
         ],
-        Binding("ctrl+g", "generate", "Generate", priority=True, tooltip="generate the picked seeds"),
-        Binding("ctrl+r", "rerun", "Rerun", priority=True, tooltip="rerun the last seed and persona"),
-        Binding("ctrl+l", "problems", "Problems", priority=True, tooltip="the first problem of the check"),
-        Binding("ctrl+o", "app.experiments", "Experiments", show=False, tooltip="back to the experiments"),
+        Binding(
+            "e,enter", "edit", "Edit", tooltip="Setup, Templates: into the editor (Esc leaves)", id="edit"
+        ),
+        Binding(
+            "p", "drop_down('generate')", "Personas", tooltip=DROP_HELP["generate"], id="dropdown.generate"
+        ),
+        Binding("v", "drop_down('review')", "Show", tooltip=DROP_HELP["review"], id="dropdown.review"),
+        Binding("ctrl+g", "generate", "Generate", priority=True, tooltip=GENERATE_HELP, id="generate"),
+        Binding("ctrl+r", "rerun", "Rerun", priority=True, tooltip=RERUN_HELP, id="rerun"),
+        Binding(
+            "ctrl+l",
+            "problems",
+            "Problems",
+            priority=True,
+            tooltip="the first problem of the check",
+            id="problems",
+        ),
+        Binding("ctrl+u", "undo_save", "Undo save", tooltip=UNDO_SAVE_HELP, id="undo_save"),
+        Binding(
+            "ctrl+o",
+            "app.experiments",
+            "Experiments",
+            show=False,
+            tooltip="back to the experiments",
+            id="close",
+        ),
     ]
 
     def __init__(self, session: Session) -> None:
@@ -79,9 +135,10 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         self._seeds_stamp: Stamp | None = self._seed_file_stamp()
         self._told_problems = False  # problems are announced once on opening, then after saves
         self._focus_serial = 0  # the latest request to focus a pane wins
+        self._run_saved: list[Path] = []  # templates a run saved, whose old text ctrl+u puts back
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         with TabbedContent(initial="templates", id="tabs"):
             with TabPane(PANES[0][1], id="setup"):
                 yield SetupPane(self.session, id="setup-pane")
@@ -128,6 +185,11 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     def show_pane(self, pane: str, target: str | None = None) -> None:
         """Switch tab and focus its main widget (or ``target``, a selector in that tab)."""
         self.query_one(TabbedContent).active = pane
+        # focused now, before the tab is laid out: a focus left in the hidden tab would pull it
+        # back (TabbedContent shows the tab of a focused widget), costing two more layouts
+        widget = self.query_one(target or FOCUS[pane])
+        if widget.focusable:
+            widget.focus(scroll_visible=False)
         self._focus_pane(pane, target)
 
     def action_show_pane(self, pane: str) -> None:
@@ -146,30 +208,131 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
 
         The tab switch reaches the screen a few messages later than the key; a widget focused
         while still hidden can lose the focus again when the tab appears. So this looks again
-        every 50 ms (for up to 3 s) until the widget is laid out and focused; a newer request wins.
+        every 50 ms (for up to 3 s) until the widget is laid out and focused; a newer request wins,
+        and so does the user (or a test) putting the focus elsewhere in the same tab meanwhile.
         """
-        targets = {
-            "setup": "#setup-editor",
-            "templates": f"#tpl-{self.templates.kind}",
-            "seeds": "#seed-table",
-            "generate": "#gen-conv",
-            "review": "#rev-table",
-        }
         self._focus_serial += 1
         serial = self._focus_serial
 
-        def focus(tries: int) -> None:
+        def focus(tries: int, placed: bool = False) -> None:
             if serial != self._focus_serial or not self.is_current:
                 return
-            widget = self.query_one(target or targets[pane])
-            if self.app.focused is widget and widget.region.area:
-                return  # shown and focused: done
-            if self.app.focused is widget or widget.focusable:
+            widget = self.query_one(target or FOCUS[pane])
+            focused = self.app.focused
+            moved = placed and focused is not None and self._in_tab(focused, pane)
+            if focused is not None and focused.region.area and (focused is widget or moved):
+                return  # shown and focused (or since focused on purpose elsewhere in the tab): done
+            if focused is widget or widget.focusable:
                 widget.focus()
+                placed = True
             if tries > 0:
-                self.set_timer(0.05, lambda: focus(tries - 1))
+                self.set_timer(0.05, lambda: focus(tries - 1, placed))
 
         self.call_after_refresh(focus, 60)
+
+    def _in_tab(self, widget: Widget, pane: str) -> bool:
+        return any(node.id == pane and isinstance(node, TabPane) for node in widget.ancestors)
+
+    def action_edit(self) -> None:
+        """Into the tab's editor: the only way a key lands in a text field after a tab switch."""
+        pane = self.active_pane()
+        self.show_pane(pane, "#setup-editor" if pane == "setup" else f"#tpl-{self.templates.kind}")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "edit":  # not from inside a text field, where e and Enter are typed
+            return self.active_pane() in ("setup", "templates") and not takes_text(self.app.focused)
+        if action == "drop_down":
+            return self.active_pane() == parameters[0]
+        if action == "undo_save":
+            return bool(self._run_saved)
+        return True
+
+    def action_drop_down(self, pane: str) -> None:
+        """Focus the tab's drop-down and open it (↑ ↓ choose, Enter takes, Esc closes)."""
+        select = self.query_one(DROP_DOWNS[pane], Select)
+        select.focus()
+        select.expanded = True
+
+    # what the app asks --------------------------------------------------------------------
+    def run_going(self) -> bool:
+        """Whether a generation runs now (the app asks before switching models)."""
+        return self.generate.running
+
+    def save_before_editing(self, path: Path, then: Callable[[], None]) -> bool:
+        """Before $EDITOR opens a template, save the edited ones; True when ``then`` runs after."""
+        if path.suffix != ".txt" or not self.templates.dirty():
+            return False
+        self.templates.save(then)
+        return True
+
+    def help_section(self) -> str:
+        """The help section of the tab shown now (help opens there)."""
+        return HELP_TITLES[self.active_pane()]
+
+    @classmethod
+    def help_sections(cls) -> list[HelpSection]:
+        """This screen's keys and each tab's, from their own bindings (tabs come from PANES)."""
+        tabs = [(f"{key.upper()} or {key[1:]}", label.split(" ", 1)[1]) for _pane, label, key in PANES]
+        bindings = [b for b in cls.BINDINGS if isinstance(b, Binding)]
+        own = [b for b in bindings if not (b.id or "").startswith(("tab.", "dropdown."))]
+        drops = {pane: binding_keys(b for b in bindings if b.id == f"dropdown.{pane}") for pane in DROP_DOWNS}
+        drops = {pane: [*keys, DROP_KEYS] for pane, keys in drops.items()}
+        return [
+            HelpSection("Experiment (any tab; digits outside text fields)", tabs + binding_keys(own)),
+            HelpSection(
+                "Editors (setup, templates, persona texts)",
+                [
+                    ("e/Enter", "from the tab's list or preview: into its editor"),
+                    ("Esc", "leave the editor (then Tab / shift+Tab moves on)"),
+                    ("ctrl+z / ctrl+y", "undo / redo (a reload from disk too)"),
+                ],
+            ),
+            HelpSection(
+                HELP_TITLES["setup"],
+                [*binding_keys(SetupPane.BINDINGS), ("Enter", "on a grid cell: persona texts")],
+            ),
+            HelpSection(HELP_TITLES["templates"], binding_keys(TemplatesPane.BINDINGS)),
+            HelpSection(HELP_TITLES["seeds"], binding_keys([*SeedTable.BINDINGS, *SeedsPane.BINDINGS])),
+            HelpSection(HELP_TITLES["generate"], [*binding_keys(GeneratePane.BINDINGS), *drops["generate"]]),
+            HelpSection(HELP_TITLES["review"], [*binding_keys(ReviewPane.BINDINGS), *drops["review"]]),
+        ]
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        """This screen's commands for the palette (commands.py), from its own tabs and panes."""
+        commands = [
+            PaletteCommand(f"Go to {label.split(' ', 1)[1]}", key.upper(), lambda p=pane: self.show_pane(p))
+            for pane, label, key in PANES
+        ]
+        generate, review = self.generate, self.review
+        commands += [
+            PaletteCommand("Generate the picked seeds", "ctrl+g", self.action_generate),
+            PaletteCommand("Rerun the last seed and persona", "ctrl+r", self.action_rerun),
+            PaletteCommand("Skip the live conversation", "s on Generate", generate.action_skip),
+            PaletteCommand("Cancel the run", "Esc on Generate", generate.action_cancel),
+            PaletteCommand(
+                "Restyle the conversations without a twin", "t on Generate", generate.action_restyle
+            ),
+            PaletteCommand("Judge the pairs not judged yet", "J on Generate", generate.action_judge),
+            PaletteCommand("Save templates", "ctrl+s on Templates", self.templates.action_save),
+            PaletteCommand("Problems", "the first problem of the check (ctrl+l)", self.action_problems),
+            PaletteCommand("Refresh the conversations", "r on Review", review.action_refresh),
+            PaletteCommand("Undo the last delete", "u on Review", review.action_undo),
+            PaletteCommand(
+                "Empty the trash",
+                "delete trashed conversations for good (E on Review)",
+                review.action_empty_trash,
+            ),
+            PaletteCommand(
+                "Hydrate tweet ids",
+                "fetch seed texts through the X API (h on Seeds)",
+                lambda: (self.show_pane("seeds"), self.seeds.action_hydrate()),
+            ),
+        ]
+        if self._run_saved:
+            commands.append(
+                PaletteCommand("Undo the templates' save", f"ctrl+u: {UNDO_SAVE_HELP}", self.action_undo_save)
+            )
+        return commands
 
     def current_file(self) -> Path | None:
         """The file the user is looking at, for opening in $EDITOR."""
@@ -207,7 +370,12 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
     # the disk -----------------------------------------------------------------------------
     def _dir_stamps(self) -> tuple[Stamp | None, ...]:
         experiment = self.session.experiment
-        folders = (experiment.conversations_dir, experiment.restyled_dir, experiment.trash_dir)
+        folders = (
+            experiment.conversations_dir,
+            experiment.restyled_dir,
+            experiment.trash_dir,
+            experiment.judgments_dir,
+        )
         return tuple(stamp(folder) for folder in folders)
 
     def _seed_file_stamp(self) -> Stamp | None:
@@ -270,10 +438,52 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
 
     # runs ---------------------------------------------------------------------------------
     def _save_templates_first(self, then: Callable[[], None]) -> None:
-        if self.templates.dirty():
-            self.templates.save(then)
-        else:
+        """Save edited templates before a run, saying what changed, with ctrl+u to put it back."""
+        edited = [f for f in self.templates.edited_files() if f.dirty]
+        if not edited:
             then()
+            return
+        before = {f.path: f.tracked.base_text for f in edited}
+
+        def saved() -> None:
+            said = []
+            expt = self.session.experiment.dir
+            for f in edited:
+                old, new = before[f.path], f.tracked.base_text
+                if old == new:
+                    continue  # reloaded from disk on a conflict, or not written
+                try:
+                    keep_backup(expt, f.path, old)
+                except StorageError as exc:
+                    self.notify(f"no backup of {f.label}: {exc}", severity="warning", timeout=12)
+                    continue
+                self._run_saved = [p for p in self._run_saved if p != f.path] + [f.path]
+                said.append(f"saved {f.label}: {change_summary(old, new)}")
+            if said:
+                self.refresh_bindings()
+                self.notify("\n".join([*said, "ctrl+u puts the old text back"]), timeout=15, markup=False)
+            then()
+
+        self.templates.save(saved)
+
+    def action_undo_save(self) -> None:
+        """ctrl+u: the templates a run saved get their previous text back (from .convogen/backups)."""
+        expt = self.session.experiment.dir
+        restored = []
+        for path in self._run_saved:
+            try:
+                if restore_backup(expt, path):
+                    restored.append(path.name)
+            except StorageError as exc:
+                self.notify(str(exc), title="not restored", severity="error", timeout=12)
+                return
+        self._run_saved = []
+        self.refresh_bindings()
+        if restored:
+            self.templates.reload_from_disk()
+            self.notify(f"put back the previous {', '.join(restored)}")
+        else:
+            self.notify(f"no backup left under {backup_path(expt, Path('x')).parent}", severity="warning")
 
     def action_generate(self) -> None:
         def go() -> None:
