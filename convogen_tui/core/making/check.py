@@ -152,8 +152,9 @@ def _check_grammar(report: CheckReport, conv_text: str, restyle_text: str) -> No
     except ConvogenError as exc:
         problem = exc.problems[0] if exc.problems else Problem(None, str(exc))
         line = experiment.line_of("sampling.max_tokens") or experiment.line_of("sampling")
+        message = f"{problem.message}: a run goes unconstrained"  # as Pipeline.constraint_line says
         report.problems.append(
-            Problem(experiment.setup_file, problem.message, problem.key, line, problem.hint)
+            Problem(experiment.setup_file, message, problem.key, line, problem.hint, severity="warning")
         )
 
 
