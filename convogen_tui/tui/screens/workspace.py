@@ -312,6 +312,7 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             PaletteCommand(
                 "Restyle the conversations without a twin", "t on Generate", generate.action_restyle
             ),
+            PaletteCommand("Judge the pairs not judged yet", "J on Generate", generate.action_judge),
             PaletteCommand("Save templates", "ctrl+s on Templates", self.templates.action_save),
             PaletteCommand("Problems", "the first problem of the check (ctrl+l)", self.action_problems),
             PaletteCommand("Refresh the conversations", "r on Review", review.action_refresh),
