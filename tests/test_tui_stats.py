@@ -20,7 +20,16 @@ from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.bars import BarChart
 from tests.test_quality import DATA, install
-from tests.tui_helpers import copy_sample, fake_conversation, review_table, sample_app, settle, wait_for
+from tests.tui_helpers import (
+    copy_sample,
+    fake_conversation,
+    opened,
+    review_table,
+    sample_app,
+    screen_opened,
+    settle,
+    wait_for,
+)
 
 CASES = ["clean-plain-fluoride", "clean-numbered-garlic", "user-first", "restyled-700-characters"]
 
@@ -36,12 +45,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 async def stats_shown(pilot) -> StatsScreen:  # type: ignore[no-untyped-def]
     """From the experiment's screen, Stats (F8) once its numbers are in."""
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    await pilot.press("f8")
-    await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
-    assert isinstance(app.screen, StatsScreen)
-    return app.screen
+    await opened(pilot, pilot.app)
+    return await screen_opened(pilot, StatsScreen, "f8", ready=lambda stats: stats.stats is not None)
 
 
 def summary(app: ConvogenApp) -> str:

@@ -13,14 +13,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable
 
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 
+S = TypeVar("S", bound=Screen)
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "datasets" / "inst-templates" / "sample"
 
@@ -91,6 +94,15 @@ async def missing_model_app(root: Path) -> AsyncIterator[tuple[ConvogenApp, Pilo
     async with sample_app(root, load_model=True, await_model=False, model=missing) as (app, pilot, _):
         await wait_for(pilot, lambda: "failed" in app.model_status)
         yield app, pilot
+
+
+async def screen_opened(  # type: ignore[no-untyped-def]
+    pilot, kind: type[S], *keys: str, ready: Callable[[S], bool] = lambda _screen: True
+) -> S:
+    """Press ``keys``, then wait for the app to show a screen of ``kind`` that is ``ready``."""
+    await pilot.press(*keys)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and ready(pilot.app.screen))
+    return pilot.app.screen
 
 
 async def review_table(pilot, screen: ExperimentScreen, rows: int) -> DataTable:  # type: ignore[no-untyped-def]
