@@ -412,9 +412,10 @@ class LlamaEngine:
                 self._release(slot)
                 yield backend.StreamFailed(work.request.key, message)
                 continue
-            if work.request.constraint is not None:
+            if work.request.constraint is not None and not self.ignore_eos:
                 # the grammar ends it: rather than cut a dialog at max_tokens (a defect), let it
-                # run into its stream's spare cells, up to half as much again
+                # run into its stream's spare cells, up to half as much again (benchmarks that
+                # ignore the end want fixed counts)
                 work.budget = max(work.budget, min(self.cells - len(work.tokens), work.budget * 3 // 2))
             slot.work = work
             slot.parts = []
