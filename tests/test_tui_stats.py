@@ -133,3 +133,53 @@ def test_stats_snapshot(snap_compare, root: Path, monkeypatch: pytest.MonkeyPatc
 def test_cases_used_here_have_the_flags_the_summary_counts() -> None:
     flagged = [name for name in CASES if json.loads((DATA / "cases" / f"{name}.json").read_text())["expect"]]
     assert flagged == ["user-first", "restyled-700-characters"]
+
+
+async def quiet(pilot, state) -> None:  # type: ignore[no-untyped-def]
+    """Until what started at opening has finished: the same state twice after the workers ran."""
+    before = None
+    while state() != before or state()[1]:
+        before = state()
+        await settle(pilot)
+
+
+async def test_idle_stats_and_review_compute_nothing_until_a_file_changes(root: Path) -> None:
+    """Polls with nothing changed start no computation and no listing (an idle app costs no CPU);
+    a burst of new files costs one more of each, not one per file or per poll."""
+    app = ConvogenApp(root, "sample", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        workspace = app.screen
+        assert isinstance(workspace, ExperimentScreen)
+        await pilot.press("f6")
+        table = workspace.query_one("#rev-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 4)
+        await settle(pilot)
+        workspace.poll_disk()  # what opening did (the check's write probe in the folders) is seen once
+        await quiet(pilot, lambda: (workspace.review.listings, workspace.review._listing))
+        listings = workspace.review.listings
+        for _ in range(5):
+            workspace.poll_disk()
+            await settle(pilot)
+        assert workspace.review.listings == listings
+        await pilot.press("f8")
+        screen = app.screen
+        await wait_for(pilot, lambda: isinstance(screen, StatsScreen) and screen.stats is not None)
+        assert isinstance(screen, StatsScreen)
+        screen._poll()
+        await quiet(pilot, lambda: (screen.computations, screen._busy))
+        computations = screen.computations
+        for _ in range(5):
+            screen._poll()
+            await settle(pilot)
+        assert screen.computations == computations
+        expt = root / "inst-templates" / "sample"
+        for i in range(3):  # a burst: three files between two polls
+            fake_conversation(
+                expt, f"burst-{i}", f"170000000000000003{i}", ("attention", "earnest"), 1.8e9 + i
+            )
+        screen._poll()
+        screen._poll()
+        await wait_for(pilot, lambda: summary(app).startswith("7 convs"))
+        await settle(pilot)
+        assert screen.computations == computations + 1

@@ -20,9 +20,9 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.keeping.redact import redact
@@ -90,6 +90,24 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
     vanished mid-run gets a clear error instead of a fresh, empty copy of the folder.
     A file-system error raises :class:`StorageError` naming the folder; no temporary file is left.
     """
+    with atomic_writer(path, create_parents) as handle:
+        handle.write(text)
+
+
+class RedactingWriter:
+    """A text file whose every write passes through the redaction step (whole rows at a time)."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._handle = handle
+
+    def write(self, text: str) -> int:
+        return self._handle.write(redact(text))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, create_parents: bool = True) -> Iterator[RedactingWriter]:
+    """:func:`atomic_write_text` for text written piece by piece (an export streams its rows):
+    the file appears, whole, only when the block ends without an exception."""
     path = Path(path)
     folder = path.parent
     try:
@@ -109,7 +127,7 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(redact(text))
+            yield RedactingWriter(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
