@@ -3,10 +3,16 @@
 Real HTTP on 127.0.0.1 (threaded ``http.server``): repo info with file sizes, HEAD/GET on
 ``/{repo}/resolve/{rev}/{file}`` with ETag / X-Repo-Commit / Content-Length and Range, the hub's
 error headers (X-Error-Code) for 401/404, and switches to cut a download half way or fail requests.
+
+Uploads, as ``HfApi.create_repo`` and ``upload_folder`` make them: ``/api/repos/create``,
+``/api/validate-yaml``, ``/api/{type}s/{repo}/preupload/{rev}`` (every file "regular": sent inline)
+and ``/api/{type}s/{repo}/commit/{rev}`` (NDJSON: a header, then base64 files). Uploads need
+``Authorization: Bearer <upload_token>``; what arrives is kept in :attr:`FakeHub.uploaded`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -17,6 +23,9 @@ from pathlib import Path
 
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+?)(?:/revision/(?P<rev>[^/]+))?$")
+UPLOAD = re.compile(
+    r"^/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<op>preupload|commit)/[^/]+$"
+)
 
 
 @dataclass
@@ -43,6 +52,11 @@ class FakeHub:
     fail_gets: int = 0  # answer the next N file GETs with 503
     log: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     url: str = ""
+    upload_token: str = "hf_upload_token"
+    created: dict[str, dict] = field(default_factory=dict)  # repo id -> the create request's JSON
+    uploaded: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo id -> path -> bytes
+    commits: list[dict] = field(default_factory=list)  # commit headers, in order
+    auth_seen: list[str | None] = field(default_factory=list)  # Authorization of every upload call
 
     def gets(self, name: str) -> list[str | None]:
         """The Range headers of the GETs for one file, in order."""
@@ -84,6 +98,56 @@ def make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._serve()
+
+        def _json(self, status: int, data: object) -> None:
+            body = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hub.log.append(("POST", path, None))
+            auth = self.headers.get("Authorization")
+            hub.auth_seen.append(auth)
+            if auth != f"Bearer {hub.upload_token}":
+                self._error(401, None, "Invalid credentials in Authorization header")
+                return
+            if path == "/api/validate-yaml":
+                self._json(200, {"errors": [], "warnings": []})
+                return
+            if path == "/api/repos/create":
+                request = json.loads(body)
+                repo_id = f"{request.get('organization') or 'me'}/{request['name']}"
+                if repo_id in hub.created:
+                    self._error(409, None, "You already created this repo")
+                    return
+                hub.created[repo_id] = request
+                self._json(200, {"url": f"{hub.url}/datasets/{repo_id}", "name": repo_id})
+                return
+            match = UPLOAD.match(path)
+            if not match or match["repo"] not in hub.created:
+                self._error(404, "RepoNotFound", "Repository not found")
+                return
+            if match["op"] == "preupload":
+                files = json.loads(body)["files"]
+                modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+                self._json(200, {"files": modes})
+                return
+            files = hub.uploaded.setdefault(match["repo"], {})
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "header":
+                    hub.commits.append(item["value"])
+                elif item["key"] == "file":
+                    files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            oid = hashlib.sha1(body).hexdigest()
+            self._json(
+                200, {"commitUrl": f"{hub.url}/datasets/{match['repo']}/commit/{oid}", "commitOid": oid}
+            )
 
         def do_HEAD(self) -> None:
             self._serve()

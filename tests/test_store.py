@@ -63,7 +63,7 @@ def test_listing_sees_edits_deletions_and_new_files_through_the_index(tmp_path: 
     a = store.save_conversation(record("1"))
     store.save_conversation(record("2"))
     assert len(store.list()) == 2
-    assert (tmp_path / ".convogen" / "index.json").is_file()
+    assert (tmp_path / ".convogen" / "index.sqlite").is_file()
     fresh = ConversationStore(tmp_path)  # a new process reads the index
     fresh.set_mark(a, "flagged")
     (tmp_path / "conversations" / f"{fresh.list()[0].id}.json").unlink()

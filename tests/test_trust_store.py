@@ -3,24 +3,29 @@ during a restyle, a shared group folder (umask)."""
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 import stat
 import threading
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
-from convogen_tui.core.keeping.store import INDEX_VERSION, ConversationStore
+from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
-from convogen_tui.tui.app import ConvogenApp
-from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend
 from tests.test_store import record, restyled
-from tests.tui_helpers import copy_sample, fake_conversation, wait_for
+from tests.tui_helpers import (
+    copy_sample,
+    fake_conversation,
+    fake_conversations,
+    review_table,
+    sample_app,
+    wait_for,
+)
 
 
 def saved(store: ConversationStore, n: int) -> list[str]:
@@ -78,18 +83,9 @@ def test_batches_from_before_the_sequence_are_restored_last(sample: Path) -> Non
 async def test_the_apps_undo_uses_the_same_order(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
     expt = root / "inst-templates" / "sample"
-    for i in range(3):
-        fake_conversation(expt, f"c{i}", str(i), ("distrust", "cynical"), 1_700_000_000.0 + i)
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        screen = app.screen
-        assert isinstance(screen, ExperimentScreen)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3)
-        table.focus()
-        await wait_for(pilot, lambda: app.focused is table)
+    fake_conversations(expt, 3)
+    async with sample_app(root) as (app, pilot, screen):
+        table = await review_table(pilot, screen, 3)
         await pilot.press("d")  # c2 (newest first)
         await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("d")  # then c1
@@ -107,48 +103,56 @@ async def test_the_apps_undo_uses_the_same_order(tmp_path: Path) -> None:
 
 
 # self-healing index, unreadable files -----------------------------------------------------------
-def _with(**changes: object):  # type: ignore[no-untyped-def]
-    """An index whose one entry is the real one with ``changes`` (a wrong-shaped field)."""
-    return lambda conv_id, entry: json.dumps(
-        {"version": INDEX_VERSION, "entries": {conv_id: {**entry, **changes}}}
-    )
+def _sql(*statements: str):  # type: ignore[no-untyped-def]
+    """Damage the index database with SQL, as a crash, a bad copy or a bug might."""
+
+    def damage(path: Path, conv_id: str) -> None:
+        db = sqlite3.connect(path)
+        for statement in statements:
+            db.execute(statement.replace("ID", conv_id))
+        db.commit()
+        db.close()
+
+    return damage
+
+
+def _bytes(make):  # type: ignore[no-untyped-def]
+    return lambda path, conv_id: path.write_bytes(make(path.read_bytes()))
 
 
 @pytest.mark.parametrize(
-    "make",
+    "damage",
     [
-        lambda conv_id, entry: "not json at all {",
-        lambda conv_id, entry: json.dumps([1, 2, 3]),
-        lambda conv_id, entry: json.dumps({"version": INDEX_VERSION, "entries": [["x", 1]]}),
-        lambda conv_id, entry: json.dumps({"version": str(INDEX_VERSION), "entries": {}}),
-        lambda conv_id, entry: json.dumps({"version": INDEX_VERSION, "entries": {conv_id: "nope"}}),
-        lambda conv_id, entry: json.dumps(
-            {"version": INDEX_VERSION, "entries": {conv_id: entry}, "near": ["not", "a", "map"]}
-        ),
-        _with(summary={"id": 5}),
-        _with(summary=[]),
-        _with(stat="STAT"),
-        _with(twin=7),
-        _with(sig="%%not base64"),
-        lambda conv_id, entry: _with(summary={**entry["summary"], "flags": "short"})(conv_id, entry),
+        _bytes(lambda data: b"not a database at all {"),
+        _bytes(lambda data: data[: len(data) // 3]),  # cut short
+        _bytes(lambda data: data[:100] + b"\xff" * 400 + data[500:]),  # a scribbled page
+        _bytes(lambda data: b""),
+        _sql("DROP TABLE conv"),
+        _sql("DROP TABLE near"),
+        _sql("DROP TABLE meta"),
+        _sql("DELETE FROM meta WHERE key = 'generation'"),
+        _sql("UPDATE meta SET value = 'old' WHERE key = 'version'"),
+        _sql("UPDATE conv SET stamp = 'STAMP' WHERE id = 'ID'"),
+        _sql("ALTER TABLE conv RENAME COLUMN turns TO nope"),
+        _sql("CREATE TABLE x (a)", "DROP TABLE shard", "ALTER TABLE x RENAME TO shard"),
     ],
 )
-def test_an_index_of_the_wrong_shape_is_rebuilt(cli, sample: Path, datasets: Path, make) -> None:  # type: ignore[no-untyped-def]
+def test_an_index_of_the_wrong_shape_is_rebuilt(cli, sample: Path, datasets: Path, damage) -> None:  # type: ignore[no-untyped-def]
     store = ConversationStore(sample)
     [conv_id] = saved(store, 1)
     store.list()
-    index_path = sample / ".convogen" / "index.json"
-    entry = json.loads(index_path.read_text())["entries"][conv_id]
-    if entry.get("sig") is None:
-        entry["sig"] = None
-    index_path.write_text(make(conv_id, entry))
-    for args in (("show", "sample"), ("list",), ("show", "sample", conv_id[:8])):
+    store.index().close()
+    index_path = sample / ".convogen" / "index.sqlite"
+    assert index_path.is_file()
+    damage(index_path, conv_id)
+    for args in (("show", "sample"), ("list",), ("show", "sample", conv_id[:8]), ("stats", "sample")):
         code, _out, err = cli(*args, "--root", datasets)
         assert code == 0 and "Traceback" not in err, (args, err)
     assert "1 conversation(s)" in cli("show", "sample", "--root", datasets)[1]
-    rebuilt = json.loads(index_path.read_text())
-    assert rebuilt["version"] == INDEX_VERSION and rebuilt["entries"][conv_id]["summary"]["id"] == conv_id
-    assert isinstance(rebuilt["near"], dict)
+    [row] = ConversationStore(sample).list()
+    assert row.id == conv_id and row.turns == 8
+    db = sqlite3.connect(index_path)
+    assert db.execute("SELECT id, turns FROM conv").fetchall() == [(conv_id, 8)]  # rebuilt in place
 
 
 def test_a_corrupt_conversation_file_is_listed_and_counted(cli, sample: Path, datasets: Path) -> None:
@@ -171,14 +175,8 @@ async def test_review_lists_an_unreadable_file_with_its_reason(tmp_path: Path) -
     expt = root / "inst-templates" / "sample"
     fake_conversation(expt, "good", "1", ("distrust", "cynical"), 1_700_000_000.0)
     (expt / "conversations" / "bad.json").write_text("[1, 2]")
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        screen = app.screen
-        assert isinstance(screen, ExperimentScreen)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2)
+    async with sample_app(root) as (_app, pilot, screen):
+        await review_table(pilot, screen, 2)
         status = str(screen.query_one("#rev-status", Static).render())
         assert "1 unreadable" in status
         rows = {r.id: r for r in screen.review.rows}

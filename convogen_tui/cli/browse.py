@@ -104,17 +104,23 @@ def run_show(args: argparse.Namespace) -> int:
     if not args.id:
         listing = store.scan()
         rows = listing.rows
+        minutes: dict[int, str] = {}  # rows made in the same minute share their time text
+        lines = []
         names = version_names(store.dir, rows)
         judgments = store.judgments()
         for row in rows:
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+            minute = int(row.created_at // 60)
+            created = minutes.get(minute)
+            if created is None:
+                created = minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
             flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
-            print(
+            lines.append(
                 f"{row.id[:8]}  {created}  {names.get(row.version, '?'):>4}  {row.tweet_id:>20}  "
                 f"{row.persona:28}  turns={row.turns:<2} {_judge_cell(judgments.get(row.id))}{flags}"
             )
-        for problem in listing.unreadable:
-            print(f"UNREADABLE  {problem}")
+        lines += [f"UNREADABLE  {problem}" for problem in listing.unreadable]
+        if lines:  # one write: stdout redacts each write, and 100,000 small ones cost seconds
+            print("\n".join(lines))
         bad = f", {len(listing.unreadable)} unreadable (listed above)" if listing.unreadable else ""
         print(f"{len(rows)} conversation(s){bad}; show one with: convogen show {args.experiment} ID")
         return 0
@@ -226,9 +232,9 @@ def _show_json(experiment: Experiment, store: ConversationStore, prefix: str | N
         )
         print(json.dumps(data, ensure_ascii=False))
         return 0
-    for row in rows:
-        line = summary_json(row, names) | judge_json(experiment, judgments.get(row.id))
-        print(json.dumps(line, ensure_ascii=False))
+    if rows:  # one write (see run_show)
+        lines = (summary_json(row, names) | judge_json(experiment, judgments.get(row.id)) for row in rows)
+        print("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
     return 0
 
 

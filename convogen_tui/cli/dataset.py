@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--version", dest="only_version", metavar="V", help="only the conversations of version V (v3)"
     )
     export.add_argument("--force", action="store_true", help="replace PATH if it exists")
+    export.add_argument(
+        "--push-to-hub",
+        metavar="OWNER/NAME",
+        help="hf: also upload the card and Parquet files to this Hub dataset (token from HF_TOKEN)",
+    )
+    export.add_argument("--private", action="store_true", help="with --push-to-hub: create it private")
+    export.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write the file even when no conversation goes in it (else: exit 1, nothing written)",
+    )
     export.set_defaults(func=run_export)
 
 
@@ -232,18 +245,55 @@ def run_export(args: argparse.Namespace) -> int:
     )
     _check_criteria(experiment, args.min_score)
     output: Path = args.output
+    if (args.push_to_hub or args.private) and args.format != "hf":
+        raise ConvogenError(Problem(None, "--push-to-hub and --private go with --format hf"))
     if not output.parent.exists():
         raise ConvogenError(Problem(output, "its folder does not exist", hint="create it first"))
-    if args.format == "hf":
-        from convogen_tui.integrations.hf_dataset import export_hf
+    progress = TerminalProgress("exporting") if sys.stderr.isatty() else None
+    try:
+        if args.format == "hf":
+            from convogen_tui.integrations.hf_dataset import export_hf
 
-        report = export_hf(experiment, output, selection, args.force)
-    else:
-        report = export_file(
-            ConversationStore(experiment.dir), args.format, output, selection, args.force, args.dialog
-        )
+            report = export_hf(
+                experiment, output, selection, args.force, allow_empty=args.allow_empty, progress=progress
+            )
+        else:
+            store = ConversationStore(experiment.dir)
+            report = export_file(
+                store, args.format, output, selection, args.force, args.dialog, args.allow_empty, progress
+            )
+    finally:
+        if progress is not None:
+            progress.close()
     print(export_summary(report, selection))
+    if report.skipped:
+        print(f"warning: {report.shortfall()}", file=sys.stderr)
+    if args.push_to_hub:
+        from convogen_tui.integrations.hf_dataset import push_to_hub
+
+        url = push_to_hub(output, args.push_to_hub, args.private)
+        print(f"pushed to the Hub as dataset {args.push_to_hub}{' (private)' if args.private else ''}: {url}")
     return 0
+
+
+class TerminalProgress:
+    """``exporting 1,234/100,000`` on one terminal line, redrawn at most ten times a second."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._drawn = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - self._drawn >= 0.1:
+            self._drawn = now
+            sys.stderr.write(f"\r{self.what} {done:,}/{total:,}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 def min_score(text: str) -> tuple[str, int]:
@@ -278,8 +328,10 @@ def export_summary(report: ExportReport, selection: Selection) -> str:
     )
     if report.excluded:
         line += f"; {report.excluded} of {report.total} left out by the selection"
-    if report.skipped_total:
-        reasons = ", ".join(f"{rule} {n}" for rule, n in sorted(report.skipped.items()))
-        verb = "kept without messages" if report.format == "hf" else "skipped"
-        line += f"; {report.skipped_total} {verb}: turns cannot be parsed ({reasons})"
+    if report.unparsed:
+        reasons = ", ".join(f"{rule} {n}" for rule, n in sorted(report.unparsed.items()))
+        what = "without messages" if report.format == "hf" else "as one text field"
+        line += f"; {report.unparsed_total} {what} (parsed: false): turns cannot be parsed ({reasons})"
+    if report.skipped:
+        line += f"; {report.shortfall()}"
     return line

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from convogen_tui import __version__
+from convogen_tui.core.judging.export import SKIP_REASONS, ExportReport
 from convogen_tui.core.judging.quality import RULES
 
 
@@ -19,11 +20,12 @@ def dataset_card(
     stats: dict[str, Any],
     samplings: Sequence[dict[str, Any]],
     selection: str,
-    written: int,
-    skipped: dict[str, int] | None = None,
+    report: ExportReport,
 ) -> str:
     """Markdown with a YAML header; ``stats`` is :func:`convogen_tui.core.judging.stats.experiment_stats` of
-    the exported conversations (coverage is the whole experiment's)."""
+    the exported conversations (coverage is the whole experiment's). Its counts of rows written,
+    unparsed and not written come from the export's own report, as the CLI's summary does."""
+    written = report.written
     lines = [
         "---",
         f"pretty_name: {json.dumps(f'ConvoGen conversations: {name}')}",
@@ -83,8 +85,10 @@ def dataset_card(
         f"| marked flagged | {stats['marks']['flagged']} |",
         f"| near-duplicates | {stats['near_duplicates']} |",
     ]
-    for rule, n in sorted((skipped or {}).items()):
-        lines.append(f"| skipped as unparseable ({rule}) | {n} |")
+    for rule, n in sorted(report.unparsed.items()):
+        lines.append(f"| turns not parsed, conv only (parsed: false; {rule}) | {n} |")
+    for reason, n in sorted(report.skipped.items()):
+        lines.append(f"| asked for but not written ({SKIP_REASONS.get(reason, reason)}) | {n} |")
     turns = stats["turns"]
     lines += [
         f"| turns (mean / min / max) | {turns['mean']} / {turns['min']} / {turns['max']} |",
@@ -132,7 +136,8 @@ def dataset_card(
         "",
         "`id`, `tweet_id`, `tweet` (the seed), `motivation` and `disposition` (persona names) with their "
         "texts, `conv` (the model's text), `restyled_conv`, `messages` (role/content turns: the post as "
-        "user, SocBot as assistant, User as user; empty when the turns cannot be parsed), `turns`, `flags` "
+        "user, SocBot as assistant, User as user; empty when the turns cannot be parsed, then `parsed` "
+        "is false and `unparsed` names the rule that says why), `turns`, `flags` "
         "(quality rule names), `mark` (review: kept, flagged or empty), `near_duplicate_of`, `model`, "
         "`fingerprint`, `created_at`, and `provenance` / `restyled_provenance` as JSON text.",
         "",

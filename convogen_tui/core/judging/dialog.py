@@ -53,6 +53,7 @@ _META_PARAGRAPH = re.compile(
     r"|(?:socbot|user) and (?:socbot|user)\b)",
     re.I,
 )
+ECHO_OVERLAP = 0.6  # share of words in common (Jaccard) for a message to be the post repeated
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
 
@@ -166,7 +167,24 @@ def _tidy(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-case words (letters and digits, inner apostrophes kept), for diversity and shingles."""
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    found = _WORD.findall(text.lower())  # lower() first: one C call instead of one per word
+    return [w.replace("’", "'") for w in found] if "’" in text else found
+
+
+def echoes(message: Message, post: str) -> bool:
+    """Whether a message repeats the seed post (the restyle prompt opens with "User: <post>"):
+    most of its words are the post's. A User reply that merely comes first is not an echo."""
+    said, posted = set(words(message.text)), set(words(post))
+    if not said or not posted:
+        return False
+    return len(said & posted) / len(said | posted) >= ECHO_OVERLAP
+
+
+def without_echoed_post(messages: list[Message], post: str) -> list[Message]:
+    """A twin's messages without a leading User message that only repeats the post."""
+    if len(messages) > 1 and messages[0].speaker == USER and echoes(messages[0], post):
+        return messages[1:]
+    return messages
 
 
 def dialog_words(text: str) -> list[str]:
@@ -180,4 +198,6 @@ def is_emoji(char: str) -> bool:
 
 
 def count_emoji(text: str) -> int:
-    return sum(1 for ch in text if is_emoji(ch))
+    if text.isascii():  # most messages: no character to look at one by one
+        return 0
+    return sum(1 for ch in text if ord(ch) >= 0x2190 and is_emoji(ch))

@@ -1,25 +1,29 @@
 """Export an experiment as one dataset file: JSON Lines, ShareGPT or CSV (Hugging Face datasets lives
 in ``integrations.hf_dataset``, which builds on the rows made here).
 
-Every format is written whole to a temporary file and renamed into place, so an interrupted export
-leaves nothing half-written, and an existing output is never replaced without ``force``.
+Rows are written as they are read (memory does not grow with the experiment) into a temporary file
+that is renamed into place at the end, so an interrupted export leaves nothing half-written, and an
+existing output is never replaced without ``force``. Nothing the selection admits is dropped
+silently: a conversation whose turns cannot be told apart goes out as one text field
+(``parsed: false``, with the rule that says why), and what cannot go out at all (``--dialog
+restyled`` without a twin, a file deleted meanwhile) is counted in the report, kept ones by id.
+An export that would write nothing raises instead, unless ``allow_empty``.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from convogen_tui.core.errors import ConvogenError, Problem
-from convogen_tui.core.judging.dialog import SOCBOT, USER, Dialog, Message, parse_dialog
-from convogen_tui.core.keeping.files import atomic_write_text
+from convogen_tui.core.judging.dialog import SOCBOT, USER, Dialog, Message, parse_dialog, without_echoed_post
+from convogen_tui.core.keeping.files import RedactingWriter, atomic_writer
 from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
 from convogen_tui.core.keeping.versions import version_names
@@ -99,34 +103,90 @@ class Item:
     judgment: JudgmentRecord | None = None
 
 
+Progress = Callable[[int, int], None]  # (conversations done, conversations asked for)
+
+
 @dataclass
 class ExportReport:
+    """What an export wrote, and what it could not: the CLI's summary and the dataset card read it."""
+
     path: Path
     format: Format
+    asked: int = 0  # admitted by the selection
     written: int = 0
     excluded: int = 0  # left out by the selection
-    skipped: Counter[str] = field(default_factory=Counter)  # unparseable, by the rule that says why
     total: int = 0  # conversations in the experiment
+    unparsed: Counter[str] = field(default_factory=Counter)  # written as one text field, by rule
+    skipped: Counter[str] = field(default_factory=Counter)  # asked for but not written, by reason
+    skipped_kept: list[str] = field(default_factory=list)  # ids of kept conversations not written
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
+    @property
+    def unparsed_total(self) -> int:
+        return sum(self.unparsed.values())
 
-def selected(store: ConversationStore, selection: Selection) -> tuple[list[Item], int, int]:
-    """The chosen conversations, oldest first, with their files; and how many were left out, of how many."""
+    def skip(self, row: ConversationSummary, reason: str) -> None:
+        self.skipped[reason] += 1
+        if row.mark == "kept":
+            self.skipped_kept.append(row.id)
+
+    def shortfall(self) -> str:
+        """Why fewer rows were written than asked for ("" when none is missing)."""
+        if not self.skipped:
+            return ""
+        reasons = ", ".join(f"{why} {n}" for why, n in sorted(self.skipped.items()))
+        line = f"{self.skipped_total} of {self.asked} asked for not written ({reasons})"
+        if self.skipped_kept:
+            ids = " ".join(conv_id[:8] for conv_id in self.skipped_kept[:10])
+            more = " ..." if len(self.skipped_kept) > 10 else ""
+            line += f", {len(self.skipped_kept)} of them marked kept: {ids}{more}"
+        return line
+
+
+SKIP_REASONS = {
+    "not-restyled": "no restyled twin yet (--dialog restyled)",
+    "gone": "deleted or unreadable since the listing",
+}
+
+
+def chosen_rows(store: ConversationStore, selection: Selection, report: ExportReport) -> Chosen:
+    """The listing rows the selection admits, oldest first; counts go into ``report``."""
     rows = store.list()
     names = version_names(store.dir, rows)
     judgments = store.judgments()
-    chosen = [row for row in rows if selection.admits(row) and selection.admits_scores(judgments.get(row.id))]
-    items = []
-    for row in sorted(chosen, key=lambda r: (r.created_at, r.id)):
+    chosen = sorted(
+        (row for row in rows if selection.admits(row) and selection.admits_scores(judgments.get(row.id))),
+        key=lambda r: (r.created_at, r.id),
+    )
+    report.total, report.asked, report.excluded = len(rows), len(chosen), len(rows) - len(chosen)
+    return Chosen(chosen, names, judgments)
+
+
+@dataclass
+class Chosen:
+    """The rows an export writes, oldest first, with what each row's item carries beside its files."""
+
+    rows: list[ConversationSummary]
+    names: dict[str, str]  # version id -> its name (v1, v2...)
+    judgments: dict[str, JudgmentRecord]
+
+
+def read_items(
+    store: ConversationStore, chosen: Chosen, report: ExportReport, progress: Progress | None = None
+) -> Iterator[Item]:
+    """Each row's file and twin, read one at a time as the writer asks (a file gone is counted)."""
+    for done, row in enumerate(chosen.rows, start=1):
         try:
             record, twin = store.load(row.id)
         except ConvogenError:
-            continue  # removed since the listing
-        items.append(Item(row, record, twin, names.get(row.version, ""), judgments.get(row.id)))
-    return items, len(rows) - len(chosen), len(rows)
+            report.skip(row, "gone")
+        else:
+            yield Item(row, record, twin, chosen.names.get(row.version, ""), chosen.judgments.get(row.id))
+        if progress is not None:
+            progress(done, len(chosen.rows))
 
 
 # rows --------------------------------------------------------------------------------------
@@ -160,11 +220,10 @@ def judge_fields(judgment: JudgmentRecord | None) -> dict[str, Any] | None:
 def dialog_messages(text: str, tweet: str, restyled: bool = False) -> list[tuple[str, str]] | str:
     """("human"|"gpt", text) turns: the post first, then SocBot as gpt and User as human, labels
     stripped. A conversation whose turns cannot be told apart gives the rule that says why instead:
-    nothing is guessed."""
+    nothing is guessed. In a restyled thread a leading User message that repeats the post (the
+    restyle prompt shows it) is not a turn; a User message that only comes first is one."""
     dialog = parse_dialog(text)
-    messages = dialog.messages
-    if restyled and len(messages) > 1 and messages[0].speaker == USER and messages[1].speaker == SOCBOT:
-        messages = messages[1:]  # the post, echoed as the restyle prompt showed it
+    messages = without_echoed_post(dialog.messages, tweet) if restyled else dialog.messages
     problem = unparseable(dialog, messages)
     if problem:
         return problem
@@ -186,21 +245,27 @@ def unparseable(dialog: Dialog, messages: Sequence[Message]) -> str | None:
     return None
 
 
-def sharegpt_row(item: Item, use: Literal["conv", "restyled"] = "conv") -> dict[str, Any] | str:
-    """A ShareGPT record, or the reason it cannot be one."""
+def sharegpt_row(item: Item, use: Literal["conv", "restyled"] = "conv") -> dict[str, Any] | None:
+    """A ShareGPT record (None: ``use`` is restyled and there is no twin). Turns that cannot be told
+    apart give ``"parsed": false``, the whole text in ``text`` and the rule in ``unparsed``."""
     record, row = item.record, item.row
     if use == "restyled":
         if item.twin is None:
-            return "not-restyled"
-        turns = dialog_messages(item.twin.restyled_conv, record.tweet, restyled=True)
+            return None
+        text = item.twin.restyled_conv
     else:
-        turns = dialog_messages(record.conv, record.tweet)
+        text = record.conv
+    turns = dialog_messages(text, record.tweet, restyled=use == "restyled")
+    out: dict[str, Any] = {
+        "conversations": [] if isinstance(turns, str) else [{"from": w, "value": t} for w, t in turns],
+        "parsed": not isinstance(turns, str),
+    }
     if isinstance(turns, str):
-        return turns
-    return {
-        "conversations": [{"from": who, "value": text} for who, text in turns],
+        out |= {"text": text, "unparsed": turns}
+    return out | {
         "id": row.id,
         "tweet_id": record.tweet_id,
+        "tweet": record.tweet,
         "persona": row.persona,
         "motivation": record.motivation_name,
         "disposition": record.disposition_name,
@@ -244,8 +309,50 @@ def check_output(path: Path, force: bool) -> None:
         )
 
 
-def _jsonl(rows: Iterator[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+def nothing_written(report: ExportReport, selection: Selection) -> ConvogenError:
+    """The error for an export that would write no row: why, and how to go on."""
+    why = [f"{report.total} conversation(s) in the experiment"]
+    if report.excluded:
+        why.append(f"{report.excluded} left out by the selection ({selection.describe()})")
+    if report.skipped:
+        why.append(report.shortfall())
+    return ConvogenError(
+        Problem(
+            report.path,
+            "no conversation written: " + "; ".join(why),
+            hint="change the selection, or pass --allow-empty to write an empty file",
+        )
+    )
+
+
+def _write_rows(
+    out: RedactingWriter, fmt: Format, path: Path, items: Iterable[Item], use: Literal["conv", "restyled"],
+    report: ExportReport,
+) -> None:  # fmt: skip
+    """Each item as one row of the format, written as soon as it is read."""
+    array = fmt == "sharegpt" and path.suffix == ".json"
+    writer = None
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+    if array:
+        out.write("[")
+    for item in items:
+        if fmt == "csv":
+            assert writer is not None
+            writer.writerow(csv_row(item))
+        else:
+            row = jsonl_row(item) if fmt == "jsonl" else sharegpt_row(item, use)
+            if row is None:
+                report.skip(item.row, "not-restyled")
+                continue
+            if row.get("parsed") is False:
+                report.unparsed[row["unparsed"]] += 1
+            line = json.dumps(row, ensure_ascii=False)
+            out.write(("\n" if not report.written else ",\n") + line if array else line + "\n")
+        report.written += 1
+    if array:
+        out.write("\n]\n" if report.written else "]\n")
 
 
 def export_file(
@@ -255,46 +362,27 @@ def export_file(
     selection: Selection | None = None,
     force: bool = False,
     use: Literal["conv", "restyled"] = "conv",
+    allow_empty: bool = False,
+    progress: Progress | None = None,
 ) -> ExportReport:
-    """Write jsonl, sharegpt or csv to ``path``.
+    """Write jsonl, sharegpt or csv to ``path``, streaming (see the module's docstring).
 
     sharegpt is a JSON array when ``path`` ends in .json, JSON Lines otherwise."""
     path = Path(path)
     check_output(path, force)
-    selection = selection or Selection()
-    items, excluded, total = selected(store, selection)
-    report = ExportReport(path, fmt, excluded=excluded, total=total)
-    if fmt == "jsonl":
-        text = _jsonl(jsonl_row(item) for item in items)
-        report.written = len(items)
-    elif fmt == "sharegpt":
-        rows = []
-        for item in items:
-            row = sharegpt_row(item, use)
-            if isinstance(row, str):
-                report.skipped[row] += 1
-            else:
-                rows.append(row)
-        report.written = len(rows)
-        text = (
-            json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
-            if path.suffix == ".json"
-            else _jsonl(iter(rows))
-        )
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(csv_row(item) for item in items)
-        text = buffer.getvalue()
-        report.written = len(items)
-    else:
+    if fmt not in ("jsonl", "sharegpt", "csv"):
         raise ConvogenError(Problem(None, f"format '{fmt}' is not a single file", hint="use export_hf"))
-    atomic_write_text(path, text)
+    selection = selection or Selection()
+    report = ExportReport(path, fmt)
+    rows = chosen_rows(store, selection, report)
+    with atomic_writer(path) as out:
+        _write_rows(out, fmt, path, read_items(store, rows, report, progress), use, report)
+        if not report.written and not allow_empty:
+            raise nothing_written(report, selection)  # leaves no file behind
     return report
 
 
-def samplings(items: Sequence[Item]) -> list[dict[str, Any]]:
+def samplings(items: Iterable[Item]) -> list[dict[str, Any]]:
     """The distinct sampling settings the conversations were generated with (from provenance)."""
     seen: list[dict[str, Any]] = []
     for item in items:

@@ -329,7 +329,14 @@ def _twin_verdicts(
         source_words = [w for m in source.messages for w in words(m.text)]
         twin_words = [w for m in messages for w in words(m.text)]
         if source_words and twin_words:
-            similarity = SequenceMatcher(None, source_words, twin_words, autojunk=False).ratio()
+            matcher = SequenceMatcher(None, source_words, twin_words, autojunk=False)
+            # the quick ratios are upper bounds of ratio(): most twins fail them at a fraction of its cost
+            similarity = (
+                matcher.ratio()
+                if matcher.real_quick_ratio() >= s.copy_similarity
+                and matcher.quick_ratio() >= s.copy_similarity
+                else 0.0
+            )
             if similarity >= s.copy_similarity:
                 out.append(Verdict("restyle-copy", f"{similarity:.0%} of the words are the conversation's"))
     emoji = [(m.line, count_emoji(m.text)) for m in messages if count_emoji(m.text) > s.max_emoji_per_message]

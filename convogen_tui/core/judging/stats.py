@@ -1,9 +1,9 @@
 """Per-experiment statistics: counts, flag rates, turn and length distributions, diversity, coverage,
 and what the runs cost (tokens, tok/s, GPU-hours) from the files' provenance.
 
-Everything but diversity comes from the listing index (no file is read). Diversity needs the
-texts; :class:`DiversityCache` reads each conversation once and is reused while files only arrive
-(the Stats screen), and starts over when one goes away.
+Everything comes from the listing index, no file is read: diversity too, from the n-gram sketches
+the index keeps per shard of conversations (a shard that a delete or an edit made dirty reads its
+files again, once).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.dialog import dialog_words
-from convogen_tui.core.judging.diversity import Diversity
+from convogen_tui.core.judging.diversity import Diversity, DiversitySketch
 from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.core.judging.scores import judge_stats
 from convogen_tui.core.keeping.records import read_conversation
@@ -29,26 +29,48 @@ from convogen_tui.core.making.experiment import Experiment
 HISTOGRAM_BINS = 10
 
 
+def index_diversity(store: ConversationStore, rows: Sequence[ConversationSummary]) -> DiversitySketch:
+    """The whole experiment's diversity from the listing index: the shards' n-gram sketches and
+    the rows' word counts and MTLD, no file read (but those of shards a delete made dirty)."""
+    sketch = DiversitySketch()
+    sketch.unigrams, sketch.bigrams = store.diversity_sketch()
+    for row in rows:
+        if row.words:
+            sketch.n_unigrams += row.words
+            sketch.n_bigrams += row.words - 1
+            sketch.mtld_sum += row.mtld
+            sketch.texts += 1
+    return sketch
+
+
+def files_diversity(store: ConversationStore, rows: Sequence[ConversationSummary]) -> DiversitySketch:
+    """The diversity of some conversations (a selection), reading their files one at a time."""
+    sketch = DiversitySketch()
+    for row in rows:
+        try:
+            record = read_conversation(store.conversation_path(row.id))
+        except ConvogenError:
+            continue
+        sketch.add(dialog_words(record.conv), row.mtld)
+    return sketch
+
+
 @dataclass
 class DiversityCache:
-    """Corpus diversity kept up to date as conversations arrive, reading each file once."""
+    """The diversity of one version's conversations (several versions: the index's sketches are
+    the whole experiment's), kept up to date as they arrive, reading each file once; in bounded
+    memory (a sketch)."""
 
-    diversity: Diversity = field(default_factory=Diversity)
+    diversity: DiversitySketch = field(default_factory=DiversitySketch)
     ids: set[str] = field(default_factory=set)
 
-    def update(self, store: ConversationStore, rows: Sequence[ConversationSummary]) -> Diversity:
+    def update(self, store: ConversationStore, rows: Sequence[ConversationSummary]) -> DiversitySketch:
         current = {row.id for row in rows}
         if not self.ids <= current:  # one went away: its n-grams cannot be taken out, so start over
-            self.diversity, self.ids = Diversity(), set()
-        for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
-            if row.id in self.ids:
-                continue
-            try:
-                record = read_conversation(store.conversation_path(row.id))
-            except ConvogenError:
-                continue
-            self.diversity.add(dialog_words(record.conv), row.mtld)
-            self.ids.add(row.id)
+            self.diversity, self.ids = DiversitySketch(), set()
+        fresh = [row for row in rows if row.id not in self.ids]
+        self.diversity.merge(files_diversity(store, fresh))
+        self.ids |= {row.id for row in fresh}
         return self.diversity
 
 
@@ -73,7 +95,9 @@ def distribution(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> dict[st
         {"from": round(low + i * width, 2), "to": round(low + (i + 1) * width, 2), "count": n}
         for i, n in enumerate(counts)
     ]
-    quantiles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+    # "inclusive": the data are the whole population, so percentiles stay within min..max (the
+    # default "exclusive" method extrapolates beyond them for small samples)
+    quantiles = statistics.quantiles(values, n=10, method="inclusive") if len(values) > 1 else [values[0]] * 9
     return {
         "count": len(values),
         "mean": round(statistics.fmean(values), 2),
@@ -198,7 +222,7 @@ def experiment_stats(
     experiment: Experiment,
     store: ConversationStore | None = None,
     rows: Sequence[ConversationSummary] | None = None,
-    diversity: Diversity | None = None,
+    diversity: Diversity | DiversitySketch | None = None,
     coverage: Coverage | None = None,
     version_diversity: dict[str, DiversityCache] | None = None,
 ) -> dict[str, Any]:
@@ -208,12 +232,14 @@ def experiment_stats(
     Coverage is None when the experiment has no seed file.
     """
     store = store or ConversationStore(experiment.dir)
-    rows = list(store.list() if rows is None else rows)
+    every = store.list()
+    whole = rows is None
+    rows = list(every if rows is None else rows)
     if diversity is None:
-        diversity = DiversityCache().update(store, rows)
+        diversity = index_diversity(store, rows) if whole else files_diversity(store, rows)
     if coverage is None:
         try:
-            coverage = experiment_coverage(experiment, store, store.list())
+            coverage = experiment_coverage(experiment, store, every)
         except ConvogenError:
             coverage = None
     templates: dict[str, list[str]] = {

@@ -1,6 +1,7 @@
 """Reading a generated conversation: which lines open a SocBot or a User message.
 
-Models write speakers in many ways ("SocBot:", "**User:**", "1. User:", "SocBot (replies):"); the
+Models write speakers in many ways ("SocBot:", "**User:**", "1. User:", "Tweet 3 - User:",
+"1/8 SocBot:", "SocBot (replies):"); the
 review table's turn counts and the app's colouring both use this one reading.
 """
 
@@ -8,8 +9,13 @@ from __future__ import annotations
 
 import re
 
-# optional bullet or number, the speaker, up to 24 characters of aside, then a colon
-SPEAKER = re.compile(r"^\W*(?:\d+[.)]?\s*)?\W*(socbot|user)\b[^:\n]{0,24}:", re.I)
+# optional bullet, "Tweet"/"Reply"/... and a number ("1.", "1/8", "Tweet 3 -"), the speaker, up to
+# 24 characters of aside, then a colon
+SPEAKER = re.compile(
+    r"^\W*(?:(?:tweet|reply|post|message|msg|turn)\s*)?(?:\d+(?:\s*/\s*\d+)?\s*[.):/\]-]?\s*)?"
+    r"\W*(socbot|user)\b[^:\n]{0,24}:",
+    re.I,
+)
 
 
 def speaker_of(line: str) -> str | None:

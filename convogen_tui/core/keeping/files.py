@@ -20,9 +20,9 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
 from convogen_tui.core.keeping.redact import redact
@@ -49,33 +49,37 @@ def current_umask() -> int:
     return mask
 
 
+# what a file-system error means for a folder, and what to do: (errnos, what happened, hint)
+STORAGE_FAULTS: tuple[tuple[tuple[int, ...], str, str], ...] = (
+    (
+        (errno.ENOSPC, errno.EDQUOT),
+        "the disk is full ({strerror})",
+        "free some space, then run the same command again; nothing half-written was kept",
+    ),
+    (
+        (errno.EROFS,),
+        "it is on a read-only file system",
+        "copy the experiment to a writable folder, or remount the disk read-write",
+    ),
+    (
+        (errno.EACCES, errno.EPERM),
+        "permission denied",
+        "ask its owner for write access (chmod/chown), or copy the experiment to a folder you own",
+    ),
+    (
+        (errno.ENOENT,),
+        "it no longer exists (moved or deleted while running?)",
+        "put it back, then run the same command again",
+    ),
+)
+
+
 def storage_problem(exc: OSError, folder: Path, doing: str = "write in") -> Problem:
     """One line for a file-system error: which folder, what happened, what to do."""
-    code = exc.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: the disk is full ({exc.strerror})",
-            hint="free some space, then run the same command again; nothing half-written was kept",
-        )
-    if code == errno.EROFS:
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: it is on a read-only file system",
-            hint="copy the experiment to a writable folder, or remount the disk read-write",
-        )
-    if code in (errno.EACCES, errno.EPERM):
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: permission denied",
-            hint="ask its owner for write access (chmod/chown), or copy the experiment to a folder you own",
-        )
-    if code == errno.ENOENT:
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: it no longer exists (moved or deleted while running?)",
-            hint="put it back, then run the same command again",
-        )
+    for codes, what, hint in STORAGE_FAULTS:
+        if exc.errno in codes:
+            happened = what.format(strerror=exc.strerror)
+            return Problem(folder, f"cannot {doing} this folder: {happened}", hint=hint)
     return Problem(folder, f"cannot {doing} this folder ({exc.strerror or exc})")
 
 
@@ -86,6 +90,24 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
     vanished mid-run gets a clear error instead of a fresh, empty copy of the folder.
     A file-system error raises :class:`StorageError` naming the folder; no temporary file is left.
     """
+    with atomic_writer(path, create_parents) as handle:
+        handle.write(text)
+
+
+class RedactingWriter:
+    """A text file whose every write passes through the redaction step (whole rows at a time)."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._handle = handle
+
+    def write(self, text: str) -> int:
+        return self._handle.write(redact(text))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, create_parents: bool = True) -> Iterator[RedactingWriter]:
+    """:func:`atomic_write_text` for text written piece by piece (an export streams its rows):
+    the file appears, whole, only when the block ends without an exception."""
     path = Path(path)
     folder = path.parent
     try:
@@ -105,7 +127,7 @@ def atomic_write_text(path: Path, text: str, create_parents: bool = True) -> Non
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(redact(text))
+            yield RedactingWriter(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

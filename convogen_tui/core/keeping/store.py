@@ -2,10 +2,11 @@
 
 Files keep the original flat keys (``tweet_id``, ``disposition``, ``motivation``, ``tweet``, ``conv``;
 ``restyled_conv`` in the twin) so ``json.loads(path.read_text())["conv"]`` keeps working; provenance
-and review marks sit beside them. A listing index in ``.convogen/index.json`` is keyed by file
-mtime and size, so listing 10 000 conversations reads only the files that changed; an index that is
-corrupt or of the wrong shape is rebuilt, and a conversation file that cannot be read is listed as
-such (:attr:`Listing.unreadable`), never hidden.
+and review marks sit beside them. The listing index (``.convogen/index.sqlite``, see
+:mod:`convogen_tui.core.keeping.index`) is keyed by each file's mtime and size, so listing 100,000
+conversations reads only the files that changed (none, and stats none, when their folders did not
+change); an index that is corrupt or of the wrong shape is rebuilt, and a conversation file that
+cannot be read is listed as such (:attr:`Listing.unreadable`), never hidden.
 
 Changes that read before they write (delete, undo, marks, saving a twin) hold a short store lock,
 ``.convogen/store.lock``, so a delete during a restyle never leaves a twin without its conversation:
@@ -15,36 +16,40 @@ restores the latest first however many deletes happened in one second.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ValidationError
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.judging.dialog import Dialog, parse_dialog, words
-from convogen_tui.core.judging.diversity import mtld
-from convogen_tui.core.judging.neardup import NUM_PERM, Item, find_near_duplicates, signature_of
+from convogen_tui.core.judging.dialog import Dialog, dialog_words, parse_dialog, words
+from convogen_tui.core.judging.diversity import bottom_k, gram_hashes, mtld
+from convogen_tui.core.judging.neardup import signature_of
 from convogen_tui.core.judging.quality import ResolvedQuality, Verdict
 from convogen_tui.core.judging.turns import count_turns
 from convogen_tui.core.judging.verdicts import QualityByVersion, judge
 from convogen_tui.core.keeping.files import (
     atomic_write_json,
-    atomic_write_text,
     probe_writable,
     remove_stale_temps,
     storage_problem,
 )
+from convogen_tui.core.keeping.index import Damaged, Entry, Index, Sketches, Stamp, shard_of
 from convogen_tui.core.keeping.records import (
     ConversationRecord,
     JudgmentRecord,
@@ -57,8 +62,6 @@ from convogen_tui.core.keeping.records import (
 from convogen_tui.core.keeping.versions import version_of
 from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
-
-INDEX_VERSION = 4  # bump when summaries change, so old indexes are rebuilt
 
 
 @dataclass
@@ -123,13 +126,6 @@ class TrashBatch:
         return f"#{self.seq} {when}: {self.conversations} conversation(s) ({self.name})"
 
 
-class _IndexFile(BaseModel):
-    version: int
-    entries: dict[str, Any]
-    near: dict[str, str] | None = None
-    quality: str | None = None
-
-
 BATCH_FILE = "batch.json"
 _BATCH_NAME = re.compile(r"^(\d{6,})-\d{8}-\d{6}$")
 STORE_LOCK_TIMEOUT_S = 60.0  # store changes take milliseconds; waiting this long means a hung process
@@ -151,8 +147,9 @@ class ConversationStore:
         self.restyled_dir = self.dir / RESTYLED
         self.trash_dir = self.dir / TRASH
         self.judgments_dir = self.dir / JUDGMENTS
-        self.index_path = self.dir / ".convogen" / "index.json"
-        self._index: dict[str, Any] | None = None
+        self.index_path = self.dir / ".convogen" / "index.sqlite"
+        self._index: Index | None = None
+        self._index_lock = threading.RLock()
 
     @property
     def quality(self) -> ResolvedQuality:
@@ -306,78 +303,117 @@ class ConversationStore:
         """Every readable conversation, newest first (see :meth:`scan` for the unreadable ones)."""
         return self.scan().rows
 
-    def scan(self) -> Listing:
+    def scan(self, full: bool = False) -> Listing:
         """Every conversation, newest first, and every file that cannot be read (path and reason).
 
-        Reads only files changed since the last listing; an index entry of the wrong shape is
-        dropped and its file read again. Quality verdicts are part of each cached summary
-        (recomputed for every file when the thresholds change); near-duplicates are found again
-        whenever a file came or went.
+        Reads only files changed since the last listing (many: in a process per core), and updates
+        the index (:mod:`convogen_tui.core.keeping.index`) in proportion to what changed. Quality
+        verdicts are part of each summary (recomputed for every file when the thresholds change).
+        An index that cannot be trusted is rebuilt from the files. When neither folder changed
+        since the last look (every write here renames a file into its folder) no file is even
+        stat'ed; ``full`` stats them all anyway (a file edited in place).
         """
-        index = self._load_index()
-        quality_key = self.quality.key()
-        if index.get("quality") != quality_key:
-            index["entries"], index["near"], index["quality"] = {}, {}, quality_key
-        entries: dict[str, Any] = index["entries"]
-        twins = _scan(self.restyled_dir)
-        seen: dict[str, Any] = {}
-        unreadable: list[Problem] = []
-        changed = False
-        for name, stat_key in _scan(self.conv_dir).items():
-            conv_id = name[:-5]
-            twin_key = twins.get(name)
-            cached = _valid_entry(entries.get(conv_id))
-            if cached is not None and cached["stat"] == stat_key and cached["twin"] == twin_key:
-                seen[conv_id] = cached
-                continue
+        return self._rebuilding(lambda: self._scan_with_index(full))
+
+    def _rebuilding(self, use: Callable[[], _T]) -> _T:
+        """``use()`` of the index, one thread at a time (the app's Review and Stats workers share a
+        store and its connection); an index found damaged meanwhile is rebuilt and used again."""
+        with self._index_lock:
             try:
-                record = read_conversation(self.conv_dir / name)
-            except ConvogenError as exc:
-                if not (self.conv_dir / name).exists():
-                    continue  # deleted (or moved to the trash) while we listed: gone, not unreadable
-                unreadable.append(
-                    exc.problems[0] if exc.problems else Problem(self.conv_dir / name, str(exc))
-                )
-                continue
-            twin = None
-            if twin_key is not None:
-                with contextlib.suppress(ConvogenError):
-                    twin = read_restyled(self.restyled_dir / name)
-            dialog = parse_dialog(record.conv)
-            tokens = [w for m in dialog.messages for w in words(m.text)]
-            quality = self.quality_for(record, twin)
-            summary = _summarize(conv_id, record, twin, twin_key is not None, stat_key, quality, dialog)
-            summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
-            seen[conv_id] = {
-                "stat": stat_key,
-                "twin": twin_key,
-                "summary": asdict(summary),
-                "sig": signature_of(tokens),
-            }
-            changed = True
-        if changed or len(seen) != len(entries) or "near" not in index or index.get("rebuilt"):
-            index.pop("rebuilt", None)
-            index["entries"] = seen
-            near = find_near_duplicates(
-                [Item(i, e["summary"]["created_at"], e.get("sig")) for i, e in seen.items()],
-                self.quality.near_duplicate_similarity,
-                {i for i, e in seen.items() if e["summary"]["mark"] == "kept" or not e["summary"]["flags"]},
-            )
-            index["near"] = {conv_id: other for conv_id, (other, _) in near.items()}
-            self._save_index(index)
-        near_map: dict[str, str] = index["near"]
-        flag_near = self.quality.enabled("near-duplicate")
-        rows = []
-        for conv_id, entry in seen.items():
-            row = ConversationSummary(**entry["summary"])
-            if conv_id in near_map:
-                row.near_duplicate_of = near_map[conv_id]
-                if flag_near:
-                    row.flags = [*row.flags, "near-duplicate"]
-            rows.append(row)
-        rows.sort(key=lambda r: r.created_at, reverse=True)
-        unreadable.sort(key=lambda p: str(p.file))
-        return Listing(rows, unreadable)
+                return use()
+            except (sqlite3.DatabaseError, Damaged, ValueError, TypeError):
+                self._reset_index()
+            return use()
+
+    def _scan_with_index(self, full: bool = False) -> Listing:
+        unreadable = self._refresh(full)
+        return Listing(self.index().rows(self.quality.enabled("near-duplicate")), unreadable)
+
+    def refresh(self, full: bool = False) -> tuple[int, list[Problem]]:
+        """Bring the index up to date with the files, without building the rows: the index's
+        generation (it moves with every change) and the unreadable files. Pollers call this and
+        list only when the generation moved."""
+
+        def refreshed() -> tuple[int, list[Problem]]:
+            unreadable = self._refresh(full)
+            return self.index().generation(), unreadable
+
+        return self._rebuilding(refreshed)
+
+    def _refresh(self, full: bool) -> list[Problem]:
+        index = self.index()
+        folders = _folder_stamps(self.conv_dir, self.restyled_dir)
+        if not full and folders is not None and index.meta("folders") == folders:
+            # nothing was renamed into or out of either folder since the last full look, and every
+            # write here is a rename: the index holds the listing (an in-place edit: r, or full=True)
+            return _problems_from_json(index.meta("unreadable"))
+        unreadable = self._update_index(index)
+        index.set_meta({"folders": folders or "", "unreadable": _problems_to_json(unreadable)})
+        return unreadable
+
+    def _update_index(self, index: Index) -> list[Problem]:
+        """Stat every file, read those whose stamp changed, update the index; the unreadable ones."""
+        twins = _scan(self.restyled_dir)
+        disk = {name[:-5]: (*stat, *twins.get(name, (-1, -1))) for name, stat in _scan(self.conv_dir).items()}
+        known = index.stamps()
+        todo = [(conv_id, stamp) for conv_id, stamp in disk.items() if known.get(conv_id) != stamp]
+        removed = [conv_id for conv_id in known if conv_id not in disk]
+        unreadable: list[Problem] = []
+        if todo or removed:
+            entries, sketches, unreadable = read_entries(self.dir, todo, self._given_quality)
+            bad = {Path(str(p.file)).stem for p in unreadable}
+            removed += [conv_id for conv_id in bad if conv_id in known]
+            index.apply(entries, removed, sketches, self.quality.near_duplicate_similarity, _preferred)
+        return sorted(unreadable, key=lambda p: str(p.file))
+
+    def generation(self) -> int:
+        """A number that changes whenever the index does (cheap: one query), for pollers."""
+        return self._rebuilding(lambda: self.index().generation())
+
+    def index(self) -> Index:
+        """The listing index, opened once per store (rebuilt when damaged or outdated)."""
+        if self._index is None:
+            path: Path | None = self.index_path
+            try:
+                self.index_path.parent.mkdir(exist_ok=True)
+                self._index = Index(path, ConversationSummary, self.quality.key())
+            except (OSError, sqlite3.Error):  # a read-only experiment still lists, from memory
+                self._index = Index(None, ConversationSummary, self.quality.key())
+            with contextlib.suppress(OSError):
+                (self.index_path.parent / "index.json").unlink()  # the old whole-file index
+        return self._index
+
+    def _reset_index(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index.remove_files()
+        else:
+            for suffix in ("", "-journal"):
+                with contextlib.suppress(OSError):
+                    Path(f"{self.index_path}{suffix}").unlink()
+        self._index = None
+
+    def diversity_sketch(self) -> tuple[Any, Any]:
+        """The bottom-k sketches of every conversation's words and word pairs (for distinct-1/2);
+        shards a delete or an edit made dirty read their files again first."""
+        return self._rebuilding(self._diversity_sketch)
+
+    def _diversity_sketch(self) -> tuple[Any, Any]:
+        if self._index is None:
+            self.scan()  # a new index is filled from the files before its sketches mean anything
+        index = self.index()
+        for shard in index.dirty_shards():
+            unigrams, bigrams = [], []
+            for conv_id in index.shard_members(shard):
+                try:
+                    record = read_conversation(self.conversation_path(conv_id))
+                except ConvogenError:
+                    continue
+                u, b = gram_hashes(dialog_words(record.conv))
+                unigrams.append(u)
+                bigrams.append(b)
+            index.set_shard(shard, bottom_k(*unigrams), bottom_k(*bigrams))
+        return index.sketches()
 
     def count(self) -> int:
         return len(_scan(self.conv_dir))
@@ -515,28 +551,108 @@ class ConversationStore:
                 return batch
         return None
 
-    # index -------------------------------------------------------------------------------
-    def _load_index(self) -> dict[str, Any]:
-        """The listing index; one that is corrupt, of the wrong shape or version is rebuilt."""
-        if self._index is None:
-            data = _read_json(self.index_path) if self.index_path.is_file() else None
-            try:
-                index = _IndexFile.model_validate(data)
-                if index.version != INDEX_VERSION:
-                    raise ValueError("old version")
-                self._index = {"version": INDEX_VERSION, "entries": index.entries}
-                if index.near is not None:  # a near map of the wrong shape is found again
-                    self._index["near"] = index.near
-                if index.quality is not None:
-                    self._index["quality"] = index.quality
-            except (ValidationError, ValueError):
-                self._index = {"version": INDEX_VERSION, "entries": {}, "rebuilt": data is not None}
-        return self._index
 
-    def _save_index(self, index: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError, StorageError):  # a read-only experiment still lists, uncached
-            # compact: json's C encoder runs only without indent, and nobody reads this file by eye
-            atomic_write_text(self.index_path, json.dumps(index, ensure_ascii=False, separators=(",", ":")))
+_T = TypeVar("_T")
+POOL_MIN_FILES = 400  # fewer files are read faster in this process than by starting others
+CHUNK = 250  # files a worker reads per task
+
+
+def read_entries(
+    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality | None
+) -> tuple[list[Entry], Sketches, list[Problem]]:
+    """Summaries of these conversation files, with their n-gram sketches by shard and the files
+    that cannot be read; many files are read by a process per usable core. ``quality``: the
+    thresholds for every file, or None for each file its own version's."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if len(todo) < POOL_MIN_FILES or workers < 2:
+        return _read_chunk(expt_dir, todo, quality)
+    chunks = [list(todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    sketches: Sketches = {}
+    context = multiprocessing.get_context("spawn")  # forking a process that runs threads (the app) is unsafe
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for found, shards, bad in pool.map(_read_chunk, repeat(expt_dir), chunks, repeat(quality)):
+            entries += found
+            problems += bad
+            for shard, (unigrams, bigrams) in shards.items():
+                if shard in sketches:
+                    unigrams = bottom_k(sketches[shard][0], unigrams)
+                    bigrams = bottom_k(sketches[shard][1], bigrams)
+                sketches[shard] = (unigrams, bigrams)
+    return entries, sketches, problems
+
+
+def _read_chunk(
+    expt_dir: Path, todo: Sequence[tuple[str, Stamp]], quality: ResolvedQuality | None
+) -> tuple[list[Entry], Sketches, list[Problem]]:
+    conv_dir, restyled_dir = Path(expt_dir) / CONVERSATIONS, Path(expt_dir) / RESTYLED
+    by_version = QualityByVersion(Path(expt_dir)) if quality is None else None
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    grams: dict[int, tuple[list[Any], list[Any]]] = {}
+    for conv_id, stamp in todo:
+        path = conv_dir / f"{conv_id}.json"
+        try:
+            record = read_conversation(path)
+        except ConvogenError as exc:
+            if path.exists():  # else deleted (or moved to the trash) while we listed: gone, not unreadable
+                problems.append(exc.problems[0] if exc.problems else Problem(path, str(exc)))
+            continue
+        has_twin = stamp[2] != -1
+        twin = None
+        if has_twin:
+            with contextlib.suppress(ConvogenError):
+                twin = read_restyled(restyled_dir / path.name)
+        dialog = parse_dialog(record.conv)
+        tokens = [w for m in dialog.messages for w in words(m.text)]
+        thresholds = quality or by_version.for_pair(record, twin)  # type: ignore[union-attr]
+        summary = _summarize(conv_id, record, twin, has_twin, [stamp[0], stamp[1]], thresholds, dialog)
+        summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
+        unigrams, bigrams = gram_hashes(tokens)
+        shard = grams.setdefault(shard_of(conv_id), ([], []))
+        shard[0].append(unigrams)
+        shard[1].append(bigrams)
+        crc = zlib.crc32(record.conv.encode("utf-8"))
+        entries.append(Entry(conv_id, stamp, summary, signature_of(tokens), crc))
+    sketches = {shard: (bottom_k(*u), bottom_k(*b)) for shard, (u, b) in grams.items()}
+    return entries, sketches, problems
+
+
+RACY_S = 2.0  # a folder changed this recently may change again within its timestamp's resolution
+
+
+def _folder_stamps(*folders: Path) -> str | None:
+    """The folders' mtime, size and inode, or None when one changed too recently to trust (a
+    rename in the same clock tick would leave its mtime as it was)."""
+    parts = []
+    now = time.time()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            parts.append("-")
+            continue
+        if now - st.st_mtime < RACY_S:
+            return None
+        parts.append(f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
+    return ",".join(parts)
+
+
+def _problems_to_json(problems: Sequence[Problem]) -> str:
+    return json.dumps([{"file": str(p.file), "message": p.message, "hint": p.hint} for p in problems])
+
+
+def _problems_from_json(text: str | None) -> list[Problem]:
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise Damaged("unreadable")
+    return [Problem(Path(p["file"]), p["message"], hint=p.get("hint")) for p in data]
+
+
+def _preferred(mark: str, flags: str) -> bool:
+    """A near-duplicate group keeps its earliest conversation that is kept or has no flag."""
+    return mark == "kept" or not flags
 
 
 def _scan(folder: Path) -> dict[str, list[int]]:
@@ -552,55 +668,6 @@ def _scan(folder: Path) -> dict[str, list[int]]:
     except FileNotFoundError:
         pass
     return out
-
-
-# the types a summary's fields must have (fields added later are checked by name only)
-_SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "id": str,
-    "tweet_id": str,
-    "tweet": str,
-    "motivation": str,
-    "disposition": str,
-    "created_at": (int, float),
-    "turns": int,
-    "length": int,
-    "restyled": bool,
-    "mark": str,
-    "flags": list,
-    "model": str,
-}
-
-
-_SUMMARY_FIELDS = frozenset(f.name for f in fields(ConversationSummary))
-
-
-def _valid_entry(entry: Any) -> dict[str, Any] | None:
-    """An index entry with its summary row, or None when it has the wrong shape (then re-read)."""
-    if not isinstance(entry, dict):
-        return None
-    stat, twin, summary = entry.get("stat"), entry.get("twin"), entry.get("summary")
-    if not isinstance(stat, list) or not isinstance(summary, dict):
-        return None
-    if twin is not None and not isinstance(twin, list):
-        return None
-    if summary.keys() != _SUMMARY_FIELDS:
-        return None
-    if not all(isinstance(summary[k], t) for k, t in _SUMMARY_TYPES.items() if k in summary):
-        return None
-    sig = entry.get("sig")
-    if sig is not None and not _valid_signature(sig):
-        return None
-    return {"stat": stat, "twin": twin, "summary": summary, "sig": sig}
-
-
-def _valid_signature(sig: Any) -> bool:
-    """A MinHash signature as the index keeps it: base64 of NUM_PERM 32-bit values."""
-    if not isinstance(sig, str):
-        return False
-    try:
-        return len(base64.b64decode(sig, validate=True)) == NUM_PERM * 4
-    except ValueError:
-        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

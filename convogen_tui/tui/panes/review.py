@@ -1,11 +1,14 @@
 """Review pane: the experiment's conversations, each beside its restyled twin; delete, undo, mark.
 
 The listing comes from the store's index (one worker call, re-reading only changed files); filtering
-works on the summaries in memory and draws at most MAX_ROWS rows, so a keystroke never re-reads
-files, even with 10 000 conversations. The experiment screen asks for a new listing whenever the
-conversation folders change (this app, a `convogen mark` in another shell, a finished restyle), and
-``r`` lists again on demand. Columns are sized in terminal cells to the table's width, so nothing
-runs off the right edge.
+works on the summaries in memory, on lower-cased text prepared by the worker once per listing, and
+draws at most MAX_ROWS rows, so a keystroke never re-reads files, even with 100,000 conversations.
+The experiment screen asks for a new listing whenever the conversation folders change (this app, a
+`convogen mark` in another shell, a finished restyle), and ``r`` lists again on demand. A listing
+that finds the index's generation, the trash, the judgments and the texts as they were redraws
+nothing; one asked for while another runs waits for it and runs once, so a burst of changes costs
+one listing, and an idle pane costs nothing. Columns are sized in terminal cells to the table's
+width, so nothing runs off the right edge.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from convogen_tui.core.errors import ConvogenError, Problem
 from convogen_tui.core.judging.quality import RULE_NAMES
 from convogen_tui.core.keeping.records import ConversationRecord, JudgmentRecord, RestyledRecord
 from convogen_tui.core.keeping.store import ConversationSummary
+from convogen_tui.core.keeping.tracked import stamp
 from convogen_tui.core.keeping.versions import experiment_texts, version_names
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.pairing import cells_to_pair
@@ -142,8 +146,17 @@ def short_id(conv_id: str, ids: list[str]) -> str:
     return conv_id[:length]
 
 
+def haystack(row: ConversationSummary) -> str:
+    """What the filter's words are looked for in, lower-cased (computed once per listing)."""
+    return " ".join([row.id, row.tweet_id, row.persona, row.tweet, row.mark, *row.flags]).lower()
+
+
 def matches(
-    row: ConversationSummary, words: list[str], show: str, judgment: JudgmentRecord | None = None
+    row: ConversationSummary,
+    words: list[str],
+    show: str,
+    judgment: JudgmentRecord | None = None,
+    hay: str | None = None,
 ) -> bool:
     """Text words must all appear in id, seed, persona, tweet, mark or flags; ``show`` narrows."""
     if show.startswith("judge:") and not judge_matches(judgment, show):
@@ -160,7 +173,7 @@ def matches(
         return False
     if not words:
         return True
-    hay = " ".join([row.id, row.tweet_id, row.persona, row.tweet, row.mark, *row.flags]).lower()
+    hay = haystack(row) if hay is None else hay
     return all(w in hay for w in words)
 
 
@@ -201,17 +214,23 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
     ]
 
     class Listed(Message):
+        """A listing (``rows`` None: nothing changed since the one shown)."""
+
         def __init__(
             self,
-            rows: list[ConversationSummary],
+            rows: list[ConversationSummary] | None,
             trash: int,
             unreadable: list[Problem] | None = None,
             generation: int = 0,
             versions: dict[str, str] | None = None,
             current: str | None = None,
             judgments: dict[str, JudgmentRecord] | None = None,
+            seen: object = None,
+            hay: list[str] | None = None,
         ) -> None:
             super().__init__()
+            self.seen = seen
+            self.hay = hay or []
             self.versions = versions or {}  # version id -> name (v1, v2...)
             self.current = current  # the version id of the texts on disk now
             self.rows = rows
@@ -254,6 +273,11 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         self._generation = 0
         self.versions: dict[str, str] = {}
         self.current_version: str | None = None
+        self._hay: dict[str, str] = {}  # id -> lower-cased text the filter looks in
+        self._seen: object = None  # what the listing shown was made from (see _list)
+        self._listing = False  # a listing worker runs
+        self._list_again = False  # asked for while it ran: one more after it
+        self.listings = 0  # listings started (the idle test counts them)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="rev-filters"):
@@ -280,42 +304,84 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             self._laid_out_width = event.size.width
             self.filter()
 
-    def relist(self) -> None:
+    def _changed_here(self) -> None:
+        """A change made here (delete, undo, mark, empty trash): the rows shown are no longer the
+        last listing's, so the next listing redraws whatever the index says."""
+        self._generation += 1
+        self._seen = None
+
+    def relist(self, force: bool = False) -> None:
+        """List again in a worker: at most one at a time, and one more if asked meanwhile."""
         self.stale = False
+        if force:
+            self._seen = None
+        if self._listing:
+            self._list_again = True
+            return
         if not self.rows:
             self.query_one("#rev-status", Static).update("listing…")
-        self._list(self._generation)
+        self._listing = True
+        self.listings += 1
+        self._list(self._generation, self._seen)
 
     def action_refresh(self) -> None:
-        self.relist()
+        self.relist(force=True)
         self.notify("listing the conversations again")
 
     @background("review-list", "listing conversations")
-    def _list(self, generation: int) -> None:
+    def _list(self, generation: int, last_seen: object) -> None:
+        """Refresh the index (cheap when nothing changed); list, and post the rows, only when its
+        generation, the trash, the judgments or the texts on disk moved."""
         store = self.session.store
-        listing = store.scan()
-        names = version_names(store.dir, listing.rows)
-        current = experiment_texts(self.session.experiment)
-        judgments = store.judgments()
-        self.post_message(
-            self.Listed(
-                listing.rows,
-                store.trash_count(),
-                listing.unreadable,
-                generation,
-                names,
-                current.id if current is not None else None,
-                judgments,
+        message = self.Listed(None, 0, generation=generation, seen=last_seen)
+        try:
+            index_generation, unreadable = store.refresh(full=last_seen is None)  # r: stat every file
+            trash = store.trash_count()
+            current = experiment_texts(self.session.experiment)
+            current_id = current.id if current is not None else None
+            seen = (
+                index_generation,
+                trash,
+                tuple(map(str, unreadable)),
+                stamp(store.judgments_dir),
+                current_id,
             )
-        )
+            if seen != last_seen:
+                listing = store.scan()
+                message = self.Listed(
+                    listing.rows,
+                    trash,
+                    listing.unreadable,
+                    generation,
+                    version_names(store.dir, listing.rows),
+                    current_id,
+                    store.judgments(),
+                    seen,
+                    [haystack(row) for row in listing.rows],
+                )
+        finally:
+            self.post_message(message)
 
     @on(Listed)
     def _listed(self, message: Listed) -> None:
+        self._listing = False
         if message.generation != self._generation:
-            self.relist()  # read before a change made here: read again rather than undo it on screen
+            self.relist(force=True)  # read before a change made here: read again, not undo it on screen
             return
+        if message.rows is not None:
+            self._show_listing(message)
+        if self._list_again:
+            self._list_again = False
+            self.relist()
+
+    def _show_listing(self, message: Listed) -> None:
+        assert message.rows is not None
+        self._seen = message.seen
         self.unreadable = {Path(str(p.file)).stem: p for p in message.unreadable}
-        self.rows = message.rows + [_unreadable_row(p) for p in message.unreadable]
+        unreadable = [_unreadable_row(p) for p in message.unreadable]
+        self.rows = message.rows + unreadable
+        self._hay = dict(zip((r.id for r in message.rows), message.hay, strict=True))
+        self._hay |= {row.id: haystack(row) for row in unreadable}
         self.judgments = message.judgments
         self.trash = message.trash
         self.selected &= {row.id for row in self.rows}
@@ -347,11 +413,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         table = self.query_one(DataTable)
         current = self.current()
         at = table.cursor_row
-        self.shown = [
-            r
-            for r in self.rows
-            if matches(r, words, show, self.judgments.get(r.id)) and self._version_ok(r, words, show)
-        ]
+        self.shown = self._matching(words, show)
         layout = self._columns()
         if layout != self._layout:
             self._layout = layout
@@ -376,6 +438,19 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         """Made by a version other than the current texts' (unreadable files have none)."""
         current = self.current_version
         return current is not None and row.id not in self.unreadable and row.version != current
+
+    def _matching(self, words: list[str], show: str) -> list[ConversationSummary]:
+        """The rows the filter shows: the words on the prepared text first (what a keystroke
+        changes), then the drop-down's choice and version words, each pass over what is left."""
+        hay, rows = self._hay, self.rows
+        if words:
+            rows = [r for r in rows if all(w in (hay.get(r.id) or haystack(r)) for w in words)]
+        if show != "all":
+            rows = [r for r in rows if matches(r, [], show, self.judgments.get(r.id))]
+        versions = set(self.versions.values())
+        if show.startswith("version:") or any(w in versions for w in words):
+            rows = [r for r in rows if self._version_ok(r, words, show)]
+        return rows if rows is not self.rows else list(rows)  # shown is changed apart from rows
 
     def _version_ok(self, row: ConversationSummary, words: list[str], show: str) -> bool:
         """The version filters ("stale", "version v2"); a word naming a version (v2) matches it."""
@@ -547,7 +622,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             return
         table = self.query_one(DataTable)
         index = table.cursor_row
-        self._generation += 1
+        self._changed_here()
         try:
             self.last_batch = self.session.store.delete([r.id for r in doomed])
         except ConvogenError as exc:
@@ -582,7 +657,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
             if not yes:
                 self.notify("trash kept")
                 return
-            self._generation += 1
+            self._changed_here()
             removed = store.empty_trash()
             self.trash = 0
             self.last_batch = None
@@ -596,7 +671,7 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
 
     def action_undo(self) -> None:
         """Restore the latest delete (the store orders batches by sequence); press again for older ones."""
-        self._generation += 1
+        self._changed_here()
         try:
             restored = self.session.store.undo()
         except ConvogenError as exc:
@@ -613,13 +688,14 @@ class ReviewPane(ReportsWorkerErrors, Vertical):
         if row is None:
             return
         new = "" if row.mark == mark else mark
-        self._generation += 1
+        self._changed_here()
         try:
             self.session.store.set_mark(row.id, new)
         except ConvogenError as exc:
             self.notify(str(exc), severity="error")
             return
         row.mark = new
+        self._hay[row.id] = haystack(row)
         table = self.query_one(DataTable)
         index = table.cursor_row
         row_key = table.coordinate_to_cell_key((index, 0)).row_key

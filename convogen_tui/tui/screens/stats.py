@@ -3,14 +3,17 @@
 A summary line (counts, distinct-1/2, MTLD, coverage, tok/s), then four plots: conversation length
 and turn histograms, the seed x persona coverage grid as a heat map, and the flag rates. The bar
 charts (widgets.bars) choose round ticks that cover the data, so no axis misstates a bar.
-A thread worker polls the store's listing (cheap: the index) and recomputes only when something
-changed; diversity reads each new conversation once (core.stats.DiversityCache).
+An idle screen costs nothing: once a second it compares the stamps of the conversation, twin,
+trash and judgment folders and of the seed file (a ``stat`` each; every write in this project is a
+rename into its folder). Only when one changed does a worker refresh the index (in proportion to
+what changed) and, if its generation moved, recompute the statistics from the index (diversity
+from its sketches: no file read). A change that arrives while a computation runs starts one more
+after it, never several: at most one computation per burst of changes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -25,7 +28,8 @@ from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.calibration import MIN_MARKED
 from convogen_tui.core.judging.coverage import STATES, Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.scores import cell_means
-from convogen_tui.core.judging.stats import DiversityCache, experiment_stats
+from convogen_tui.core.judging.stats import DiversityCache, experiment_stats, index_diversity
+from convogen_tui.core.keeping.tracked import stamp
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import Persona
 from convogen_tui.core.making.seeds import Seed
@@ -218,9 +222,11 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     ]
 
     class Computed(Message):
+        """A computation's end (``stats`` None: nothing changed, or it failed)."""
+
         def __init__(
             self,
-            stats: dict[str, Any],
+            stats: dict[str, Any] | None,
             coverage: Coverage | None,
             seen: object,
             fit: dict[tuple[str, str, str], float] | None = None,
@@ -235,12 +241,12 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         super().__init__()
         self.session = session
         self.stats: dict[str, Any] | None = None
-        self._diversity = DiversityCache()  # used under _computing only
-        self._version_diversity: dict[str, DiversityCache] = {}  # per version, under _computing
-        # one computation at a time: an exclusive worker group cancels a running thread but cannot
-        # stop it, and two threads updating the cache at once counted every conversation twice
-        self._computing = threading.Lock()
+        self._version_diversity: dict[str, DiversityCache] = {}  # per version (one computation at a time)
         self._seen: object = None  # what the last computation saw, to skip unchanged polls
+        self._stamps: object = None  # the folders' stamps at the last poll
+        self._busy = False  # a computation is running (read and set on the UI thread only)
+        self._again = False  # something changed while it ran: one more after it
+        self.computations = 0  # how many ran (the idle test counts them)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -257,8 +263,9 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         self.title = f"ConvoGen · {self.session.experiment.name} · Stats"
         self.watch(convogen_app(self), "model_status", self._model_changed)
+        self._stamps = self._disk_stamps()
         self.action_refresh_stats()
-        self.set_interval(self.POLL_S, lambda: self.compute(self._seen))
+        self.set_interval(self.POLL_S, self._poll)
 
     def _model_changed(self, status: str) -> None:
         self.sub_title = status
@@ -271,28 +278,49 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         if not self.query_one(CoverageMap).toggle_scores():
             self.notify(f"no {FIT} scores to show: judge the experiment first (convogen judge)")
 
+    def _disk_stamps(self) -> object:
+        experiment, store = self.session.experiment, self.session.store
+        folders = [store.conv_dir, store.restyled_dir, store.trash_dir, store.judgments_dir]
+        seeds = experiment.seeds_path()
+        return tuple(stamp(path) for path in [*folders, *([seeds] if seeds else [])])
+
+    def _poll(self) -> None:
+        """A few stats a second; a computation only when one of them changed."""
+        stamps = self._disk_stamps()
+        if stamps != self._stamps:
+            self._stamps = stamps
+            self._request(self._seen)
+
     def action_refresh_stats(self) -> None:
         self._seen = None
-        self.compute(None)
+        self._request(None)
+
+    def _request(self, last_seen: object) -> None:
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        self.computations += 1
+        self.compute(last_seen)
 
     @background("stats", "computing statistics")
     def compute(self, last_seen: object) -> None:
-        """Blocking: list (from the index), then statistics only if the listing changed."""
-        with self._computing:
-            self._compute(last_seen)
+        """Blocking: refresh the index, then statistics only if it (or the trash, the judgments)
+        changed. Always ends with a Computed message, so the next change can start one."""
+        message = self.Computed(None, None, last_seen)
+        try:
+            message = self._compute(last_seen) or message
+        finally:
+            self.post_message(message)
 
-    def _compute(self, last_seen: object) -> None:
+    def _compute(self, last_seen: object) -> Computed | None:
         store = self.session.store
-        rows = store.list()
-        judged = store.judgments_dir.stat().st_mtime_ns if store.judgments_dir.is_dir() else 0
-        seen = (
-            store.trash_count(),
-            judged,
-            frozenset((r.id, r.mark, tuple(r.flags), r.restyled) for r in rows),
-        )
+        judged = stamp(store.judgments_dir)
+        seen = (store.refresh()[0], store.trash_count(), judged)
         if seen == last_seen:
-            return
-        diversity = self._diversity.update(store, rows)
+            return None
+        rows = store.list()
+        diversity = index_diversity(store, rows)
         coverage = None
         with contextlib.suppress(ConvogenError):
             coverage = coverage_of(
@@ -303,9 +331,18 @@ class StatsScreen(ReportsWorkerErrors, Screen[None]):
         )
         judge = stats.get("judge") or {}
         fit = cell_means(rows, store.judgments(), FIT) if FIT in judge and judge[FIT]["n"] else None
-        self.post_message(self.Computed(stats, coverage, seen, fit))
+        return self.Computed(stats, coverage, seen, fit)
 
     def on_stats_screen_computed(self, message: Computed) -> None:
+        self._busy = False
+        if message.stats is not None:
+            self._show(message)
+        if self._again:
+            self._again = False
+            self._request(self._seen)
+
+    def _show(self, message: Computed) -> None:
+        assert message.stats is not None
         self._seen = message.seen
         self.stats = message.stats
         self._summary(message.stats)
