@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from textual.command import CommandList
-from textual.widgets import Select, Static
+from textual.widgets import DataTable, Select, Static
 
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.keys import KeyFooter
