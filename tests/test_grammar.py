@@ -190,7 +190,7 @@ async def test_templates_screen_shows_the_grammar_and_a_disagreeing_turn_count(s
     from textual.widgets import Static, TextArea
 
     from convogen_tui.tui.app import ConvogenApp
-    from tests.test_tui_flows import open_sample
+    from tests.tui_helpers import opened
 
     expt = sample_root / "inst-templates" / "sample"
     _setup(expt, quality={"turns": 8})
@@ -200,7 +200,7 @@ async def test_templates_screen_shows_the_grammar_and_a_disagreeing_turn_count(s
         return str(app.screen.query_one(selector, Static).render())
 
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_sample(pilot, app, model=False)
+        await opened(pilot, app)
         await wait_for(pilot, lambda: "grammar: 8 turns · ≤170 chars/message" in text("#tpl-info"))
         assert "turn target" not in text("#tpl-problems")
         editor = app.screen.query_one("#tpl-conv-gen", TextArea)
