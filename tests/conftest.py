@@ -38,6 +38,16 @@ def sample(datasets: Path) -> Path:
 
 
 @pytest.fixture
+def generate_args(datasets: Path):
+    """`convogen generate sample --root DATASETS` with OPTIONS written as on a command line."""
+
+    def args(options: str) -> tuple[str | Path, ...]:
+        return ("generate", "sample", "--root", datasets, *options.split())
+
+    return args
+
+
+@pytest.fixture
 def embedded_backend():
     """The embedded SmolLM2 model through llama.cpp, loaded once per process (``load_llama`` keeps it).
 

@@ -19,40 +19,34 @@ from urllib.parse import parse_qs, urlparse
 PROBLEMS = "https://api.twitter.com/2/problems/"
 
 
-def not_found(tweet_id: str) -> dict[str, str]:
+def problem(
+    tweet_id: str, detail: str, title: str, kind: str, resource_type: str = "tweet"
+) -> dict[str, str]:
+    """One entry of the API's ``errors`` list, as X API v2 writes it for an id it cannot return."""
     return {
         "value": tweet_id,
-        "detail": f"Could not find tweet with ids: [{tweet_id}].",
-        "title": "Not Found Error",
-        "resource_type": "tweet",
+        "detail": detail,
+        "title": title,
+        "resource_type": resource_type,
         "parameter": "ids",
         "resource_id": tweet_id,
-        "type": PROBLEMS + "resource-not-found",
+        "type": PROBLEMS + kind,
     }
+
+
+def not_found(tweet_id: str) -> dict[str, str]:
+    detail = f"Could not find tweet with ids: [{tweet_id}]."
+    return problem(tweet_id, detail, "Not Found Error", "resource-not-found")
 
 
 def protected(tweet_id: str) -> dict[str, str]:
-    return {
-        "value": tweet_id,
-        "detail": f"Sorry, you are not authorized to see the Tweet with ids: [{tweet_id}].",
-        "title": "Authorization Error",
-        "resource_type": "tweet",
-        "parameter": "ids",
-        "resource_id": tweet_id,
-        "type": PROBLEMS + "not-authorized-for-resource",
-    }
+    detail = f"Sorry, you are not authorized to see the Tweet with ids: [{tweet_id}]."
+    return problem(tweet_id, detail, "Authorization Error", "not-authorized-for-resource")
 
 
 def suspended(tweet_id: str) -> dict[str, str]:
-    return {
-        "value": tweet_id,
-        "detail": "User has been suspended: [gone_account].",
-        "title": "Forbidden",
-        "resource_type": "user",
-        "parameter": "ids",
-        "resource_id": tweet_id,
-        "type": PROBLEMS + "resource-not-found",
-    }
+    detail = "User has been suspended: [gone_account]."
+    return problem(tweet_id, detail, "Forbidden", "resource-not-found", resource_type="user")
 
 
 class FakeXApi:

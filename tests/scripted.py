@@ -22,22 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.making.backend import (
-    Backend,
-    Constraint,
-    FinishReason,
-    Generation,
-    GenerationStats,
-    ModelInfo,
-    NextRequest,
-    Request,
-    StreamChunk,
-    StreamDone,
-    StreamEvent,
-    StreamFailed,
-    StreamPrompt,
-    StreamStarted,
-)
+from convogen_tui.core.making import backend
+from convogen_tui.core.making.backend import Backend
 
 EIGHT_TURNS = "\n".join(f"SocBot: point {i}, with reasons.\nUser: reply {i}, unconvinced." for i in range(8))
 
@@ -51,7 +37,7 @@ class Script:
     echo: bool = False  # answer with the prompt itself
     fail: str | None = None  # fail with this message after ``fail_after`` chunks
     fail_after: int = 0
-    finish_reason: FinishReason = "stop"
+    finish_reason: backend.FinishReason = "stop"
     hold_after: int | None = None  # after this many chunks wait for ``gate`` (or a cancel)
     gate: threading.Event | None = None
     delay_s: float = 0.0  # pause before each chunk (for demos; tests should use gates)
@@ -65,10 +51,10 @@ class Script:
 
 @dataclass
 class _Live:
-    request: Request
+    request: backend.Request
     script: Script
     pieces: list[str]
-    stats: GenerationStats
+    stats: backend.GenerationStats
     sent: int = 0
     parts: list[str] = field(default_factory=list)
     cut: bool = False  # the script is longer than max_tokens: it ends there, as "length"
@@ -94,14 +80,14 @@ class ScriptedBackend(Backend):
         self.slots = slots
         self.memory_per_stream = memory_per_stream
         self.memory_free = memory_free
-        self.requests: list[Request] = []  # every request, in order (its constraint, sampling)
+        self.requests: list[backend.Request] = []  # every request, in order (its constraint, sampling)
         self.prompts: list[str] = []  # every prompt asked for, in order
         self.seeds: list[int] = []
         self.max_running = 0  # the most streams that ran at once
         self.reserved: list[tuple[int, int | None]] = []  # every reserve(parallel, stream_tokens)
         self.support: Literal["grammar", "json_schema", ""] = constraint_support
-        self.constraints: list[Constraint | None] = []  # every request's constraint, in order
-        self.info = ModelInfo(
+        self.constraints: list[backend.Constraint | None] = []  # every request's constraint, in order
+        self.info = backend.ModelInfo(
             name=name,
             path=None,
             architecture="llama",
@@ -131,14 +117,14 @@ class ScriptedBackend(Backend):
     def constraint_support(self) -> Literal["grammar", "json_schema", ""]:
         return self.support
 
-    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+    def stream(self, request: backend.Request, cancel: threading.Event | None = None) -> backend.Generation:
         live = self._begin(request)
         cancel = cancel or threading.Event()
 
         def chunks() -> Iterator[str]:
             while live.sent < len(live.pieces):
                 event = self._next(live, cancel)
-                if isinstance(event, StreamFailed):
+                if isinstance(event, backend.StreamFailed):
                     raise ModelError(Problem(None, event.message))
                 if event is None:
                     live.stats.finish_reason = "cancelled"
@@ -146,11 +132,11 @@ class ScriptedBackend(Backend):
                 yield event.text
             self._end(live)
 
-        return Generation(chunks(), live.stats)
+        return backend.Generation(chunks(), live.stats)
 
     def run_many(
-        self, next_request: NextRequest, cancel: threading.Event, parallel: int
-    ) -> Iterator[StreamEvent]:
+        self, next_request: backend.NextRequest, cancel: threading.Event, parallel: int
+    ) -> Iterator[backend.StreamEvent]:
         """Round robin: each step gives one chunk to every running stream, pulling when a slot frees."""
         limit = max(1, min(parallel, self.slots))
         running: list[_Live] = []
@@ -161,10 +147,10 @@ class ScriptedBackend(Backend):
                     break  # nothing waits now; a finishing stream may queue more
                 live = self._begin(request)
                 running.append(live)
-                yield StreamStarted(request.key, live.stats.prompt_tokens)
+                yield backend.StreamStarted(request.key, live.stats.prompt_tokens)
                 total = live.stats.prompt_tokens
                 for step in range(live.script.prompt_steps):
-                    yield StreamPrompt(request.key, total * step // live.script.prompt_steps, total)
+                    yield backend.StreamPrompt(request.key, total * step // live.script.prompt_steps, total)
             if not running:
                 return
             self.max_running = max(self.max_running, len(running))
@@ -173,25 +159,25 @@ class ScriptedBackend(Backend):
                 if own is not None and own.is_set():
                     running.remove(live)
                     live.stats.finish_reason = "cancelled"
-                    yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+                    yield backend.StreamDone(live.request.key, "".join(live.parts), live.stats)
                     continue
                 if live.sent >= len(live.pieces):
                     running.remove(live)
                     self._end(live)
-                    yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+                    yield backend.StreamDone(live.request.key, "".join(live.parts), live.stats)
                     continue
                 event = self._next(live, cancel)
                 if event is None:
                     break  # held at a gate and cancelled: the loop above ends it
-                if isinstance(event, StreamFailed):
+                if isinstance(event, backend.StreamFailed):
                     running.remove(live)
                 yield event
         for live in running:
             live.stats.finish_reason = "cancelled"
-            yield StreamDone(live.request.key, "".join(live.parts), live.stats)
+            yield backend.StreamDone(live.request.key, "".join(live.parts), live.stats)
 
     # the script -----------------------------------------------------------------------------
-    def _begin(self, request: Request) -> _Live:
+    def _begin(self, request: backend.Request) -> _Live:
         self.requests.append(request)
         self.prompts.append(request.prompt)
         self.seeds.append(request.seed)
@@ -199,18 +185,20 @@ class ScriptedBackend(Backend):
         script = self.scripts.popleft() if self.scripts else self.default
         if not isinstance(script, Script):
             script = cast(Callable[[str], Script], script)(request.prompt)
-        stats = GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
+        stats = backend.GenerationStats(prompt_tokens=self.count_tokens(request.prompt))
         stats.constrained = request.constraint is not None and bool(self.support)
         pieces = script.pieces(request.prompt)
         limit = request.sampling.max_tokens
         return _Live(request, script, pieces[:limit], stats, cut=len(pieces) > limit)
 
-    def _next(self, live: _Live, cancel: threading.Event) -> StreamChunk | StreamFailed | None:
+    def _next(
+        self, live: _Live, cancel: threading.Event
+    ) -> backend.StreamChunk | backend.StreamFailed | None:
         """The next chunk of one stream; None when cancelled while held at the gate."""
         script = live.script
         if script.fail is not None and live.sent >= script.fail_after:
             live.sent = len(live.pieces)
-            return StreamFailed(live.request.key, script.fail)
+            return backend.StreamFailed(live.request.key, script.fail)
         if script.hold_after is not None and live.sent == script.hold_after and script.gate is not None:
             own = live.request.cancel
             while not script.gate.wait(0.01):
@@ -227,7 +215,7 @@ class ScriptedBackend(Backend):
         if stats.first_token_s is None:
             stats.first_token_s = now
         stats.elapsed_s = now
-        return StreamChunk(live.request.key, text, live.sent, now)
+        return backend.StreamChunk(live.request.key, text, live.sent, now)
 
     def _end(self, live: _Live) -> None:
         live.stats.finish_reason = "length" if live.cut else live.script.finish_reason

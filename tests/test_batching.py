@@ -212,21 +212,7 @@ def test_cancelled_parallel_run_writes_no_partial_file(sample: Path) -> None:
     assert not list(pipeline.store.conv_dir.glob("*"))  # a missing folder globs to nothing
 
 
-def test_cli_parallel_option_is_reported(cli, datasets: Path) -> None:
-    code, out, _ = cli(
-        "generate",
-        "sample",
-        "--root",
-        datasets,
-        "--limit",
-        "2",
-        "--max-tokens",
-        "6",
-        "--seed",
-        "3",
-        "--parallel",
-        "2",
-        "--no-restyle",
-    )
+def test_cli_parallel_option_is_reported(cli, generate_args) -> None:
+    code, out, _ = cli(*generate_args("--limit 2 --max-tokens 6 --seed 3 --parallel 2 --no-restyle"))
     assert code == 0 and "parallel: 2 conversation(s) at once (--parallel)" in out
     assert "wrote 2 conversation(s)" in out

@@ -15,10 +15,8 @@ def conversations(expt: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((expt / "conversations").glob("*.json"))]
 
 
-def test_generate_writes_conversations_and_restyled_twins(cli, sample: Path, datasets: Path) -> None:
-    code, out, err = cli(
-        "generate", "sample", "--root", datasets, "--limit", "2", "--max-tokens", "24", "--seed", "7"
-    )
+def test_generate_writes_conversations_and_restyled_twins(cli, generate_args, sample: Path) -> None:
+    code, out, err = cli(*generate_args("--limit 2 --max-tokens 24 --seed 7"))
     assert code == 0, err
     assert "wrote 2 conversation(s) and 2 restyled twin(s)" in out
     convs = sorted((sample / "conversations").glob("*.json"))
@@ -36,20 +34,10 @@ def test_generate_writes_conversations_and_restyled_twins(cli, sample: Path, dat
     assert twin["tweet_id"] == record["tweet_id"] and twin["restyled_conv"]
 
 
-def test_rerun_skips_done_jobs_and_again_redoes_them(cli, sample: Path, datasets: Path) -> None:
-    args = (
-        "generate",
-        "sample",
-        "--root",
-        datasets,
-        "--limit",
-        "1",
-        "--max-tokens",
-        "8",
-        "--seed",
-        "3",
-        "--no-restyle",
-    )
+def test_rerun_skips_done_jobs_and_again_redoes_them(
+    cli, generate_args, sample: Path, datasets: Path
+) -> None:
+    args = generate_args("--limit 1 --max-tokens 8 --seed 3 --no-restyle")
     assert cli(*args)[0] == 0
     code, out, _ = cli(*args)  # --limit 1 again: one new conversation, for the next seed
     assert code == 0 and "skipped 1 already done" in out
@@ -66,20 +54,8 @@ def test_rerun_skips_done_jobs_and_again_redoes_them(cli, sample: Path, datasets
     assert len(conversations(sample)) == 3
 
 
-def test_same_seed_gives_the_same_text(cli, sample: Path, datasets: Path) -> None:
-    args = (
-        "generate",
-        "sample",
-        "--root",
-        datasets,
-        "--limit",
-        "1",
-        "--max-tokens",
-        "24",
-        "--seed",
-        "11",
-        "--no-restyle",
-    )
+def test_same_seed_gives_the_same_text(cli, generate_args, sample: Path) -> None:
+    args = generate_args("--limit 1 --max-tokens 24 --seed 11 --no-restyle")
     assert cli(*args)[0] == 0
     assert cli(*args, "--again")[0] == 0
     first, second = conversations(sample)
@@ -87,43 +63,13 @@ def test_same_seed_gives_the_same_text(cli, sample: Path, datasets: Path) -> Non
         first["conv"] == second["conv"]
         and first["provenance"]["random_seed"] == second["provenance"]["random_seed"]
     )
-    assert (
-        cli(
-            "generate",
-            "sample",
-            "--root",
-            datasets,
-            "--limit",
-            "1",
-            "--max-tokens",
-            "24",
-            "--seed",
-            "12",
-            "--no-restyle",
-            "--again",
-        )[0]
-        == 0
-    )
+    assert cli(*generate_args("--limit 1 --max-tokens 24 --seed 12 --no-restyle --again"))[0] == 0
     assert len({c["conv"] for c in conversations(sample)}) == 2
 
 
-def test_all_personas_mode_and_filters(cli, sample: Path, datasets: Path) -> None:
+def test_all_personas_mode_and_filters(cli, generate_args, sample: Path) -> None:
     code, _out, err = cli(
-        "generate",
-        "sample",
-        "--root",
-        datasets,
-        "--limit",
-        "2",
-        "--personas",
-        "all",
-        "--motivation",
-        "distrust",
-        "--max-tokens",
-        "4",
-        "--no-restyle",
-        "--seed",
-        "1",
+        *generate_args("--limit 2 --personas all --motivation distrust --max-tokens 4 --no-restyle --seed 1")
     )
     assert code == 0, err
     personas = sorted(c["persona"]["disposition"] for c in conversations(sample))
@@ -131,20 +77,8 @@ def test_all_personas_mode_and_filters(cli, sample: Path, datasets: Path) -> Non
     assert all(c["persona"]["motivation"] == "distrust" for c in conversations(sample))
 
 
-def test_restyle_fills_in_missing_twins(cli, sample: Path, datasets: Path) -> None:
-    cli(
-        "generate",
-        "sample",
-        "--root",
-        datasets,
-        "--limit",
-        "2",
-        "--max-tokens",
-        "8",
-        "--no-restyle",
-        "--seed",
-        "2",
-    )
+def test_restyle_fills_in_missing_twins(cli, generate_args, sample: Path, datasets: Path) -> None:
+    cli(*generate_args("--limit 2 --max-tokens 8 --no-restyle --seed 2"))
     assert not (sample / "restyled-conversations").exists()
     code, out, _ = cli("restyle", "sample", "--root", datasets, "--max-tokens", "8")
     assert code == 0 and "wrote 0 conversation(s) and 2 restyled twin(s)" in out

@@ -29,6 +29,9 @@ from convogen_tui.core.making.grammar import (
 from convogen_tui.core.making.pipeline import Pipeline
 from convogen_tui.core.making.seeds import Seed
 from tests.scripted import Script, ScriptedBackend
+from tests.tui_helpers import sample_root, wait_for
+
+__all__ = ["sample_root"]  # the fixture, imported for pytest
 
 FOUR = "SocBot: one.\nUser: two.\nSocBot: three.\nUser: four."
 
@@ -175,7 +178,33 @@ def test_check_reports_a_template_asking_6_turns_against_a_target_of_8(sample: P
 def test_check_says_when_max_tokens_cannot_hold_the_grammar_or_it_is_off(sample: Path, cli):
     _setup(sample, sampling={"max_tokens": 100})
     code, out, _ = cli("check", sample)
-    assert code == 1 and "max_tokens 100" in out and "expt-setup.json" in out
+    assert code == 0 and "warning:" in out and "expt-setup.json" in out
+    assert "max_tokens 100" in out and "a run goes unconstrained" in out
     _setup(sample, constrain=False)
     code, out, _ = cli("check", sample)
     assert code == 0 and 'grammar: off ("constrain": false' in out
+
+
+# the Templates screen -------------------------------------------------------------------------
+async def test_templates_screen_shows_the_grammar_and_a_disagreeing_turn_count(sample_root: Path) -> None:
+    from textual.widgets import Static, TextArea
+
+    from convogen_tui.tui.app import ConvogenApp
+    from tests.tui_helpers import opened
+
+    expt = sample_root / "inst-templates" / "sample"
+    _setup(expt, quality={"turns": 8})
+    app = ConvogenApp(sample_root, "sample", load_model=False)
+
+    def text(selector: str) -> str:
+        return str(app.screen.query_one(selector, Static).render())
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await opened(pilot, app)
+        await wait_for(pilot, lambda: "grammar: 8 turns · ≤170 chars/message" in text("#tpl-info"))
+        assert "turn target" not in text("#tpl-problems")
+        editor = app.screen.query_one("#tpl-conv-gen", TextArea)
+        editor.load_text(editor.text.replace("exactly 8 turns", "exactly 6 turns"))
+        await wait_for(pilot, lambda: '"6 turns", but the turn target is 8' in text("#tpl-problems"))
+        line = next(i for i, t in enumerate(editor.text.splitlines(), 1) if "6 turns" in t)
+        assert f"line {line}" in text("#tpl-problems")

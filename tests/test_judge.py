@@ -203,3 +203,12 @@ def test_a_judgment_goes_to_the_trash_and_back_with_its_pair(sample: Path) -> No
     store.delete([row.id])
     store.empty_trash()
     assert not store.judgment_path(row.id).exists() and store.load_judgment(row.id) is None
+
+
+def test_a_judge_template_without_criteria_is_a_warning(sample: Path) -> None:
+    setup = json.loads((sample / "expt-setup.json").read_text(encoding="utf-8"))
+    del setup["judge"]
+    (sample / "expt-setup.json").write_text(json.dumps(setup, indent=2), encoding="utf-8")
+    report = check_experiment(load_experiment(sample))
+    (problem,) = [p for p in report.problems if p.key == "judge"]
+    assert problem.severity == "warning" and "no criteria" in problem.message and report.ok

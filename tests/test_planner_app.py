@@ -4,6 +4,7 @@ gives for the same request (the app runs with ``--seed 5`` on the scripted backe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from textual.widgets import DataTable
@@ -14,7 +15,7 @@ from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.messages import ModelReady
 from convogen_tui.tui.screens.workspace import ExperimentScreen
-from tests.scripted import ScriptedBackend
+from tests.scripted import Script, ScriptedBackend
 from tests.test_planner import cells_of, written
 from tests.tui_helpers import fake_conversation, sample_root, wait_for
 
@@ -84,3 +85,51 @@ async def test_review_regenerate_runs_the_planners_job(sample_root: Path) -> Non
     new = [w for w in written(expt) if w[3] is not None]
     assert new == cells_of([job])
     assert job.random_seed == job_random_seed(SEED, "1700000000000000004", "distrust", "cynical")
+
+
+async def test_restyling_the_conversations_without_a_twin_runs_the_planners_restyle_jobs(
+    sample_root: Path,
+) -> None:
+    """`t` on Generate, or its palette command: one restyle pass per conversation without a twin."""
+    expt = sample_root / "inst-templates" / "sample"
+    fake_conversation(expt, "c0", "1700000000000000004", ("distrust", "cynical"), 1_700_000_000.0, twin=False)
+    fake_conversation(expt, "c1", "1700000000000000005", ("belonging", "earnest"), 1_700_000_001.0)
+    app = ConvogenApp(sample_root, "sample", load_model=False, seed=SEED)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open(pilot, app)
+        jobs = plan(PlanRequest(kind="restyle", base_seed=SEED), load_experiment(expt)).jobs
+        assert [(j.conv_id, j.passes) for j in jobs] == [("c0", ("restyle",))]
+        (restyle,) = [c for c in screen.palette_commands() if c.help == "t on Generate"]
+        restyle.run()
+        twin = expt / "restyled-conversations" / "c0.json"
+        await wait_for(pilot, lambda: twin.exists() and not screen.generate.running, 60)
+    written_seed = json.loads(twin.read_text())["provenance"]["random_seed"]
+    assert written_seed == jobs[0].pass_seed("restyle")
+
+
+async def test_judging_from_the_app_runs_the_planners_judge_jobs(sample_root: Path) -> None:
+    """`J` on Generate, or its palette command: one judge pass per restyled pair not judged yet,
+    its judgment written beside the pair with the scores the (scripted) judge gave."""
+    expt = sample_root / "inst-templates" / "sample"
+    fake_conversation(expt, "c0", "1700000000000000004", ("distrust", "cynical"), 1_700_000_000.0)
+    fake_conversation(
+        expt, "c1", "1700000000000000005", ("belonging", "earnest"), 1_700_000_001.0, twin=False
+    )
+    criteria = json.loads((expt / "expt-setup.json").read_text())["judge"]["criteria"]
+    answer = json.dumps({**dict.fromkeys(criteria, 4), "rationale": "fine"})
+    app = ConvogenApp(sample_root, "sample", load_model=False, seed=SEED)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        app.post_message(ModelReady(ScriptedBackend(default=Script(answer))))
+        await wait_for(pilot, lambda: app.session is not None and app.session.backend is not None)
+        screen = app.screen
+        assert isinstance(screen, ExperimentScreen)
+        jobs = plan(PlanRequest(kind="judge", base_seed=SEED), load_experiment(expt)).jobs
+        assert [(j.conv_id, j.passes) for j in jobs] == [("c0", ("judge",))]
+        (judge,) = [c for c in screen.palette_commands() if c.help == "J on Generate"]
+        judge.run()
+        judgment = expt / "judgments" / "c0.json"
+        await wait_for(pilot, lambda: judgment.exists() and not screen.generate.running, 60)
+    scores = json.loads(judgment.read_text())["scores"]
+    assert set(scores) == set(criteria) and set(scores.values()) == {4}
+    assert not (expt / "judgments" / "c1.json").exists()  # no twin: nothing to judge yet

@@ -7,7 +7,7 @@ pointed at it through CONVOGEN_X_API_URL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -184,17 +184,24 @@ def test_retry_errors_asks_again_and_cleans_the_errors_file(tmp_path: Path, api:
     assert read_seeds(out).by_id()[missing[0]].tweet == "came back 🙂"
 
 
+@pytest.fixture
+def hydrate_five(tmp_path: Path, api: FakeXApi) -> Callable[[], int]:
+    """`convogen seeds hydrate` of five ids into o.tsv, run when called: its exit code."""
+    ids_path, _ = make_ids(tmp_path, api, count=5)
+    return lambda: main(["seeds", "hydrate", str(ids_path), "-o", str(tmp_path / "o.tsv")])
+
+
 def test_a_bad_token_gets_a_clear_message_and_never_shows(
     tmp_path: Path,
     api: FakeXApi,
+    hydrate_five: Callable[[], int],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ids_path, _ = make_ids(tmp_path, api, count=5)
     wrong = "WRONGtoken-9f8e7d6c5b4a"
     monkeypatch.setenv("X_BEARER_TOKEN", wrong)
 
-    assert main(["seeds", "hydrate", str(ids_path), "-o", str(tmp_path / "o.tsv")]) == 1
+    assert hydrate_five() == 1
 
     captured = capsys.readouterr()
     assert "401" in captured.err and "X_BEARER_TOKEN" in captured.err
@@ -205,19 +212,18 @@ def test_a_bad_token_gets_a_clear_message_and_never_shows(
 
 
 def test_no_token_says_which_variable_to_set(
-    tmp_path: Path,
     api: FakeXApi,
+    hydrate_five: Callable[[], int],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ids_path, _ = make_ids(tmp_path, api, count=5)
     monkeypatch.delenv("X_BEARER_TOKEN")
-    assert main(["seeds", "hydrate", str(ids_path), "-o", str(tmp_path / "o.tsv")]) == 1
+    assert hydrate_five() == 1
     assert "set X_BEARER_TOKEN (or TWITTER_BEARER_TOKEN)" in capsys.readouterr().err
     assert api.hits == 0
 
     monkeypatch.setenv("TWITTER_BEARER_TOKEN", TOKEN)
-    assert main(["seeds", "hydrate", str(ids_path), "-o", str(tmp_path / "o.tsv")]) == 0
+    assert hydrate_five() == 0
 
 
 def test_the_token_is_in_no_output_log_or_file(

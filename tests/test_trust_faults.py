@@ -133,18 +133,25 @@ def test_disk_full_mid_run_is_one_line_nothing_half_written_and_resumable(tmpfs,
     no_leftovers(disk)
 
 
-def test_a_nearly_full_disk_is_refused_before_any_token(tmpfs, cli) -> None:
-    disk = tmpfs("16m")
-    datasets = copy_datasets(disk)
+def refused_before_any_token(datasets: Path) -> str:
+    """`convogen generate --limit 1` against a loopback server, which must fail before it asks the
+    server for any token: its one error line."""
     server = FakeOpenAI()
     with running(server):
         done = subprocess.run(
             generate(datasets, server.url, "--limit", "1"), env=ENV, capture_output=True, text=True
         )
     assert done.returncode == 1
-    [line] = convogen_lines(done.stderr)
-    assert "MiB free on this disk (a run needs at least 64 MiB to start)" in line
     assert server.completions() == []
+    [line] = convogen_lines(done.stderr)
+    return line
+
+
+def test_a_nearly_full_disk_is_refused_before_any_token(tmpfs, cli) -> None:
+    disk = tmpfs("16m")
+    datasets = copy_datasets(disk)
+    line = refused_before_any_token(datasets)
+    assert "MiB free on this disk (a run needs at least 64 MiB to start)" in line
     code, out, _ = cli("check", "sample", "--root", datasets)
     assert code == 1 and "MiB free on this disk" in out
 
@@ -166,16 +173,9 @@ def test_a_read_only_folder_is_refused_before_any_token_and_still_readable(tmpfs
         )
     )
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    server = FakeOpenAI()
-    with running(server):
-        done = subprocess.run(
-            generate(datasets, server.url, "--limit", "1"), env=ENV, capture_output=True, text=True
-        )
-    assert done.returncode == 1
-    [line] = convogen_lines(done.stderr)
+    line = refused_before_any_token(datasets)
     assert f"{expt}: cannot write in this folder: it is on a read-only file system" in line
     assert "copy the experiment to a writable folder" in line
-    assert server.completions() == []
     code, out, _ = cli("check", "sample", "--root", datasets)
     assert code == 1 and "read-only file system" in out
     code, out, _ = cli("show", "sample", "--root", datasets)  # reading still works

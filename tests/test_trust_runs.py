@@ -16,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,10 +113,20 @@ def leftovers(expt: Path) -> list[Path]:
     return [p for p in expt.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_a_second_run_exits_at_once_naming_the_holder_and_wait_waits(sample: Path, datasets: Path) -> None:
+@contextmanager
+def holding_server() -> Iterator[tuple[FakeOpenAI, threading.Event]]:
+    """A loopback server that holds every answer until the gate is set (at the latest on leaving)."""
     gate = threading.Event()
     server = FakeOpenAI(respond=lambda seen: Reply(hold=gate))
     with running(server):
+        try:
+            yield server, gate
+        finally:
+            gate.set()
+
+
+def test_a_second_run_exits_at_once_naming_the_holder_and_wait_waits(sample: Path, datasets: Path) -> None:
+    with holding_server() as (server, gate):
         args = generate(datasets, server.url, "--limit", "2")
         first = Proc(args)
         waiter = None
@@ -149,9 +160,7 @@ def test_a_second_run_exits_at_once_naming_the_holder_and_wait_waits(sample: Pat
 
 
 def test_the_lock_of_a_killed_run_is_taken_over(sample: Path, datasets: Path) -> None:
-    gate = threading.Event()
-    server = FakeOpenAI(respond=lambda seen: Reply(hold=gate))
-    with running(server):
+    with holding_server() as (server, gate):
         args = generate(datasets, server.url, "--limit", "1")
         victim = Proc(args)
         try:

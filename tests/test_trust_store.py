@@ -10,17 +10,22 @@ import threading
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
-from convogen_tui.tui.app import ConvogenApp
-from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend
 from tests.test_store import record, restyled
-from tests.tui_helpers import copy_sample, fake_conversation, wait_for
+from tests.tui_helpers import (
+    copy_sample,
+    fake_conversation,
+    fake_conversations,
+    review_table,
+    sample_app,
+    wait_for,
+)
 
 
 def saved(store: ConversationStore, n: int) -> list[str]:
@@ -78,18 +83,9 @@ def test_batches_from_before_the_sequence_are_restored_last(sample: Path) -> Non
 async def test_the_apps_undo_uses_the_same_order(tmp_path: Path) -> None:
     root = copy_sample(tmp_path)
     expt = root / "inst-templates" / "sample"
-    for i in range(3):
-        fake_conversation(expt, f"c{i}", str(i), ("distrust", "cynical"), 1_700_000_000.0 + i)
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        screen = app.screen
-        assert isinstance(screen, ExperimentScreen)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3)
-        table.focus()
-        await wait_for(pilot, lambda: app.focused is table)
+    fake_conversations(expt, 3)
+    async with sample_app(root) as (app, pilot, screen):
+        table = await review_table(pilot, screen, 3)
         await pilot.press("d")  # c2 (newest first)
         await wait_for(pilot, lambda: table.row_count == 2)
         await pilot.press("d")  # then c1
@@ -179,14 +175,8 @@ async def test_review_lists_an_unreadable_file_with_its_reason(tmp_path: Path) -
     expt = root / "inst-templates" / "sample"
     fake_conversation(expt, "good", "1", ("distrust", "cynical"), 1_700_000_000.0)
     (expt / "conversations" / "bad.json").write_text("[1, 2]")
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        screen = app.screen
-        assert isinstance(screen, ExperimentScreen)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2)
+    async with sample_app(root) as (_app, pilot, screen):
+        await review_table(pilot, screen, 2)
         status = str(screen.query_one("#rev-status", Static).render())
         assert "1 unreadable" in status
         rows = {r.id: r for r in screen.review.rows}

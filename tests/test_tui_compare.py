@@ -26,7 +26,7 @@ from convogen_tui.tui.screens.choice import DiffDialog
 from convogen_tui.tui.screens.compare import CompareScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from tests.scripted import Script, ScriptedBackend
-from tests.tui_helpers import copy_sample, settle, wait_for
+from tests.tui_helpers import copy_sample, opened, review_table, screen_opened, settle, wait_for
 
 WORDS = [
     "facts",
@@ -96,14 +96,11 @@ def expt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def open_compare(pilot) -> CompareScreen:  # type: ignore[no-untyped-def]
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    await pilot.press("f6")
-    await wait_for(pilot, lambda: app.screen.query_one("#rev-table", DataTable).row_count == 8)
-    await pilot.press("c")
-    await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+    screen = await opened(pilot, pilot.app)
+    await review_table(pilot, screen, 8)
+    compare = await screen_opened(pilot, CompareScreen, "c", ready=lambda shown: shown.comparison is not None)
     await settle(pilot)
-    return app.screen
+    return compare
 
 
 async def test_review_shows_versions_and_compare_pairs_old_and_new(expt: Path) -> None:

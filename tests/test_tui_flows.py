@@ -15,8 +15,9 @@ from convogen_tui.tui.screens.dialogs import HelpScreen
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
+from tests import tui_helpers as ui
 from tests.scripted import ScriptedBackend
-from tests.tui_helpers import copy_sample, fake_conversation, sample_root, wait_for
+from tests.tui_helpers import sample_root
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest
 
@@ -29,14 +30,6 @@ def text_of(app: ConvogenApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
-async def open_sample(pilot, app: ConvogenApp, model: bool = True) -> ExperimentScreen:  # type: ignore[no-untyped-def]
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    if model:
-        await wait_for(pilot, lambda: app.session is not None and app.session.backend is not None, 60)
-    assert isinstance(app.screen, ExperimentScreen)
-    return app.screen
-
-
 def test_split_turns_tells_speakers_apart() -> None:
     blocks = split_turns("(conversation)\nSocBot: hi\nthere\nUser: no\n**SocBot:** ok")
     assert [b[0] for b in blocks] == ["other", "socbot", "user", "socbot"]
@@ -44,14 +37,14 @@ def test_split_turns_tells_speakers_apart() -> None:
 
 
 async def test_experiments_screen_lists_sample_and_opens_it(sample_root: Path) -> None:
-    fake_conversation(expt_dir(sample_root), "c1", "1", ("distrust", "cynical"), 1_700_000_000.0)
+    ui.fake_conversation(expt_dir(sample_root), "c1", "1", ("distrust", "cynical"), 1_700_000_000.0)
     app = ConvogenApp(sample_root, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
         row = app.screen.rows[0]
         assert (row.name, row.ok, row.conversations, row.restyled) == ("sample", True, 1, 1)
         await pilot.press("enter")
-        screen = await open_sample(pilot, app, model=False)
+        screen = await ui.opened(pilot, app)
         assert screen.session.experiment.name == "sample"
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, ExperimentsScreen)
@@ -60,10 +53,10 @@ async def test_experiments_screen_lists_sample_and_opens_it(sample_root: Path) -
 async def test_new_experiment_from_sample(sample_root: Path) -> None:
     app = ConvogenApp(sample_root, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
         await pilot.press("n")
         await pilot.press(*"mine", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         new = sample_root / "inst-templates" / "mine"
         assert app.session is not None and app.session.experiment.dir == new
         assert app.session.experiment.ok, app.session.experiment.problems
@@ -73,40 +66,34 @@ async def test_new_experiment_from_sample(sample_root: Path) -> None:
 
 @pytest.mark.llama
 async def test_template_edit_updates_preview_and_token_count(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_sample(pilot, app)
-        await wait_for(pilot, lambda: "tokens" in text_of(app, "#tpl-info"))
+    async with ui.sample_app(sample_root, load_model=True) as (app, pilot, _screen):
+        await ui.wait_for(pilot, lambda: "tokens" in text_of(app, "#tpl-info"))
         before = int(text_of(app, "#tpl-info").split(" / ")[0])
         editor = app.screen.query_one("#tpl-conv-gen", TextArea)
         editor.focus()
         editor.move_cursor(editor.document.end)
         await pilot.press(*" Keep every message under forty words.")
         preview = app.screen.query_one("#tpl-preview", TextArea)
-        await wait_for(pilot, lambda: "under forty words" in preview.text)
-        await wait_for(pilot, lambda: int(text_of(app, "#tpl-info").split(" / ")[0]) > before)
+        await ui.wait_for(pilot, lambda: "under forty words" in preview.text)
+        await ui.wait_for(pilot, lambda: int(text_of(app, "#tpl-info").split(" / ")[0]) > before)
         assert "4096 tokens" in text_of(app, "#tpl-info")
 
 
 async def test_placeholder_error_is_named_as_you_type(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_sample(pilot, app, model=False)
+    async with ui.sample_app(sample_root) as (app, pilot, _screen):
         assert "loading model" in text_of(app, "#tpl-info") or "model" in text_of(app, "#tpl-info")
         editor = app.screen.query_one("#tpl-conv-gen", TextArea)
         editor.focus()
         editor.move_cursor(editor.document.end)
         await pilot.press(*" {motivaton}")
-        await wait_for(pilot, lambda: "{motivaton}" in text_of(app, "#tpl-problems"))
+        await ui.wait_for(pilot, lambda: "{motivaton}" in text_of(app, "#tpl-problems"))
         assert "unknown placeholder" in text_of(app, "#tpl-problems")
 
 
 @pytest.mark.llama
 async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
-    root = copy_sample(tmp_path)
-    app = ConvogenApp(root, "sample", max_tokens=8, seed=7)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app)
+    root = ui.copy_sample(tmp_path)
+    async with ui.sample_app(root, load_model=True, max_tokens=8, seed=7) as (app, pilot, screen):
         chunks: list[str] = []
         conv_view = screen.query_one("#gen-conv", StreamView)
         original = conv_view.append
@@ -114,7 +101,7 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
         await pilot.press("ctrl+g")
         assert screen.active_pane() == "generate"
         twins_dir = expt_dir(root) / "restyled-conversations"
-        await wait_for(
+        await ui.wait_for(
             pilot, lambda: len(list(twins_dir.glob("*.json"))) == 1 and not screen.generate.running, 120
         )
         assert chunks, "no streamed text reached the view"
@@ -127,7 +114,7 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
         # rerun: same seed and persona, model still loaded
         backend = app.session.backend  # type: ignore[union-attr]
         await pilot.press("ctrl+r")
-        await wait_for(
+        await ui.wait_for(
             pilot, lambda: len(list(twins_dir.glob("*.json"))) == 2 and not screen.generate.running, 120
         )
         assert app.session.backend is backend  # type: ignore[union-attr]
@@ -140,15 +127,13 @@ async def test_generate_streams_then_writes_both_files(tmp_path: Path) -> None:
 
 @pytest.mark.llama
 async def test_escape_cancels_and_leaves_no_file(tmp_path: Path) -> None:
-    root = copy_sample(tmp_path)
-    app = ConvogenApp(root, "sample", max_tokens=400, seed=7)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app)
+    root = ui.copy_sample(tmp_path)
+    async with ui.sample_app(root, load_model=True, max_tokens=400, seed=7) as (app, pilot, screen):
         await pilot.press("ctrl+g")
         conv_view = screen.query_one("#gen-conv", StreamView)
-        await wait_for(pilot, lambda: bool(conv_view.text), 60)
+        await ui.wait_for(pilot, lambda: bool(conv_view.text), 60)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not screen.generate.running, 60)
+        await ui.wait_for(pilot, lambda: not screen.generate.running, 60)
         assert "cancelled" in text_of(app, "#gen-status")
         assert not list((expt_dir(root) / "conversations").glob("*.json"))
         assert not list((expt_dir(root)).rglob("*.tmp"))
@@ -159,52 +144,46 @@ async def test_review_delete_then_undo(sample_root: Path) -> None:
     for i, persona in enumerate(
         [("distrust", "cynical"), ("belonging", "earnest"), ("attention", "hostile")]
     ):
-        fake_conversation(expt, f"c{i}", str(i), persona, 1_700_000_000.0 + i)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app, model=False)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+        ui.fake_conversation(expt, f"c{i}", str(i), persona, 1_700_000_000.0 + i)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
+        table = await ui.review_table(pilot, screen, 3)
         first = screen.review.current()
         assert first is not None and first.id == "c2"  # newest first
-        await wait_for(pilot, lambda: "point 0" in screen.query_one("#rev-conv", StreamView).text)
+        await ui.wait_for(pilot, lambda: "point 0" in screen.query_one("#rev-conv", StreamView).text)
         assert "pt 0" in screen.query_one("#rev-restyled", StreamView).text
         table.focus()  # F6's own focus can be lost on a loaded machine (focused None); keys go to the table
-        await wait_for(pilot, lambda: app.focused is table)
+        await ui.wait_for(pilot, lambda: app.focused is table)
         await pilot.press("d")
         assert table.row_count == 2
         assert not (expt / "conversations" / "c2.json").exists()
         assert not (expt / "restyled-conversations" / "c2.json").exists()
         await pilot.press("u")
-        await wait_for(pilot, lambda: table.row_count == 3)
+        await ui.wait_for(pilot, lambda: table.row_count == 3)
         assert (expt / "conversations" / "c2.json").exists()
         assert (expt / "restyled-conversations" / "c2.json").exists()
         # marks and filters
         await pilot.press("f")
         assert json.loads((expt / "conversations" / "c2.json").read_text())["review"]["mark"] == "flagged"
         await pilot.press("slash", *"belonging")
-        await wait_for(pilot, lambda: table.row_count == 1)
+        await ui.wait_for(pilot, lambda: table.row_count == 1)
         assert screen.review.current().id == "c1"  # type: ignore[union-attr]
 
 
 async def test_seeds_search_pick_and_enter_runs_one_seed_keeping_the_picks(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app, model=False)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         app.post_message(ModelReady(ScriptedBackend()))  # the model, loaded
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
+        await ui.wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("down", "space", "space")  # seeds 2 and 3
         picks = ["1700000000000000002", "1700000000000000003"]
         assert [s.tweet_id for s in screen.session.picked] == picks
         await pilot.press("slash", *"fluoride", "enter")
-        await wait_for(pilot, lambda: table.row_count == 1)
+        await ui.wait_for(pilot, lambda: table.row_count == 1)
         await pilot.press("enter")  # run seed 1 now
         assert screen.active_pane() == "generate"
         convs = expt_dir(sample_root) / "conversations"
-        await wait_for(pilot, lambda: not screen.generate.running and any(convs.glob("*.json")))
+        await ui.wait_for(pilot, lambda: not screen.generate.running and any(convs.glob("*.json")))
         (saved,) = [json.loads(p.read_text()) for p in convs.glob("*.json")]
         assert saved["tweet_id"] == "1700000000000000001"
         assert [s.tweet_id for s in screen.session.picked] == picks  # the picks are untouched
@@ -212,16 +191,14 @@ async def test_seeds_search_pick_and_enter_runs_one_seed_keeping_the_picks(sampl
 
 
 async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app, model=False)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f2")
         editor = screen.query_one("#setup-editor", TextArea)
         grid = screen.query_one("#persona-grid", DataTable)
         assert grid.row_count == 3
-        await wait_for(pilot, lambda: app.focused is grid)  # a tab switch never lands in an editor
+        await ui.wait_for(pilot, lambda: app.focused is grid)  # a tab switch never lands in an editor
         await pilot.press("e")
-        await wait_for(pilot, lambda: app.focused is editor)  # ctrl+s saves the focused pane's file
+        await ui.wait_for(pilot, lambda: app.focused is editor)  # ctrl+s saves the focused pane's file
         editor.load_text(editor.text.replace('"max_tokens": 1444', '"max_tokens": -5'))
         line = 1 + next(i for i, text in enumerate(editor.text.splitlines()) if '"max_tokens"' in text)
         await pilot.press("ctrl+s")
@@ -231,9 +208,7 @@ async def test_setup_save_lists_problems_with_key_and_line(sample_root: Path) ->
 
 
 async def test_help_lists_every_screen_key(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_sample(pilot, app, model=False)
+    async with ui.sample_app(sample_root) as (app, pilot, _screen):
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         keys = [k for _, section in app.key_sections() for k, _d in section]
@@ -257,25 +232,16 @@ async def test_help_lists_every_screen_key(sample_root: Path) -> None:
 
 @pytest.mark.llama
 async def test_model_error_is_a_notification_with_what_to_do(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", model=str(sample_root / "missing.gguf"))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_sample(pilot, app, model=False)
-        await wait_for(pilot, lambda: "failed" in app.model_status)
-        messages = [n.message for n in app._notifications]
+    async with ui.missing_model_app(sample_root) as (app, pilot):
+        messages = ui.notes(app)
         assert any("missing.gguf" in m and "What to do" in m for m in messages), messages
         await pilot.press("ctrl+g")  # the app lives on and says why nothing runs
         assert not app.screen.generate.running  # type: ignore[attr-defined]
 
 
 async def test_persona_grid_opens_the_texts_for_editing(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await open_sample(pilot, app, model=False)
-        await pilot.press("f2")
-        grid = screen.query_one("#persona-grid", DataTable)
-        grid.focus()
-        grid.move_cursor(row=0, column=1)  # distrust x sarcastic
-        await pilot.press("enter")
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
+        await ui.open_persona_text(pilot, screen, 0, 1)  # distrust x sarcastic
         area = app.screen.query_one("#persona-text-1", TextArea)
         assert "mockery" in area.text
         area.load_text("Short and sarcastic.")

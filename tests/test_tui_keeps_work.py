@@ -27,8 +27,9 @@ from convogen_tui.tui.screens.dialogs import AskDialog, PersonaDialog
 from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
+from tests import tui_helpers as ui
 from tests.scripted import Script, ScriptedBatchBackend
-from tests.tui_helpers import REPO, fake_conversation, sample_root, wait_for
+from tests.tui_helpers import sample_root
 
 __all__ = ["sample_root"]
 
@@ -43,16 +44,6 @@ def text_of(app: ConvogenApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
-def notes(app: ConvogenApp) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-async def opened(pilot, app: ConvogenApp) -> ExperimentScreen:  # type: ignore[no-untyped-def]
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    assert isinstance(app.screen, ExperimentScreen)
-    return app.screen
-
-
 async def type_in_template(pilot, screen: ExperimentScreen, text: str) -> TextArea:  # type: ignore[no-untyped-def]
     editor = screen.query_one("#tpl-conv-gen", TextArea)
     editor.focus()
@@ -65,9 +56,7 @@ async def type_in_template(pilot, screen: ExperimentScreen, text: str) -> TextAr
 async def test_quit_with_an_unsaved_template_edit_asks_save_discard_or_cancel(sample_root: Path) -> None:
     template = expt_dir(sample_root) / "conv-gen.txt"
     original = template.read_text()
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         editor = await type_in_template(pilot, screen, " Be brief.")
         assert editor.border_title == "conv-gen.txt ●"
         await pilot.press("ctrl+q")
@@ -79,10 +68,10 @@ async def test_quit_with_an_unsaved_template_edit_asks_save_discard_or_cancel(sa
         await pilot.press("ctrl+o")  # closing the experiment asks too
         assert isinstance(app.screen, ChoiceDialog)
         await pilot.press("s")  # save, then close
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen))
         assert template.read_text() == original + " Be brief."
         await pilot.press("enter")  # open it again, edit, quit and discard
-        screen = await opened(pilot, app)
+        screen = await ui.opened(pilot, app)
         await type_in_template(pilot, screen, " Or not.")
         await pilot.press("ctrl+q")
         await pilot.press("d")
@@ -94,14 +83,8 @@ async def test_unsaved_setup_and_persona_edits_ask_too(sample_root: Path) -> Non
     setup = expt_dir(sample_root) / "expt-setup.json"
     sarcastic = expt_dir(sample_root) / "dispositions" / "sarcastic.txt"
     before = sarcastic.read_text()
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f2")
-        grid = screen.query_one("#persona-grid", DataTable)
-        grid.focus()
-        grid.move_cursor(row=0, column=1)  # distrust x sarcastic
-        await pilot.press("enter")
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
+        await ui.open_persona_text(pilot, screen, 0, 1)  # distrust x sarcastic
         assert isinstance(app.screen, PersonaDialog)
         area = app.screen.query_one("#persona-text-1", TextArea)
         area.focus()
@@ -124,32 +107,28 @@ async def test_unsaved_setup_and_persona_edits_ask_too(sample_root: Path) -> Non
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, ChoiceDialog) and "expt-setup.json" in app.screen.question
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen))
     assert json.loads(setup.read_text())["llm"] == "default"
 
 
 # in step with the disk ------------------------------------------------------------------------
 async def test_a_template_changed_on_disk_reloads_when_not_edited_here(sample_root: Path) -> None:
     template = expt_dir(sample_root) / "conv-gen.txt"
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         editor = screen.query_one("#tpl-conv-gen", TextArea)
         template.write_text(template.read_text() + "\nKeep it short.\n")  # sed, git pull, a 2nd app
-        await wait_for(pilot, lambda: editor.text.endswith("Keep it short.\n"))
+        await ui.wait_for(pilot, lambda: editor.text.endswith("Keep it short.\n"))
         assert editor.border_title == "conv-gen.txt"  # in step: nothing unsaved
-        assert any("changed on disk: reloaded" in m for m in notes(app))
+        assert any("changed on disk: reloaded" in m for m in ui.notes(app))
 
 
 async def test_a_save_never_overwrites_a_newer_file_unasked(sample_root: Path) -> None:
     template = expt_dir(sample_root) / "conv-gen.txt"
     original = template.read_text()
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         editor = await type_in_template(pilot, screen, " Mine.")
         template.write_text(original + " Theirs.")
-        await wait_for(pilot, lambda: any("unsaved edits here" in m for m in notes(app)))
+        await ui.wait_for(pilot, lambda: any("unsaved edits here" in m for m in ui.notes(app)))
         assert editor.text == original + " Mine."  # our edit stays
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, ChoiceDialog) and "changed on disk" in app.screen.question
@@ -176,21 +155,19 @@ async def test_a_save_never_overwrites_a_newer_file_unasked(sample_root: Path) -
 
 async def test_review_follows_a_cli_mark_new_deleted_and_restyled_conversations(sample_root: Path) -> None:
     expt = expt_dir(sample_root)
-    fake_conversation(expt, "c0", "1700000000000000001", ("distrust", "cynical"), 1_700_000_000.0, twin=False)
-    fake_conversation(expt, "c1", "1700000000000000002", ("belonging", "earnest"), 1_700_000_060.0)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 2 and app.focused is table)
+    ui.fake_conversation(
+        expt, "c0", "1700000000000000001", ("distrust", "cynical"), 1_700_000_000.0, twin=False
+    )
+    ui.fake_conversation(expt, "c1", "1700000000000000002", ("belonging", "earnest"), 1_700_000_060.0)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
+        table = await ui.review_table(pilot, screen, 2)
         review = screen.review
 
         def row(conv_id: str):  # type: ignore[no-untyped-def]
             return next(r for r in review.rows if r.id == conv_id)
 
         # another process marks c1: the row (and the detail's title) follow within a poll or two
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(ui.REPO)}
         mark = ["mark", "sample", "c1", "flagged", "--root", str(sample_root)]
         marked = subprocess.run(
             [sys.executable, "-m", "convogen_tui", *mark],
@@ -200,61 +177,59 @@ async def test_review_follows_a_cli_mark_new_deleted_and_restyled_conversations(
             timeout=60,
         )
         assert marked.returncode == 0, marked.stderr
-        await wait_for(pilot, lambda: row("c1").mark == "flagged")
+        await ui.wait_for(pilot, lambda: row("c1").mark == "flagged")
         assert "flagged" in " ".join(str(c) for c in table.get_row_at(0))
         # a restyle finished elsewhere: the row turns restyled
         assert not row("c0").restyled
         twin = {"tweet_id": "1700000000000000001", "restyled_conv": "SocBot: 🧵\nUser: no"}
         (expt / "restyled-conversations" / "c0.json").write_text(json.dumps(twin))
-        await wait_for(pilot, lambda: row("c0").restyled)
+        await ui.wait_for(pilot, lambda: row("c0").restyled)
         # a new conversation from another run, and one deleted elsewhere
-        fake_conversation(expt, "c2", "1700000000000000003", ("attention", "hostile"), 1_700_000_120.0)
+        ui.fake_conversation(expt, "c2", "1700000000000000003", ("attention", "hostile"), 1_700_000_120.0)
         (expt / "conversations" / "c1.json").unlink()
-        await wait_for(pilot, lambda: {r.id for r in review.rows} == {"c0", "c2"})
+        await ui.wait_for(pilot, lambda: {r.id for r in review.rows} == {"c0", "c2"})
         assert "2 of 2 conversations" in text_of(app, "#rev-status")
         # r lists again on demand
         await pilot.press("r")
-        await wait_for(pilot, lambda: table.row_count == 2)
+        await ui.wait_for(pilot, lambda: table.row_count == 2)
 
 
 async def test_experiments_counts_follow_the_disk(sample_root: Path) -> None:
     expt = expt_dir(sample_root)
     app = ConvogenApp(sample_root, load_model=False)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentsScreen) and bool(app.screen.rows))
         screen = app.screen
         assert isinstance(screen, ExperimentsScreen)
         assert screen.rows[0].conversations == 0
-        fake_conversation(expt, "c0", "1", ("distrust", "cynical"), 1_700_000_000.0)
-        await wait_for(pilot, lambda: screen.rows[0].conversations == 1 and screen.rows[0].restyled == 1)
+        ui.fake_conversation(expt, "c0", "1", ("distrust", "cynical"), 1_700_000_000.0)
+        await ui.wait_for(pilot, lambda: screen.rows[0].conversations == 1 and screen.rows[0].restyled == 1)
         assert screen.query_one(DataTable).get_row_at(0)[2] == "1"
 
 
 # one truth for validation ------------------------------------------------------------------------
 async def test_setup_problems_are_those_of_convogen_check(sample_root: Path) -> None:
     setup = expt_dir(sample_root) / "expt-setup.json"
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f2")
         editor = screen.query_one("#setup-editor", TextArea)
         problems = screen.query_one("#setup-problems", OptionList)
-        await wait_for(pilot, lambda: "valid" in str(problems.get_option_at_index(0).prompt))
+        await ui.wait_for(pilot, lambda: "valid" in str(problems.get_option_at_index(0).prompt))
         await pilot.press("e")
-        await wait_for(pilot, lambda: app.focused is editor)  # e (after F2) puts the cursor in the editor
+        await ui.wait_for(pilot, lambda: app.focused is editor)  # e (after F2) puts the cursor in the editor
         editor.load_text(editor.text.replace('"llm": "default"', '"llm": "defaultX"'))
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: problems.border_title == "Problems (1)")
+        await ui.wait_for(pilot, lambda: problems.border_title == "Problems (1)")
         shown = str(problems.get_option_at_index(0).prompt)
         report = check_experiment(load_experiment(setup.parent), resolve_model=resolve_experiment_model)
         (cli_problem,) = report.errors
         assert cli_problem.message in shown and "defaultX" in shown
         assert f"line {cli_problem.line}, llm" in shown
-        assert not any("setup is valid" in m for m in notes(app))
+        assert not any("setup is valid" in m for m in ui.notes(app))
         # ctrl+l, from any tab, lands on that first problem; Enter jumps to its line
         await pilot.press("f3")
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: app.focused is problems)
+        await ui.wait_for(pilot, lambda: app.focused is problems)
         assert problems.highlighted == 0
         await pilot.press("enter")
         assert app.focused is editor and editor.cursor_location[0] == cli_problem.line - 1  # type: ignore[operator]
@@ -262,12 +237,10 @@ async def test_setup_problems_are_those_of_convogen_check(sample_root: Path) -> 
 
 # picks are sacred -------------------------------------------------------------------------------
 async def test_random_picks_add_or_replace_and_are_remembered_across_restarts(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
+        await ui.wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("space")  # seed 1
         await pilot.press("n")
         assert isinstance(app.screen, AskDialog)
@@ -284,10 +257,10 @@ async def test_random_picks_add_or_replace_and_are_remembered_across_restarts(sa
     assert load_picks(expt_dir(sample_root)).picked == kept
     again = ConvogenApp(sample_root, "sample", load_model=False)
     async with again.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, again)
+        screen = await ui.opened(pilot, again)
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20 and again.focused is table)
+        await ui.wait_for(pilot, lambda: table.row_count == 20 and again.focused is table)
         assert [s.tweet_id for s in screen.session.picked] == kept
         assert sum(1 for i in range(20) if table.get_row_at(i)[0] == "✓") == 2
         assert "Seeds: 2 picked" in text_of(again, "#gen-plan")
@@ -299,25 +272,23 @@ async def test_skip_one_stream_while_the_other_goes_on(sample_root: Path) -> Non
     backend = ScriptedBatchBackend(
         [Script(hold_after=2, gate=first_gate), Script(hold_after=2, gate=second_gate)], slots=2
     )
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         app.post_message(ModelReady(backend))
-        await wait_for(pilot, lambda: screen.session.backend is backend)
+        await ui.wait_for(pilot, lambda: screen.session.backend is backend)
         await pilot.press("f4")
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
+        await ui.wait_for(pilot, lambda: table.row_count == 20 and app.focused is table)
         await pilot.press("space", "space")
         await pilot.press("ctrl+g")
         pane = screen.generate
         both_held = lambda: len(pane.streams) == 2 and all(s.tokens == 2 for s in pane.streams.values())  # noqa: E731
-        await wait_for(pilot, both_held)
+        await ui.wait_for(pilot, both_held)
         live = pane.streams[pane.live]  # type: ignore[index]
         assert live.number == 1  # the first is shown, and stays while the second one runs
         assert "2 running" in text_of(app, "#gen-status") and "s skip" in text_of(app, "#gen-status")
         await pilot.press("s")
         second_gate.set()  # the second goes on (and is restyled); the skipped one writes nothing
-        await wait_for(pilot, lambda: not pane.running)
+        await ui.wait_for(pilot, lambda: not pane.running)
         status = text_of(app, "#gen-status")
         assert "1 conversation(s), 1 restyled, 0 failed, 1 skipped" in status, status
         saved = [json.loads(p.read_text()) for p in (expt_dir(sample_root) / "conversations").glob("*.json")]
@@ -328,9 +299,7 @@ async def test_skip_one_stream_while_the_other_goes_on(sample_root: Path) -> Non
 async def test_each_job_says_what_it_waits_for_model_load_then_prompt(sample_root: Path) -> None:
     gate = threading.Event()
     backend = ScriptedBatchBackend([Script(prompt_steps=2, hold_after=0, gate=gate)])
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         app.model_loading = True  # as while the app loads a model in the background
         app.set_model_status("loading model…")
         await pilot.press("ctrl+g")
@@ -338,12 +307,12 @@ async def test_each_job_says_what_it_waits_for_model_load_then_prompt(sample_roo
         assert pane.waiting is not None
         assert "waits for the model to load" in text_of(app, "#gen-status")
         app.post_message(ModelReady(backend))  # the model is there: the run starts by itself
-        await wait_for(pilot, lambda: "reading prompt" in text_of(app, "#gen-status"))
+        await ui.wait_for(pilot, lambda: "reading prompt" in text_of(app, "#gen-status"))
         stream = next(iter(pane.streams.values()))
         half = f"reading prompt {stream.prompt_tokens // 2}/{stream.prompt_tokens}"
         assert half in text_of(app, "#gen-status")
         gate.set()
-        await wait_for(pilot, lambda: not pane.running)
+        await ui.wait_for(pilot, lambda: not pane.running)
         assert "1 conversation(s), 1 restyled" in text_of(app, "#gen-status")
         assert screen.query_one("#gen-conv", StreamView).text
 
@@ -351,14 +320,9 @@ async def test_each_job_says_what_it_waits_for_model_load_then_prompt(sample_roo
 # keys -------------------------------------------------------------------------------------------
 async def test_lists_move_with_j_and_k_and_o_keeps(sample_root: Path) -> None:
     expt = expt_dir(sample_root)
-    for i in range(3):
-        fake_conversation(expt, f"c{i}", str(i), ("distrust", "cynical"), 1_700_000_000.0 + i)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+    ui.fake_conversations(expt, 3)
+    async with ui.sample_app(sample_root) as (_app, pilot, screen):
+        table = await ui.review_table(pilot, screen, 3)
         await pilot.press("j", "j")
         assert table.cursor_row == 2
         await pilot.press("k")
@@ -371,10 +335,8 @@ async def test_lists_move_with_j_and_k_and_o_keeps(sample_root: Path) -> None:
 
 async def test_a_failing_worker_is_reported_once_and_the_app_lives_on(sample_root: Path) -> None:
     (expt_dir(sample_root) / "conversations").write_text("not a folder")
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         titles = lambda: [n.title for n in app._notifications]  # noqa: E731
-        await wait_for(pilot, lambda: "listing conversations failed" in titles())
+        await ui.wait_for(pilot, lambda: "listing conversations failed" in titles())
         await pilot.press("f6")
         assert app.is_running and screen.active_pane() == "review"

@@ -29,8 +29,9 @@ from convogen_tui.tui.screens.dialogs import ConfirmDialog, HydrateDialog
 from convogen_tui.tui.screens.models import ModelsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.stream_view import StreamView
+from tests import tui_helpers as ui
 from tests.fake_x_api import FakeXApi, protected, serve_fake_x_api
-from tests.tui_helpers import copy_sample, fake_conversation, sample_root, wait_for
+from tests.tui_helpers import sample_root
 
 __all__ = ["sample_root"]
 
@@ -52,38 +53,29 @@ def set_setup(root: Path, **changes: object) -> None:
     path.write_text(json.dumps(setup, indent=2))
 
 
-async def opened(pilot, app: ConvogenApp) -> ExperimentScreen:  # type: ignore[no-untyped-def]
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    assert isinstance(app.screen, ExperimentScreen)
-    return app.screen
-
-
 # models -------------------------------------------------------------------------------------
 @pytest.mark.llama
 async def test_models_screen_lists_the_embedded_model_and_picks_it(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", model=str(sample_root / "missing.gguf"))
-    async with app.run_test(size=(80, 24)) as pilot:
-        await opened(pilot, app)
-        await wait_for(pilot, lambda: "failed" in app.model_status)
+    async with ui.missing_model_app(sample_root) as (app, pilot):
         await pilot.press("f7")
         assert isinstance(app.screen, ModelsScreen)
         screen = app.screen
         table = screen.query_one("#models-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count >= 1)
+        await ui.wait_for(pilot, lambda: table.row_count >= 1)
         first = screen.models[0]
         assert first.ref == "default" and first.source == "embedded"
         assert table.get_row_at(0)[2] == first.info.architecture  # type: ignore[union-attr]
-        await wait_for(pilot, lambda: "fit:" in text_of(app, "#model-details"))
+        await ui.wait_for(pilot, lambda: "fit:" in text_of(app, "#model-details"))
         details = text_of(app, "#model-details")
         assert "parameters" in details and "GPU memory for full offload" in details
         assert "KV" in details and ("no GPU found" in details or "fit" in details.split("fit:")[1])
         await pilot.press("enter")  # use it: back to the experiment, loaded in the background
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         assert app.model == "default" and app.session is not None and app.session.model == "default"
-        await wait_for(pilot, lambda: app.session.backend is not None, 60)  # type: ignore[union-attr]
+        await ui.wait_for(pilot, lambda: app.session.backend is not None, 60)  # type: ignore[union-attr]
         assert "failed" not in app.model_status
         await pilot.press("f7")
-        await wait_for(pilot, lambda: app.screen.query_one("#models-table", DataTable).row_count >= 1)
+        await ui.wait_for(pilot, lambda: app.screen.query_one("#models-table", DataTable).row_count >= 1)
         assert app.screen.query_one("#models-table", DataTable).get_row_at(0)[0] == "●"
         await pilot.press("escape")
         assert isinstance(app.screen, ExperimentScreen)
@@ -110,12 +102,10 @@ async def test_seeds_show_file_state_and_hydrate_in_the_background(
     set_setup(sample_root, seeds="../datasets/hydrated.tsv")
     out = sample_root / "hydrated.tsv"
 
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f4")
         pane = screen.query_one(SeedsPane)
-        await wait_for(pilot, lambda: "hydrated.tsv" in text_of(app, "#seed-info"))
+        await ui.wait_for(pilot, lambda: "hydrated.tsv" in text_of(app, "#seed-info"))
         assert "not there yet" in text_of(app, "#seed-info")
         statuses: list[str] = []
         original = pane._hydrate_status
@@ -125,16 +115,16 @@ async def test_seeds_show_file_state_and_hydrate_in_the_background(
         dialog = app.screen
         assert dialog.query_one("#hydrate-out", Input).value.endswith("hydrated.tsv")
         await pilot.press(*str(ids_file), "enter", "enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+        await ui.wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
         assert pane.hydrating and pane.query_one("#hydrate-box").display
-        await wait_for(pilot, lambda: not pane.hydrating, 30)
+        await ui.wait_for(pilot, lambda: not pane.hydrating, 30)
         table = screen.query_one("#seed-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 149)
+        await ui.wait_for(pilot, lambda: table.row_count == 149)
         assert any("rate limited" in s and "going on in" in s for s in statuses), statuses
         assert any("100 hydrated" in s or "99 hydrated" in s for s in statuses), statuses
         bar = pane.query_one("#hydrate-progress", ProgressBar)
         assert bar.total == 150 and bar.progress == 150
-        messages = [n.message for n in app._notifications]
+        messages = ui.notes(app)
         assert any("149 of 150 ids hydrated, 1 failed" in m for m in messages), messages
         assert all(TOKEN not in m for m in messages + statuses)
         info = text_of(app, "#seed-info")
@@ -146,14 +136,12 @@ async def test_hydrate_with_a_bad_token_says_so(sample_root: Path, x_api: FakeXA
     monkeypatch.setenv("X_BEARER_TOKEN", "wrong-token-value")
     ids_file = sample_root / "ids.txt"
     ids_file.write_text("1650000000000000000\n")
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f4")
         pane = screen.query_one(SeedsPane)
         pane.start_hydrate(ids_file, sample_root / "other.tsv")
-        await wait_for(pilot, lambda: not pane.hydrating, 30)
-        messages = [n.message for n in app._notifications]
+        await ui.wait_for(pilot, lambda: not pane.hydrating, 30)
+        messages = ui.notes(app)
         assert any("X_BEARER_TOKEN" in m for m in messages), messages
         assert all("wrong-token-value" not in m for m in messages)
 
@@ -161,15 +149,9 @@ async def test_hydrate_with_a_bad_token_says_so(sample_root: Path, x_api: FakeXA
 # review: bulk delete, one undo, empty trash ----------------------------------------------------
 async def test_review_bulk_delete_undo_and_empty_trash(sample_root: Path) -> None:
     expt = expt_dir(sample_root)
-    for i in range(4):
-        fake_conversation(expt, f"c{i}", str(i), ("distrust", "cynical"), 1_700_000_000.0 + i)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 4)
-        await wait_for(pilot, lambda: app.focused is table)
+    ui.fake_conversations(expt, 4)
+    async with ui.sample_app(sample_root) as (app, pilot, screen):
+        table = await ui.review_table(pilot, screen, 4)
         await pilot.press("space", "down", "space", "space")  # c3, c1, c0 (c2 skipped)
         assert screen.review.selected == {"c3", "c1", "c0"}
         assert "3 selected" in text_of(app, "#rev-status")
@@ -177,7 +159,7 @@ async def test_review_bulk_delete_undo_and_empty_trash(sample_root: Path) -> Non
         assert table.row_count == 1 and screen.review.rows[0].id == "c2"
         assert sorted(p.stem for p in (expt / "conversations").glob("*.json")) == ["c2"]
         await pilot.press("u")  # one undo brings the whole batch back
-        await wait_for(pilot, lambda: table.row_count == 4)
+        await ui.wait_for(pilot, lambda: table.row_count == 4)
         assert len(list((expt / "restyled-conversations").glob("*.json"))) == 4
         await pilot.press("d")  # one more (the current row), then empty the trash
         assert table.row_count == 3
@@ -202,12 +184,12 @@ async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Pa
     server = Server()
     try:
         server.wait_ready()
-        root = copy_sample(tmp_path, max_tokens=12)
+        root = ui.copy_sample(tmp_path, max_tokens=12)
         set_setup(root, backend={"kind": "openai", "base_urls": [server.url], "concurrency": 2})
         app = ConvogenApp(root, "sample", seed=7)
         async with app.run_test(size=(80, 24)) as pilot:
-            screen = await opened(pilot, app)
-            await wait_for(pilot, lambda: app.session.backend is not None, 60)  # type: ignore[union-attr]
+            screen = await ui.opened(pilot, app)
+            await ui.wait_for(pilot, lambda: app.session.backend is not None, 60)  # type: ignore[union-attr]
             assert f"127.0.0.1:{server.port}" in app.model_status and "served" in app.model_status
             assert f"127.0.0.1:{server.port}" in str(screen.sub_title)
             conv_view = screen.query_one("#gen-conv", StreamView)
@@ -215,8 +197,8 @@ async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Pa
             original = conv_view.append
             conv_view.append = lambda text: (chunks.append(text), original(text))[1]  # type: ignore[method-assign]
             await pilot.press("ctrl+g")
-            await wait_for(pilot, lambda: screen.generate.running)
-            await wait_for(pilot, lambda: not screen.generate.running, 120)
+            await ui.wait_for(pilot, lambda: screen.generate.running)
+            await ui.wait_for(pilot, lambda: not screen.generate.running, 120)
             status = text_of(app, "#gen-status")
             assert "1 conversation(s), 1 restyled, 0 failed" in status, status
             assert chunks, "nothing streamed into the view"
@@ -238,10 +220,10 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
     persona = Persona("distrust", "cynical", "m", "d")
     a, b = Job(Seed("111", "seed a"), persona, 1), Job(Seed("222", "seed b"), persona, 2)
     async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+        screen = await ui.opened(pilot, app)
         await pilot.press("f5")
         pane = screen.generate
-        await wait_for(pilot, lambda: app.focused is not None and app.focused.id == "gen-conv")
+        await ui.wait_for(pilot, lambda: app.focused is not None and app.focused.id == "gen-conv")
         pane.running = True
         pane.events.extend(
             [
@@ -254,7 +236,7 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
             ]
         )
         jobs = pane.query_one("#gen-jobs", Static)
-        await wait_for(pilot, lambda: jobs.display and "222" in str(jobs.render()))
+        await ui.wait_for(pilot, lambda: jobs.display and "222" in str(jobs.render()))
         listed = str(jobs.render())
         assert "▶ 1/2 generate     5 tok · 111" in listed and "  2/2 generate     4 tok · 222" in listed
         conv = pane.query_one("#gen-conv", StreamView)
@@ -265,11 +247,11 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
         await pilot.press("left_square_bracket")
         assert conv.text == "SocBot: from a more a"
         pane.events.append(TokenChunk(b, "generate", " more b", 6, 0.3))
-        await wait_for(pilot, lambda: "6 tok · 222" in str(jobs.render()))
+        await ui.wait_for(pilot, lambda: "6 tok · 222" in str(jobs.render()))
         assert conv.text == "SocBot: from a more a"  # b keeps going in the list only
         stats = GenerationStats()
         pane.events.append(JobFinished(a, "generate", "c-a", sample_root / "c-a.json", stats))
-        await wait_for(pilot, lambda: not jobs.display)  # one job left: no list
+        await ui.wait_for(pilot, lambda: not jobs.display)  # one job left: no list
         # a's restyle comes next: the view waits for it rather than jumping to b
         assert conv.text == "SocBot: from a more a" and "job(s) done" in text_of(app, "#gen-status")
         a_twin = Job(a.seed, a.persona, a.random_seed, "c-a", "SocBot: from a more a")
@@ -277,9 +259,9 @@ async def test_several_streams_one_live_the_others_listed(sample_root: Path) -> 
             [JobStarted(a_twin, 0, 2, "restyle"), TokenChunk(a_twin, "restyle", "@b ok", 2, 0.1)]
         )
         restyled = pane.query_one("#gen-restyled", StreamView)
-        await wait_for(pilot, lambda: restyled.text == "@b ok")
+        await ui.wait_for(pilot, lambda: restyled.text == "@b ok")
         assert "job 1/2 shown · restyle · 111" in text_of(app, "#gen-status")
         pane.events.append(JobFinished(a_twin, "restyle", "c-a", sample_root / "c-a.json", stats))
-        await wait_for(pilot, lambda: conv.text == "SocBot: from b more b")  # a is over: b, still running
+        await ui.wait_for(pilot, lambda: conv.text == "SocBot: from b more b")  # a is over: b, still running
         pane.events.append(RunFinished())
-        await wait_for(pilot, lambda: not pane.running)
+        await ui.wait_for(pilot, lambda: not pane.running)

@@ -13,23 +13,15 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from convogen_tui.core.judging.quality import RULE_NAMES
-from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.panes.review import ReviewPane, flag_code, flags_cell, short_id
 from convogen_tui.tui.screens.models import COLUMNS, ModelsScreen
-from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.editor import Editor, FindBar, find_next
 from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
 from tests.test_quality import DATA, install
-from tests.tui_helpers import REPO, sample_root, wait_for
+from tests.tui_helpers import REPO, review_table, sample_app, sample_root, wait_for
 
 __all__ = ["sample_root"]
-
-
-async def opened(pilot, app: ConvogenApp) -> ExperimentScreen:  # type: ignore[no-untyped-def]
-    await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    assert isinstance(app.screen, ExperimentScreen)
-    return app.screen
 
 
 class OneTable(App[None]):
@@ -54,9 +46,7 @@ async def test_a_filled_table_has_its_columns_sized_in_the_first_frame() -> None
 
 
 async def test_models_screen_shows_whole_cells(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await opened(pilot, app)
+    async with sample_app(sample_root) as (app, pilot, _screen):
         await pilot.press("f7")
         await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen) and bool(app.screen.models))
         table = app.screen.query_one("#models-table", DataTable)
@@ -101,12 +91,8 @@ async def test_review_counts_flags_and_the_detail_names_them_with_a_copyable_id(
     sample_root: Path,
 ) -> None:
     install_flagged(sample_root)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+    async with sample_app(sample_root) as (app, pilot, screen):
+        table = await review_table(pilot, screen, 3)
         review = screen.query_one(ReviewPane)
         flagged = max(review.shown, key=lambda r: len(r.flags))
         table.move_cursor(row=review.shown.index(flagged))
@@ -125,12 +111,8 @@ async def test_review_counts_flags_and_the_detail_names_them_with_a_copyable_id(
 
 async def test_after_a_delete_elsewhere_the_detail_is_the_highlighted_rows(sample_root: Path) -> None:
     install_flagged(sample_root)
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
-        await pilot.press("f6")
-        table = screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 3 and app.focused is table)
+    async with sample_app(sample_root) as (_app, pilot, screen):
+        table = await review_table(pilot, screen, 3)
         review = screen.query_one(ReviewPane)
         conv = screen.query_one("#rev-conv", StreamView)
         doomed = review.current()
@@ -166,9 +148,7 @@ def test_find_next_wraps_and_ignores_case_unless_asked() -> None:
 
 
 async def test_template_editor_takes_the_full_width_and_stays_so(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+    async with sample_app(sample_root) as (_app, pilot, screen):
         await pilot.press("f3")
         editor = screen.query_one("#tpl-conv-gen", TextArea)
         preview = screen.query_one("#tpl-preview", TextArea)
@@ -186,9 +166,7 @@ async def test_template_editor_takes_the_full_width_and_stays_so(sample_root: Pa
 
 
 async def test_find_and_go_to_line_in_the_template_and_setup_editors(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+    async with sample_app(sample_root) as (app, pilot, screen):
         await pilot.press("f3")
         editor = screen.query_one("#tpl-conv-gen", Editor)
         editor.focus()
@@ -232,9 +210,7 @@ async def test_find_and_go_to_line_in_the_template_and_setup_editors(sample_root
 
 
 async def test_the_preview_keeps_its_scroll_when_the_template_is_saved(sample_root: Path) -> None:
-    app = ConvogenApp(sample_root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        screen = await opened(pilot, app)
+    async with sample_app(sample_root) as (_app, pilot, screen):
         await pilot.press("f3")
         preview = screen.query_one("#tpl-preview", TextArea)
         await wait_for(pilot, lambda: preview.max_scroll_y > 4)

@@ -20,7 +20,16 @@ from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.bars import BarChart
 from tests.test_quality import DATA, install
-from tests.tui_helpers import copy_sample, fake_conversation, settle, wait_for
+from tests.tui_helpers import (
+    copy_sample,
+    fake_conversation,
+    opened,
+    review_table,
+    sample_app,
+    screen_opened,
+    settle,
+    wait_for,
+)
 
 CASES = ["clean-plain-fluoride", "clean-numbered-garlic", "user-first", "restyled-700-characters"]
 
@@ -34,17 +43,19 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+async def stats_shown(pilot) -> StatsScreen:  # type: ignore[no-untyped-def]
+    """From the experiment's screen, Stats (F8) once its numbers are in."""
+    await opened(pilot, pilot.app)
+    return await screen_opened(pilot, StatsScreen, "f8", ready=lambda stats: stats.stats is not None)
+
+
 def summary(app: ConvogenApp) -> str:
     return str(app.screen.query_one("#stats-summary", Static).render())
 
 
 async def test_stats_screen_shows_the_numbers_and_follows_new_files(root: Path) -> None:
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        await pilot.press("f8")
-        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
-        assert isinstance(app.screen, StatsScreen)
+    async with sample_app(root) as (app, pilot, _screen):
+        await stats_shown(pilot)
         text = summary(app)
         assert text.startswith("4 convs · 3 restyled · 2 flagged · 1 near-dup")
         assert "cells 2/120 done, 117 missing" in text and "MTLD" in text
@@ -64,11 +75,8 @@ async def test_stats_screen_shows_the_numbers_and_follows_new_files(root: Path) 
 
 
 async def test_stats_footer_starts_with_help_and_axes_cover_the_bars(root: Path) -> None:
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        await pilot.press("f8")
-        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+    async with sample_app(root) as (app, pilot, _screen):
+        await stats_shown(pilot)
         footer = app.screen.query_one(KeyFooter)
         await wait_for(pilot, lambda: bool(footer.entries))
         keys = [(entry.shown, entry.description) for entry in footer.entries]
@@ -92,9 +100,7 @@ def palette_offers(app: ConvogenApp, prompt: str) -> bool:
 
 
 async def test_stats_from_the_command_palette(root: Path) -> None:
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+    async with sample_app(root) as (app, pilot, _screen):
         await pilot.press("ctrl+p")
         await pilot.press(*"Stats: quality")
         await wait_for(pilot, lambda: palette_offers(app, "Stats: quality, diversity, coverage"))
@@ -103,12 +109,8 @@ async def test_stats_from_the_command_palette(root: Path) -> None:
 
 
 async def test_review_filters_by_a_quality_rule(root: Path) -> None:
-    app = ConvogenApp(root, "sample", load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        await pilot.press("f6")
-        table = app.screen.query_one("#rev-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 4)
+    async with sample_app(root) as (app, pilot, screen):
+        table = await review_table(pilot, screen, 4)
         app.screen.query_one("#rev-show", Select).value = "flag:user-first"
         await wait_for(pilot, lambda: table.row_count == 1)
         assert "uf" in str(table.get_row_at(0)[-1]).split()  # user-first, by its code at 80 columns
@@ -121,10 +123,7 @@ def test_stats_snapshot(snap_compare, root: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(root.parent)
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
-        app = pilot.app
-        await wait_for(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-        await pilot.press("f8")
-        await wait_for(pilot, lambda: isinstance(app.screen, StatsScreen) and app.screen.stats is not None)
+        await stats_shown(pilot)
         await settle(pilot)
 
     app = ConvogenApp(Path("datasets"), "sample", load_model=False)

@@ -219,12 +219,19 @@ def _pipeline(args: argparse.Namespace, experiment: Experiment) -> Pipeline:
     return Pipeline(experiment, backend, sampling=sampling, constrain=args.constrain)
 
 
-def _parallel(args: argparse.Namespace, pipeline: Pipeline, jobs: list[Job], restyle: bool) -> int:
-    """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used."""
+def _parallel(
+    args: argparse.Namespace,
+    pipeline: Pipeline,
+    jobs: list[Job],
+    restyle: bool,
+    constraint: str | None = None,
+) -> int:
+    """--parallel or the backend's own choice (core.backend.choose_parallel), printed as used, with
+    the constraint in force (``constraint``: another pass's own line, such as the judge's)."""
     tokens = pipeline.stream_tokens(jobs, restyle)
     choice = choose_parallel(pipeline.backend, args.parallel, len(jobs), tokens)
     print(choice.describe())
-    print(pipeline.constraint_line())
+    print(constraint or pipeline.constraint_line())
     return choice.n
 
 
@@ -445,6 +452,17 @@ def report_plan(plan: Plan) -> None:
         )
 
 
+def judge_constraint_line(pipeline: Pipeline) -> str:
+    """How the judge's answers are kept parseable on this backend."""
+    judge = pipeline.judge_pass.settings
+    low, high = judge.scale
+    shape = f"JSON, {len(judge.criteria)} criteria {low}-{high}, rationale <= {judge.rationale_chars} chars"
+    how = pipeline.backend.constraint_support()
+    if how:
+        return f"judge constrained ({how}): {shape}"
+    return f"judge unconstrained on this backend: answers checked ({shape}), asked once more if unusable"
+
+
 def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
     """Judge every restyled pair without a judgment (all with --again), holding the run lock."""
     pipeline = judge_pipeline(args, experiment)
@@ -455,7 +473,7 @@ def run_judged(args: argparse.Namespace, experiment: Experiment) -> int:
         print(f"nothing to judge: {plan.already_done + plan.stale} pair(s) already judged{untouched}")
         return 0
     print(f"judging {len(plan.jobs)} pair(s) on {', '.join(pipeline.judge_pass.settings.names)}")
-    parallel = _parallel(args, pipeline, plan.jobs, False)
+    parallel = _parallel(args, pipeline, plan.jobs, False, judge_constraint_line(pipeline))
     return _execute(pipeline, plan, False, 0, parallel)
 
 

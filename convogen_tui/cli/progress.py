@@ -132,13 +132,19 @@ class RichReporter:
 
 
 def summary_line(result: run.RunFinished, skipped: int = 0) -> str:
-    parts = [f"wrote {result.conversations} conversation(s) and {result.restyled} restyled twin(s)"]
+    failed = f" ({result.judge_failed} judge-failed)" if result.judge_failed else ""
+    judged = f"judged {result.judged} pair(s){failed}"
+    only_judged = result.judged and not (result.conversations or result.restyled)
+    parts = [
+        judged
+        if only_judged
+        else f"wrote {result.conversations} conversation(s) and {result.restyled} restyled twin(s)"
+    ]
     parts.append(f"in {result.elapsed_s:.1f} s ({result.tokens_per_second:.1f} tok/s)")
     if skipped:
         parts.append(f"skipped {skipped} already done (--again to redo)")
-    if result.judged:
-        failed = f" ({result.judge_failed} judge-failed)" if result.judge_failed else ""
-        parts.append(f"judged {result.judged} pair(s){failed}")
+    if result.judged and not only_judged:
+        parts.append(judged)
     if result.failed:
         parts.append(f"{result.failed} failed")
     return "; ".join(parts)

@@ -67,3 +67,17 @@ class StorageError(ConvogenError, OSError):
 def errors_only(problems: list[Problem]) -> list[Problem]:
     """The problems that stop a run (warnings do not)."""
     return [p for p in problems if p.severity == "error"]
+
+
+class HasProblems:
+    """What collects problems instead of raising them: ok while none of them is an error."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return errors_only(self.problems)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors

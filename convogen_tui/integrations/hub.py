@@ -103,6 +103,11 @@ def group_gguf_files(files: dict[str, int | None]) -> list[RemoteGGUF]:
     return list(models.values())
 
 
+def hub_problem(message: str, hint: str) -> ModelError:
+    """A one-line hub error with what to do about it."""
+    return ModelError(Problem(None, message, hint=hint))
+
+
 @contextmanager
 def hub_errors(repo_id: str, filename: str | None = None, revision: str | None = None) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into one-line messages saying what to do."""
@@ -122,72 +127,45 @@ def hub_errors(repo_id: str, filename: str | None = None, revision: str | None =
     try:
         yield
     except GatedRepoError:
-        raise ModelError(
-            Problem(
-                None,
-                f"{repo_id} is gated on {endpoint}",
-                hint=f"accept its license at {endpoint}/{repo_id} and set HF_TOKEN "
-                "to a token of that account",
-            )
+        raise hub_problem(
+            f"{repo_id} is gated on {endpoint}",
+            f"accept its license at {endpoint}/{repo_id} and set HF_TOKEN to a token of that account",
         ) from None
     except RepositoryNotFoundError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status == 401:
-            raise ModelError(
-                Problem(
-                    None,
-                    f"repository {repo_id} not found on {endpoint}, or it is private (401 unauthorized)",
-                    hint="check OWNER/REPO; for a private repo set HF_TOKEN",
-                )
+            raise hub_problem(
+                f"repository {repo_id} not found on {endpoint}, or it is private (401 unauthorized)",
+                "check OWNER/REPO; for a private repo set HF_TOKEN",
             ) from None
-        raise ModelError(
-            Problem(
-                None,
-                f"repository {repo_id} not found on {endpoint} (404)",
-                hint=f"check OWNER/REPO, or search GGUF builds: "
-                f"{endpoint}/models?search={repo_id.split('/')[-1]}+gguf",
-            )
+        raise hub_problem(
+            f"repository {repo_id} not found on {endpoint} (404)",
+            f"check OWNER/REPO, or search GGUF builds: "
+            f"{endpoint}/models?search={repo_id.split('/')[-1]}+gguf",
         ) from None
     except RevisionNotFoundError:
-        raise ModelError(
-            Problem(
-                None,
-                f"revision '{revision}' not found in {repo_id}",
-                hint="use a branch, tag or commit of the repo, or leave out --revision",
-            )
+        raise hub_problem(
+            f"revision '{revision}' not found in {repo_id}",
+            "use a branch, tag or commit of the repo, or leave out --revision",
         ) from None
     except RemoteEntryNotFoundError:
-        raise ModelError(
-            Problem(
-                None,
-                f"{repo_id} has no file {filename}",
-                hint=f"see its GGUF files with: convogen models pull {repo_id}",
-            )
+        raise hub_problem(
+            f"{repo_id} has no file {filename}", f"see its GGUF files with: convogen models pull {repo_id}"
         ) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
         if status == 401:
-            raise ModelError(
-                Problem(
-                    None,
-                    f"{endpoint} refused the token in HF_TOKEN (401)",
-                    hint="set HF_TOKEN to a valid token, or unset it",
-                )
+            raise hub_problem(
+                f"{endpoint} refused the token in HF_TOKEN (401)",
+                "set HF_TOKEN to a valid token, or unset it",
             ) from None
-        raise ModelError(
-            Problem(None, f"the hub answered {status} for {repo_id}", hint="try again later")
-        ) from None
+        raise hub_problem(f"the hub answered {status} for {repo_id}", "try again later") from None
     except OfflineModeIsEnabled:
-        raise ModelError(
-            Problem(None, "HF_HUB_OFFLINE is set, so nothing can be pulled", hint="unset HF_HUB_OFFLINE")
-        ) from None
+        raise hub_problem("HF_HUB_OFFLINE is set, so nothing can be pulled", "unset HF_HUB_OFFLINE") from None
     except httpx2.TransportError as exc:
-        raise ModelError(
-            Problem(
-                None,
-                f"cannot reach {endpoint} ({type(exc).__name__}: {exc})",
-                hint="check the network, a proxy, or HF_ENDPOINT",
-            )
+        raise hub_problem(
+            f"cannot reach {endpoint} ({type(exc).__name__}: {exc})",
+            "check the network, a proxy, or HF_ENDPOINT",
         ) from None
 
 

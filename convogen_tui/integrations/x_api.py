@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -37,6 +36,7 @@ from convogen_tui.core.making.seeds import (
     ID_COLUMNS,
     errors_path_for,
     format_seed_rows,
+    jsonl_values,
     read_hydration_errors,
 )
 
@@ -180,13 +180,9 @@ def read_ids(path: Path | str) -> IdList:
 
 def _raw_ids(path: Path, text: str) -> Iterable[tuple[int, str]]:
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"<invalid JSON: {exc.msg}>"
+        for number, obj, error in jsonl_values(text):
+            if error:
+                yield number, f"<{error}>"
                 continue
             value = next((obj[c] for c in ID_COLUMNS if isinstance(obj, dict) and c in obj), "")
             yield number, str(value) if value != "" else "<no tweet_id>"

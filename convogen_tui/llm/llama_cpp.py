@@ -15,17 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.making.backend import (
-    Backend,
-    Generation,
-    GenerationStats,
-    ModelInfo,
-    NextRequest,
-    Request,
-    StreamChunk,
-    StreamEvent,
-    StreamFailed,
-)
+from convogen_tui.core.making import backend
+from convogen_tui.core.making.backend import Backend
 from convogen_tui.llm.llama_engine import EXACT_CHUNK, MAX_SEQUENCES, LlamaEngine, Work, cells_for
 from convogen_tui.llm.sampler import check_grammar
 
@@ -260,7 +251,7 @@ class LlamaCppBackend(Backend):
         """Any GBNF grammar, per sequence, inside the batched decode (llm/sampler.py)."""
         return "grammar"
 
-    def _work(self, request: Request) -> Work:
+    def _work(self, request: backend.Request) -> Work:
         if request.constraint is not None:
             check_grammar(self._vocab, request.constraint)  # a grammar that does not parse fails here
         tokens = self.tokenize(request.prompt)
@@ -275,12 +266,12 @@ class LlamaCppBackend(Backend):
                 )
             )
         budget = min(request.sampling.max_tokens, n_ctx - len(tokens))
-        stats = GenerationStats(prompt_tokens=len(tokens), constrained=request.constraint is not None)
+        stats = backend.GenerationStats(prompt_tokens=len(tokens), constrained=request.constraint is not None)
         return Work(request, tokens, budget, stats)
 
-    def stream(self, request: Request, cancel: threading.Event | None = None) -> Generation:
+    def stream(self, request: backend.Request, cancel: threading.Event | None = None) -> backend.Generation:
         work = self._work(request)
-        return Generation(self._single(work, cancel or threading.Event()), work.stats)
+        return backend.Generation(self._single(work, cancel or threading.Event()), work.stats)
 
     def _single(self, work: Work, cancel: threading.Event) -> Iterator[str]:
         pending: list[Work] = [work]
@@ -290,24 +281,24 @@ class LlamaCppBackend(Backend):
 
         # one slot in the shared context: the same loop, so the same text as inside a batch
         for event in self.engine.run(pull, cancel, 1):
-            if isinstance(event, StreamChunk):
+            if isinstance(event, backend.StreamChunk):
                 yield event.text
-            elif isinstance(event, StreamFailed):
+            elif isinstance(event, backend.StreamFailed):
                 raise ModelError(Problem(None, event.message))
 
     def run_many(
-        self, next_request: NextRequest, cancel: threading.Event, parallel: int
-    ) -> Iterator[StreamEvent]:
+        self, next_request: backend.NextRequest, cancel: threading.Event, parallel: int
+    ) -> Iterator[backend.StreamEvent]:
         """Decode up to ``parallel`` requests together (continuous batching, shared prefixes)."""
 
-        def pull() -> Work | StreamFailed | None:
+        def pull() -> Work | backend.StreamFailed | None:
             request = next_request()
             if request is None:
                 return None
             try:
                 return self._work(request)
             except ModelError as exc:
-                return StreamFailed(request.key, str(exc))
+                return backend.StreamFailed(request.key, str(exc))
 
         return self.engine.run(pull, cancel, max(1, parallel))
 
@@ -318,10 +309,10 @@ class LlamaCppBackend(Backend):
             self.model.close()
 
 
-def model_info(model: Any, path: Path, n_ctx: int, **more: Any) -> ModelInfo:
+def model_info(model: Any, path: Path, n_ctx: int, **more: Any) -> backend.ModelInfo:
     """What a loaded llama.cpp model (weights or vocabulary only) says about itself."""
     meta = model.metadata()
-    return ModelInfo(
+    return backend.ModelInfo(
         name=meta.get("general.name") or path.stem,
         path=path.resolve(),
         architecture=meta.get("general.architecture", "unknown"),
@@ -371,14 +362,14 @@ def load_llama(
     """
     key = (str(Path(path).resolve()), n_ctx, n_gpu_layers)
     with _cache_lock:
-        backend = _loaded.get(key)
-        if backend is not None:
-            if n_threads is not None and n_threads != backend.n_threads:
-                backend.set_threads(n_threads)
-            return backend
+        loaded = _loaded.get(key)
+        if loaded is not None:
+            if n_threads is not None and n_threads != loaded.n_threads:
+                loaded.set_threads(n_threads)
+            return loaded
         for old in _loaded.values():
             old.close()
         _loaded.clear()
-        backend = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
-        _loaded[key] = backend
-        return backend
+        made = LlamaCppBackend(Path(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+        _loaded[key] = made
+        return made

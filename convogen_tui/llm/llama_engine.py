@@ -60,17 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convogen_tui.core.errors import ModelError, Problem
-from convogen_tui.core.making.backend import (
-    FinishReason,
-    GenerationStats,
-    Request,
-    StreamChunk,
-    StreamDone,
-    StreamEvent,
-    StreamFailed,
-    StreamPrompt,
-    StreamStarted,
-)
+from convogen_tui.core.making import backend
 from convogen_tui.llm.sampler import GrammarError, Scratch, SequenceSampler, make_sampler
 
 __all__ = ["LlamaEngine", "Work", "cells_for", "make_sampler"]
@@ -92,10 +82,10 @@ def cells_for(tokens: int, n_ctx: int) -> int:
 class Work:
     """A request ready to run: its tokens, its token budget and the stats its stream fills in."""
 
-    request: Request
+    request: backend.Request
     tokens: list[int]
     budget: int
-    stats: GenerationStats = field(default_factory=GenerationStats)
+    stats: backend.GenerationStats = field(default_factory=backend.GenerationStats)
 
     @property
     def need(self) -> int:
@@ -103,7 +93,7 @@ class Work:
         return len(self.tokens) + self.budget
 
 
-Pull = Callable[[], "Work | StreamFailed | None"]
+Pull = Callable[[], "Work | backend.StreamFailed | None"]
 
 
 @dataclass
@@ -279,7 +269,7 @@ class LlamaEngine:
         self._chunked = [0] * self.capacity
 
     # the loop ----------------------------------------------------------------------------
-    def run(self, pull: Pull, cancel: threading.Event, parallel: int) -> Iterator[StreamEvent]:
+    def run(self, pull: Pull, cancel: threading.Event, parallel: int) -> Iterator[backend.StreamEvent]:
         """Continuous batching: keep ``parallel`` sequences decoding, pulling work as slots free.
 
         ``pull`` returning None means nothing waits right now: it is asked again when a slot frees,
@@ -299,7 +289,7 @@ class LlamaEngine:
                             yield from self._finish(slot, "cancelled")
                     if self._blocked is not None and _cancelled(self._blocked.request):
                         blocked, self._blocked = self._blocked, None  # skipped while it waited
-                        yield StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
+                        yield backend.StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
                     if cancel.is_set():
                         break
                     idle = yield from self._admit(slots, pull, cancel)
@@ -316,7 +306,7 @@ class LlamaEngine:
                     yield from self._step(active, llama_cpp)
                 if self._blocked is not None:  # cancelled while waiting: it still gets its end
                     blocked, self._blocked = self._blocked, None
-                    yield StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
+                    yield backend.StreamDone(blocked.request.key, "", _cancelled_stats(blocked))
                 for slot in slots:
                     if slot.work is not None:
                         yield from self._finish(slot, "cancelled")
@@ -326,7 +316,7 @@ class LlamaEngine:
 
     def _admit(
         self, slots: list[_Slot], pull: Pull, cancel: threading.Event
-    ) -> Generator[StreamEvent, None, bool]:
+    ) -> Generator[backend.StreamEvent, None, bool]:
         """Fill free slots from ``pull`` and start them together; True when nothing waits now."""
         new: list[tuple[_Slot, Work]] = []
         idle = False
@@ -341,7 +331,7 @@ class LlamaEngine:
                 item, self._blocked = self._blocked, None
             else:
                 pulled = pull()
-                while isinstance(pulled, StreamFailed):
+                while isinstance(pulled, backend.StreamFailed):
                     yield pulled
                     pulled = pull()
                 if pulled is None:
@@ -361,7 +351,7 @@ class LlamaEngine:
         self.counters.grows += 1
         self._build(self.capacity, cells_for(tokens, self.n_ctx))
 
-    def _start(self, new: list[tuple[_Slot, Work]], cancel: threading.Event) -> Iterator[StreamEvent]:
+    def _start(self, new: list[tuple[_Slot, Work]], cancel: threading.Event) -> Iterator[backend.StreamEvent]:
         """Prefill new requests (reusing cached prefixes, a shared prefix once), sample token one.
 
         A request skipped (or a run cancelled) while its prompt is read stops there, at the next
@@ -371,7 +361,7 @@ class LlamaEngine:
 
         for _, work in new:
             work.stats.started = time.perf_counter()
-            yield StreamStarted(work.request.key, len(work.tokens))
+            yield backend.StreamStarted(work.request.key, len(work.tokens))
         t0 = time.perf_counter()
         keys = {slot.seq: work.request.key for slot, work in new}
         requests = {slot.seq: work.request for slot, work in new}
@@ -414,24 +404,25 @@ class LlamaEngine:
             if slot.seq not in firsts and slot.seq not in failed and skipped(slot.seq):
                 self._drop(slot.seq)  # a part of a prompt is no prefix to reuse
                 self._release(slot)
-                yield StreamDone(work.request.key, "", _cancelled_stats(work))
+                yield backend.StreamDone(work.request.key, "", _cancelled_stats(work))
                 continue
             message = failed.get(slot.seq) or (error if slot.seq not in firsts else None)
             if message:
                 self._drop(slot.seq)
                 self._release(slot)
-                yield StreamFailed(work.request.key, message)
+                yield backend.StreamFailed(work.request.key, message)
                 continue
-            if work.request.constraint is not None:
+            if work.request.constraint is not None and not self.ignore_eos:
                 # the grammar ends it: rather than cut a dialog at max_tokens (a defect), let it
-                # run into its stream's spare cells, up to half as much again
+                # run into its stream's spare cells, up to half as much again (benchmarks that
+                # ignore the end want fixed counts)
                 work.budget = max(work.budget, min(self.cells - len(work.tokens), work.budget * 3 // 2))
             slot.work = work
             slot.parts = []
             slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             yield from self._accept(slot, firsts[slot.seq], llama_cpp)
 
-    def _sampler(self, request: Request) -> SequenceSampler:
+    def _sampler(self, request: backend.Request) -> SequenceSampler:
         """The request's sampler: its seeded chain, and its grammar when it is constrained."""
         if request.constraint is not None and self._scratch is None:
             import llama_cpp
@@ -439,7 +430,7 @@ class LlamaEngine:
             self._scratch = Scratch(llama_cpp.llama_vocab_n_tokens(self._vocab))
         return SequenceSampler(request.sampling, request.seed, self._vocab, request.constraint, self._scratch)
 
-    def _step(self, active: list[_Slot], llama_cpp: Any) -> Iterator[StreamEvent]:
+    def _step(self, active: list[_Slot], llama_cpp: Any) -> Iterator[backend.StreamEvent]:
         """One llama_decode with the pending token of every running sequence, then sample each."""
         batch = self._batch
         tok, pos, nseq, seqs, logits = batch.token, batch.pos, batch.n_seq_id, batch.seq_id, batch.logits
@@ -457,7 +448,7 @@ class LlamaEngine:
                 key = slot.work.request.key
                 self._drop(slot.seq)
                 self._release(slot)
-                yield StreamFailed(key, f"llama_decode failed ({rc})")
+                yield backend.StreamFailed(key, f"llama_decode failed ({rc})")
             return
         counters = self.counters
         counters.steps += 1
@@ -474,11 +465,11 @@ class LlamaEngine:
                 key = slot.work.request.key
                 self._drop(slot.seq)
                 self._release(slot)
-                yield StreamFailed(key, str(exc))
+                yield backend.StreamFailed(key, str(exc))
                 continue
             yield from self._accept(slot, token, llama_cpp)
 
-    def _accept(self, slot: _Slot, token: int, llama_cpp: Any) -> Iterator[StreamEvent]:
+    def _accept(self, slot: _Slot, token: int, llama_cpp: Any) -> Iterator[backend.StreamEvent]:
         work = slot.work
         assert work is not None
         stats = work.stats
@@ -492,13 +483,13 @@ class LlamaEngine:
         text = slot.decoder.decode(self._piece(token))
         if text:
             slot.parts.append(text)
-            yield StreamChunk(work.request.key, text, stats.completion_tokens, now - stats.started)
+            yield backend.StreamChunk(work.request.key, text, stats.completion_tokens, now - stats.started)
         if stats.completion_tokens >= work.budget:
             yield from self._finish(slot, "length")
         else:
             slot.pending = token
 
-    def _finish(self, slot: _Slot, reason: FinishReason) -> Iterator[StreamEvent]:
+    def _finish(self, slot: _Slot, reason: backend.FinishReason) -> Iterator[backend.StreamEvent]:
         work = slot.work
         assert work is not None
         stats = work.stats
@@ -508,8 +499,8 @@ class LlamaEngine:
         stats.elapsed_s = time.perf_counter() - stats.started
         if tail:
             slot.parts.append(tail)
-            yield StreamChunk(work.request.key, tail, stats.completion_tokens, stats.elapsed_s)
-        yield StreamDone(work.request.key, "".join(slot.parts), stats)
+            yield backend.StreamChunk(work.request.key, tail, stats.completion_tokens, stats.elapsed_s)
+        yield backend.StreamDone(work.request.key, "".join(slot.parts), stats)
 
     def _release(self, slot: _Slot) -> None:
         """Free the slot for the next request; its KV stays cached as a prefix source."""
@@ -594,7 +585,7 @@ class LlamaEngine:
         firsts: dict[int, int] | None = None,
         skipped: Callable[[int], bool] | None = None,
         failed: dict[int, str] | None = None,
-    ) -> Generator[StreamPrompt, None, str | None]:
+    ) -> Generator[backend.StreamPrompt, None, str | None]:
         """Decode each (seq, tokens, start, end)'s tokens[start:end]; sample a first token where asked.
 
         On a GPU (``chunk`` 1) the prompts are packed together, up to ``n_batch`` tokens per
@@ -618,7 +609,7 @@ class LlamaEngine:
                 chunk = tokens[first : min(first + step, end)]
                 pieces.append((seq, first, chunk, first + len(chunk) == n))
             done[seq] = start
-            yield StreamPrompt(keys.get(seq, 0), start, n)
+            yield backend.StreamPrompt(keys.get(seq, 0), start, n)
         totals = {seq: len(tokens) for seq, tokens, _, _ in prompts}
         reported = time.perf_counter()
         i = 0
@@ -635,7 +626,7 @@ class LlamaEngine:
                 reported = time.perf_counter()
                 for seq, total in totals.items():
                     if done[seq] < total:
-                        yield StreamPrompt(keys.get(seq, 0), done[seq], total)
+                        yield backend.StreamPrompt(keys.get(seq, 0), done[seq], total)
             group = self._group(pieces, i)
             i += len(group)
             n_tokens, ends = 0, []
@@ -679,12 +670,12 @@ class LlamaEngine:
         self._chunked[seq] = 0
 
 
-def _cancelled_stats(work: Work) -> GenerationStats:
+def _cancelled_stats(work: Work) -> backend.GenerationStats:
     stats = work.stats
     stats.finish_reason = "cancelled"
     stats.elapsed_s = 0.0
     return stats
 
 
-def _cancelled(request: Request) -> bool:
+def _cancelled(request: backend.Request) -> bool:
     return request.cancel is not None and request.cancel.is_set()

@@ -49,33 +49,37 @@ def current_umask() -> int:
     return mask
 
 
+# what a file-system error means for a folder, and what to do: (errnos, what happened, hint)
+STORAGE_FAULTS: tuple[tuple[tuple[int, ...], str, str], ...] = (
+    (
+        (errno.ENOSPC, errno.EDQUOT),
+        "the disk is full ({strerror})",
+        "free some space, then run the same command again; nothing half-written was kept",
+    ),
+    (
+        (errno.EROFS,),
+        "it is on a read-only file system",
+        "copy the experiment to a writable folder, or remount the disk read-write",
+    ),
+    (
+        (errno.EACCES, errno.EPERM),
+        "permission denied",
+        "ask its owner for write access (chmod/chown), or copy the experiment to a folder you own",
+    ),
+    (
+        (errno.ENOENT,),
+        "it no longer exists (moved or deleted while running?)",
+        "put it back, then run the same command again",
+    ),
+)
+
+
 def storage_problem(exc: OSError, folder: Path, doing: str = "write in") -> Problem:
     """One line for a file-system error: which folder, what happened, what to do."""
-    code = exc.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: the disk is full ({exc.strerror})",
-            hint="free some space, then run the same command again; nothing half-written was kept",
-        )
-    if code == errno.EROFS:
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: it is on a read-only file system",
-            hint="copy the experiment to a writable folder, or remount the disk read-write",
-        )
-    if code in (errno.EACCES, errno.EPERM):
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: permission denied",
-            hint="ask its owner for write access (chmod/chown), or copy the experiment to a folder you own",
-        )
-    if code == errno.ENOENT:
-        return Problem(
-            folder,
-            f"cannot {doing} this folder: it no longer exists (moved or deleted while running?)",
-            hint="put it back, then run the same command again",
-        )
+    for codes, what, hint in STORAGE_FAULTS:
+        if exc.errno in codes:
+            happened = what.format(strerror=exc.strerror)
+            return Problem(folder, f"cannot {doing} this folder: {happened}", hint=hint)
     return Problem(folder, f"cannot {doing} this folder ({exc.strerror or exc})")
 
 

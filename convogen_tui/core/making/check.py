@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convogen_tui.core.errors import ConvogenError, Problem, errors_only
+from convogen_tui.core.errors import ConvogenError, HasProblems, Problem
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.backend import Backend
 from convogen_tui.core.making.experiment import Experiment
@@ -28,21 +28,13 @@ MAX_SEED_PROBLEMS = 20  # too-long seeds listed one by one; the rest are counted
 
 
 @dataclass
-class CheckReport:
+class CheckReport(HasProblems):
     experiment: Experiment
     problems: list[Problem] = field(default_factory=list)
     personas: int = 0
     seeds: SeedSet | None = None
     model_path: Path | None = None
     grammar: GrammarInForce | None = None  # None: "constrain" is false, or max_tokens cannot hold it
-
-    @property
-    def errors(self) -> list[Problem]:
-        return errors_only(self.problems)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def seeds_for(experiment: Experiment, seeds: Path | str | None = None) -> SeedSet:
@@ -152,8 +144,9 @@ def _check_grammar(report: CheckReport, conv_text: str, restyle_text: str) -> No
     except ConvogenError as exc:
         problem = exc.problems[0] if exc.problems else Problem(None, str(exc))
         line = experiment.line_of("sampling.max_tokens") or experiment.line_of("sampling")
+        message = f"{problem.message}: a run goes unconstrained"  # as Pipeline.constraint_line says
         report.problems.append(
-            Problem(experiment.setup_file, problem.message, problem.key, line, problem.hint)
+            Problem(experiment.setup_file, message, problem.key, line, problem.hint, severity="warning")
         )
 
 

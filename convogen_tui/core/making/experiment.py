@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from convogen_tui.core.errors import ConvogenError, Problem, errors_only
+from convogen_tui.core.errors import ConvogenError, HasProblems, Problem
 from convogen_tui.core.judging.criteria import JudgeSettings
 from convogen_tui.core.judging.quality import QualitySettings
 from convogen_tui.core.making.jsonpos import key_lines, key_path
@@ -148,7 +148,7 @@ class Persona(PersonaName):
 
 
 @dataclass
-class Experiment:
+class Experiment(HasProblems):
     """An experiment folder, read once; problems are collected, not raised."""
 
     dir: Path
@@ -199,14 +199,6 @@ class Experiment:
     @property
     def sampling(self) -> SamplingSettings:
         return self.setup.sampling if self.setup else SamplingSettings()
-
-    @property
-    def errors(self) -> list[Problem]:
-        return errors_only(self.problems)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
     def resolve(self, raw: str) -> Path:
         return resolve_setup_path(raw, self.dir)

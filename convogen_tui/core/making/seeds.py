@@ -17,7 +17,7 @@ import re
 import shutil
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -136,17 +136,26 @@ def _delimited_rows(
     return rows, problems
 
 
-def _jsonl_rows(path: Path, text: str) -> tuple[list[tuple[int, dict[str, str]]], list[Problem]]:
-    rows: list[tuple[int, dict[str, str]]] = []
-    problems: list[Problem] = []
+def jsonl_values(text: str) -> Iterator[tuple[int, object, str]]:
+    """Each non-blank line of a JSON Lines text: (line number, its value, "" or why it is no JSON)."""
     # split on "\n" only: str.splitlines would also cut at U+2028 or U+0085 inside a JSON string.
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            problems.append(Problem(path, f"invalid JSON: {exc.msg}", line=number))
+            yield number, None, f"invalid JSON: {exc.msg}"
+            continue
+        yield number, value, ""
+
+
+def _jsonl_rows(path: Path, text: str) -> tuple[list[tuple[int, dict[str, str]]], list[Problem]]:
+    rows: list[tuple[int, dict[str, str]]] = []
+    problems: list[Problem] = []
+    for number, obj, error in jsonl_values(text):
+        if error:
+            problems.append(Problem(path, error, line=number))
             continue
         if not isinstance(obj, dict):
             problems.append(Problem(path, "each line must be a JSON object", line=number))

@@ -84,6 +84,7 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         Binding("s", "skip", "Skip", tooltip="skip the pass shown (no file); the others go on"),
         Binding("escape", "cancel", "Cancel all", tooltip="cancel the run (unfinished passes write no file)"),
         Binding("t", "restyle", "Twins", tooltip="restyle the conversations that have no twin yet"),
+        Binding("J", "judge", "Judge", show=False, tooltip="judge the restyled pairs not judged yet"),
         Binding("left_square_bracket", "switch(-1)", "Prev", show=False, tooltip="show the previous stream"),
         Binding("right_square_bracket", "switch(1)", "Next", show=False, tooltip="show the next stream"),
     ]
@@ -188,6 +189,21 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             self.notify("every conversation has a restyled twin")
             return
         self.start(jobs)
+
+    def action_judge(self) -> None:
+        """Judge every restyled pair not judged yet (the setup's judge block and judge.txt)."""
+        try:
+            plan = self.session.plan(PlanRequest(kind="judge", base_seed=self.session.seed))
+        except ConvogenError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not plan.jobs:
+            stale = (
+                f"; {plan.stale} judged under older criteria (convogen judge --again)" if plan.stale else ""
+            )
+            self.notify(f"every restyled pair is judged{stale}")
+            return
+        self.start(plan.jobs)
 
     def start(self, jobs: Sequence[Job]) -> bool:
         """Run jobs unless a run is going; templates are read again so edits apply, model stays.
@@ -332,6 +348,7 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
                 self._view("generate").set_text(stream.job.conv or "", "")
                 self.conv_shows = ident
             self._view("restyle").set_text(stream.text, "")
+        self._view("restyle").border_title = "Judgment" if stream.phase == "judge" else "Restyled thread"
 
     def action_switch(self, step: int) -> None:
         """Show the previous or next running pass; it stays shown until it ends."""

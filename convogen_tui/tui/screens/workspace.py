@@ -309,6 +309,10 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             PaletteCommand("Rerun the last seed and persona", "ctrl+r", self.action_rerun),
             PaletteCommand("Skip the live conversation", "s on Generate", generate.action_skip),
             PaletteCommand("Cancel the run", "Esc on Generate", generate.action_cancel),
+            PaletteCommand(
+                "Restyle the conversations without a twin", "t on Generate", generate.action_restyle
+            ),
+            PaletteCommand("Judge the pairs not judged yet", "J on Generate", generate.action_judge),
             PaletteCommand("Save templates", "ctrl+s on Templates", self.templates.action_save),
             PaletteCommand("Problems", "the first problem of the check (ctrl+l)", self.action_problems),
             PaletteCommand("Refresh the conversations", "r on Review", review.action_refresh),
