@@ -26,7 +26,7 @@ from convogen_tui.llm.llama_cpp import LlamaCppBackend
 
 pytestmark = pytest.mark.llama  # runs the embedded model through llama.cpp
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "shape_gguf.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "shape_gguf.py"
 THROUGHPUT = SCRIPT.with_name("throughput.py")
 # Llama-2's own tokenizer on the sample experiment's first seed with each of its 6 personas
 # (llama2 prompt format): 319 318 320 321 315 314 tokens. Measured 2026-11-26 with Llama-2's

@@ -3,7 +3,7 @@ old and new, keep/flag/delete on either side, the diff, a rerun with the current
 its snapshot at 80x24. The conversations come from the pipeline on the scripted backend, answering
 as many turns as the template asks for, so the two versions differ in known ways.
 
-Update the snapshot after an intended change with: pytest tests/test_tui_compare.py --snapshot-update
+Update the snapshot after an intended change with: pytest tests/tui/test_tui_compare.py --snapshot-update
 """
 
 from __future__ import annotations

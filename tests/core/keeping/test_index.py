@@ -19,7 +19,7 @@ from convogen_tui.core.judging.stats import index_diversity
 from convogen_tui.core.keeping.index import Entry, Index
 from convogen_tui.core.keeping.records import Provenance, read_conversation
 from convogen_tui.core.keeping.store import POOL_MIN_FILES, ConversationStore, ConversationSummary
-from tests.test_store import record
+from tests.core.keeping.test_store import record
 
 WORDS = [f"word{i}" for i in range(400)]
 

@@ -23,10 +23,10 @@ from convogen_tui.core.errors import StorageError
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import Pipeline
+from tests.cli.test_trust_runs import Proc, wait_until
 from tests.conftest import REPO
 from tests.fake_openai import FakeOpenAI, Reply, running
 from tests.scripted import Script, ScriptedBackend
-from tests.test_trust_runs import Proc, wait_until
 
 pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
 

@@ -18,7 +18,7 @@ from convogen_tui.core.judging.quality import RULE_NAMES, QualitySettings, check
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.experiment import load_experiment
 
-DATA = Path(__file__).parent / "data" / "quality"
+DATA = Path(__file__).parents[2] / "data" / "quality"
 CASES = sorted((DATA / "cases").glob("*.json"))
 
 
@@ -198,6 +198,6 @@ def test_distinct_n_counts_unique_ngrams_over_the_corpus() -> None:
 def test_quality_cases_are_valid_store_files(tmp_path: Path) -> None:
     """The case files are what the store reads: each one lists with a summary."""
     expt = tmp_path / "expt"
-    shutil.copytree(Path(__file__).parents[1] / "datasets" / "inst-templates" / "sample", expt)
+    shutil.copytree(Path(__file__).parents[3] / "datasets" / "inst-templates" / "sample", expt)
     install(expt, CASES)
     assert len(ConversationStore(expt).list()) == len(CASES)

@@ -21,7 +21,7 @@ from convogen_tui.core.making.run_model import RunModel
 from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.panes.generate import GeneratePane
 from tests.scripted import Script, ScriptedBackend, ScriptedBatchBackend
-from tests.test_generate_pane import GenerateHost
+from tests.tui.test_generate_pane import GenerateHost
 from tests.tui_helpers import sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest

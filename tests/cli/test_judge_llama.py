@@ -14,7 +14,7 @@ from convogen_tui.core.keeping.records import ConversationRecord, PersonaNames, 
 from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import Pipeline, RunFinished
-from tests.test_judge import CRITERIA
+from tests.core.judging.test_judge import CRITERIA
 
 pytestmark = pytest.mark.llama
 
@@ -68,7 +68,7 @@ def add_pairs(expt: Path, n: int) -> None:
 def test_the_openai_backend_sends_the_judge_grammar_to_a_llama_cpp_server(sample: Path) -> None:
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     from convogen_tui.llm.openai_compat import OpenAIBackend
-    from tests.test_openai_backend import Server
+    from tests.llm.test_openai_backend import Server
 
     add_pairs(sample, 2)
     server = Server()

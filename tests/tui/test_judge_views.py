@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.keeping.store import ConversationStore
-from tests.test_calibration import CRITERIA, add
+from tests.core.judging.test_calibration import CRITERIA, add
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ with nothing cut (help always first), status lines and dialogs must not clip, an
 with wide characters (a ZWJ family, a heart with a variation selector, a skin tone, CJK) must leave
 every border in line, in the Seeds table and in Review.
 
-Update after an intended change with: pytest tests/test_tui_snapshots.py --snapshot-update
+Update after an intended change with: pytest tests/tui/test_tui_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations

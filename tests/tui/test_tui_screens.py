@@ -18,7 +18,7 @@ from convogen_tui.tui.screens.models import COLUMNS, ModelsScreen
 from convogen_tui.tui.widgets.editor import Editor, FindBar, find_next
 from convogen_tui.tui.widgets.lists import KeyTable
 from convogen_tui.tui.widgets.stream_view import StreamView
-from tests.test_quality import DATA, install
+from tests.core.judging.test_quality import DATA, install
 from tests.tui_helpers import REPO, review_table, sample_app, sample_root, wait_for
 
 __all__ = ["sample_root"]

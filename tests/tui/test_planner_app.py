@@ -15,8 +15,8 @@ from convogen_tui.core.making.seeds import Seed
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.messages import ModelReady
 from convogen_tui.tui.screens.workspace import ExperimentScreen
+from tests.core.making.test_planner import cells_of, written
 from tests.scripted import Script, ScriptedBackend
-from tests.test_planner import cells_of, written
 from tests.tui_helpers import fake_conversation, sample_root, wait_for
 
 __all__ = ["sample_root"]  # the fixture, imported for pytest

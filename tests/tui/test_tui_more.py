@@ -179,7 +179,7 @@ async def test_review_bulk_delete_undo_and_empty_trash(sample_root: Path) -> Non
 @pytest.mark.llama
 async def test_generate_streams_through_an_openai_compatible_server(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
-    from tests.test_openai_backend import Server
+    from tests.llm.test_openai_backend import Server
 
     server = Server()
     try:

@@ -21,7 +21,7 @@ from tests.ggufs import write_gguf
 
 pytestmark = pytest.mark.process  # real processes or loopback servers, and their waits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPO = "acme/tiny-GGUF"
 
 

@@ -18,7 +18,7 @@ from convogen_tui.llm.gpu import GPU
 from convogen_tui.llm.resolve import resolve_model
 from tests.ggufs import write_gguf
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GIB = 2**30
 
 

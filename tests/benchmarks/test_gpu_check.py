@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.llama  # runs llama.cpp
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # what the GPU machine's Python can import besides the standard library
 GPU_MACHINE_PACKAGES = [
     "numpy", "numpy.libs", "yaml", "_yaml",  # the machine's own Python

@@ -2,7 +2,7 @@
 
 vLLM needs a GPU this machine lacks, so it is played by the loopback fake of tests/fake_openai.py
 (its /v1/models and /version answers as vLLM gives them); the llama.cpp server is tested for real
-in tests/test_grammar_engine.py.
+in tests/llm/test_grammar_engine.py.
 """
 
 from __future__ import annotations

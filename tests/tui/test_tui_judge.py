@@ -13,7 +13,7 @@ from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.screens.stats import CoverageMap, JudgePanel, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
-from tests.test_calibration import CRITERIA, add
+from tests.core.judging.test_calibration import CRITERIA, add
 from tests.tui_helpers import copy_sample, fake_conversation, wait_for
 
 

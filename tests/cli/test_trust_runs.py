@@ -249,7 +249,7 @@ def test_kill_9_at_several_moments_then_resume_finishes_every_pair(sample: Path,
 
 def test_reading_and_review_never_need_the_lock(cli, sample: Path, datasets: Path) -> None:
     store = ConversationStore(sample)
-    from tests.test_store import record
+    from tests.core.keeping.test_store import record
 
     conv_id = store.save_conversation(record())
     with RunLock(sample, "convogen generate sample (test)"):

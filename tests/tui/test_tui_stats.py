@@ -1,7 +1,7 @@
 """The Stats screen (F8 and the command palette): numbers and plots of the open experiment, updated
 as conversations arrive; Review's quality filter. Snapshot at 80x24.
 
-Update the snapshot after an intended change with: pytest tests/test_tui_stats.py --snapshot-update
+Update the snapshot after an intended change with: pytest tests/tui/test_tui_stats.py --snapshot-update
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from convogen_tui.tui.keys import KeyFooter
 from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.bars import BarChart
-from tests.test_quality import DATA, install
+from tests.core.judging.test_quality import DATA, install
 from tests.tui_helpers import (
     copy_sample,
     fake_conversation,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from convogen_tui.core.keeping.store import ConversationStore
+from tests.core.judging.test_quality import DATA, install
 from tests.fakehub import FakeHub, start
-from tests.test_quality import DATA, install
 
 CASES = [
     "clean-plain-fluoride",

@@ -115,7 +115,7 @@ def test_openai_backend_sends_the_grammar_to_a_llama_cpp_server():
     """A real llama_cpp.server on 127.0.0.1: the grammar goes in its 'grammar' field and is obeyed."""
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     from convogen_tui.llm.openai_compat import OpenAIBackend
-    from tests.test_openai_backend import Server
+    from tests.llm.test_openai_backend import Server
 
     server = Server()
     try:

@@ -16,8 +16,8 @@ from convogen_tui.core.keeping.store import ConversationStore
 from convogen_tui.core.making.check import seeds_for
 from convogen_tui.core.making.experiment import load_experiment
 from convogen_tui.core.making.pipeline import JobFailed, JobFinished, Pipeline, RunFinished, TokenChunk
+from tests.core.keeping.test_store import record, restyled
 from tests.scripted import Script, ScriptedBackend
-from tests.test_store import record, restyled
 from tests.tui_helpers import (
     copy_sample,
     fake_conversation,
