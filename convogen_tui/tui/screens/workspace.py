@@ -208,8 +208,9 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
 
         The tab switch reaches the screen a few messages later than the key; a widget focused
         while still hidden can lose the focus again when the tab appears. So this looks again
-        every 50 ms (for up to 3 s) until the widget is laid out and focused; a newer request wins,
-        and so does the user (or a test) putting the focus elsewhere in the same tab meanwhile.
+        every 50 ms (for up to 30 s: a busy machine lays the tab out late) until the widget is laid
+        out and focused; a newer request wins, and so does the user (or a test) putting the focus
+        elsewhere in the same tab meanwhile.
         """
         self._focus_serial += 1
         serial = self._focus_serial
@@ -228,7 +229,7 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
             if tries > 0:
                 self.set_timer(0.05, lambda: focus(tries - 1, placed))
 
-        self.call_after_refresh(focus, 60)
+        self.call_after_refresh(focus, 600)
 
     def _in_tab(self, widget: Widget, pane: str) -> bool:
         return any(node.id == pane and isinstance(node, TabPane) for node in widget.ancestors)
