@@ -27,6 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import convogen_tui.tui  # noqa: F401  (first: the app's frame rate is set before Textual is imported)
+
+# isort: split
 from textual.widgets import TabbedContent, TextArea
 
 from convogen_tui.tui.app import ConvogenApp
