@@ -135,6 +135,7 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         self._seeds_stamp: Stamp | None = self._seed_file_stamp()
         self._told_problems = False  # problems are announced once on opening, then after saves
         self._focus_serial = 0  # the latest request to focus a pane wins
+        self._focus_reset = False  # Textual moved the focus off a hidden widget since last looked
         self._run_saved: list[Path] = []  # templates a run saved, whose old text ctrl+u puts back
 
     def compose(self) -> ComposeResult:
@@ -210,17 +211,20 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
         while still hidden can lose the focus again when the tab appears. So this looks again
         every 50 ms (for up to 30 s: a busy machine lays the tab out late) until the widget is laid
         out and focused; a newer request wins, and so does the user (or a test) putting the focus
-        elsewhere in the same tab meanwhile.
+        elsewhere in the same tab meanwhile. Textual moving the focus to a neighbour (a late Hide
+        blurs the hidden widget) is no such move: the widget is focused again.
         """
         self._focus_serial += 1
         serial = self._focus_serial
+        self._focus_reset = False
 
         def focus(tries: int, placed: bool = False) -> None:
             if serial != self._focus_serial or not self.is_current:
                 return
             widget = self.query_one(target or FOCUS[pane])
             focused = self.app.focused
-            moved = placed and focused is not None and self._in_tab(focused, pane)
+            moved = placed and not self._focus_reset and focused is not None and self._in_tab(focused, pane)
+            self._focus_reset = False
             if focused is not None and focused.region.area and (focused is widget or moved):
                 return  # shown and focused (or since focused on purpose elsewhere in the tab): done
             if focused is widget or widget.focusable:
@@ -230,6 +234,12 @@ class ExperimentScreen(ReportsWorkerErrors, KeepsEdits, Screen[None]):
                 self.set_timer(0.05, lambda: focus(tries - 1, placed))
 
         self.call_after_refresh(focus, 600)
+
+    def _reset_focus(self, widget: Widget, avoiding: list[Widget] | None = None) -> None:
+        """Textual moves the focus off a widget that is hidden or removed: noted, so that
+        :meth:`_focus_pane` does not take the move for the user's."""
+        self._focus_reset = True
+        super()._reset_focus(widget, avoiding)
 
     def _in_tab(self, widget: Widget, pane: str) -> bool:
         return any(node.id == pane and isinstance(node, TabPane) for node in widget.ancestors)
