@@ -114,15 +114,24 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def gram_hashes(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of a text's words and of its word pairs (the n-grams distinct-1/2 count)."""
+def gram_hashes(tokens: Sequence[str], crcs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of a text's words and of its word pairs (the n-grams distinct-1/2 count).
+    ``crcs``: the words' CRC-32s (:func:`word_crcs`), when the caller has them already."""
     if not tokens:
         empty = np.zeros(0, dtype=np.uint64)
         return empty, empty
     encoded = [w.encode("utf-8") for w in tokens]
-    data = ((zlib.crc32(b) << 32) | zlib.adler32(b) for b in encoded)
-    words = np.fromiter(data, dtype=np.uint64, count=len(tokens))
+    if crcs is None:
+        crcs = np.fromiter(map(zlib.crc32, encoded), dtype=np.uint64, count=len(tokens))
+    adlers = np.fromiter(map(zlib.adler32, encoded), dtype=np.uint64, count=len(tokens))
+    words = (crcs << np.uint64(32)) | adlers
     return _mix(words), _mix(words[:-1] * _GOLDEN + _mix(words[1:]))
+
+
+def word_crcs(tokens: Sequence[str]) -> np.ndarray:
+    """The words' CRC-32s, as the shingles (``neardup``) and the n-gram hashes here both use them."""
+    encoded = (w.encode("utf-8") for w in tokens)
+    return np.fromiter(map(zlib.crc32, encoded), dtype=np.uint64, count=len(tokens))
 
 
 def bottom_k(*arrays: np.ndarray, k: int = SKETCH_K) -> np.ndarray:

@@ -22,6 +22,8 @@ from collections.abc import Set as AbstractSet
 
 import numpy as np
 
+from convogen_tui.core.judging.diversity import word_crcs
+
 NUM_PERM = 64
 SHINGLE = 3
 MIN_SHINGLES = 5  # a text this short says too little to call it anyone's duplicate
@@ -29,12 +31,12 @@ BAND_ROWS = 4
 BANDS = NUM_PERM // BAND_ROWS
 
 
-def signature_of(tokens: Sequence[str]) -> str | None:
+def signature_of(tokens: Sequence[str], crcs: np.ndarray | None = None) -> str | None:
     """The MinHash signature of a conversation's word 3-grams (``dialog_words``), as base64; None
-    for a tiny text."""
+    for a tiny text. ``crcs``: the words' CRC-32s, when the caller has them already."""
     if len(tokens) < SHINGLE:
         return None
-    words = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in tokens), dtype=np.uint64, count=len(tokens))
+    words = word_crcs(tokens) if crcs is None else crcs
     mixed = (words[:-2] * _MIX1 + words[1:-1]) * _MIX2 + words[2:]  # wraps modulo 2**64, as meant
     shingles = np.unique((mixed ^ (mixed >> np.uint64(29))) & _LOW32)
     if len(shingles) < MIN_SHINGLES:
@@ -75,3 +77,30 @@ def _values(sig: str) -> np.ndarray:
 def similarity(a: str, b: str) -> float:
     """Estimated Jaccard similarity of two signatures' shingle sets."""
     return float(np.mean(_values(a) == _values(b)))
+
+
+def candidate_pairs(sigs: Sequence[str]) -> list[tuple[int, int]]:
+    """Index pairs (i < j) of signatures that share an LSH band (what :func:`band_keys` makes),
+    found in one sort instead of one lookup per signature: the first listing of a big experiment."""
+    if len(sigs) < 2:
+        return []
+    values = np.frombuffer(b"".join(base64.b64decode(s) for s in sigs), dtype="<u4")
+    bands = values.reshape(len(sigs), BANDS, BAND_ROWS)
+    hashed = np.broadcast_to(np.arange(BANDS, dtype=np.uint64), bands.shape[:2]).copy()
+    for row in range(BAND_ROWS):  # a 64-bit hash of (band, its values); equal keys hash equal
+        hashed = (hashed * _MIX1 + bands[:, :, row].astype(np.uint64)) * _MIX2
+        hashed ^= hashed >> np.uint64(29)
+    flat = hashed.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1], [True])))
+    pairs: set[tuple[int, int]] = set()
+    for run in np.flatnonzero(np.diff(starts) >= 2):  # keys held by two or more: few
+        start, end = starts[run], starts[run + 1]
+        members = sorted({int(k) // BANDS for k in order[start:end]})
+        band = int(order[start]) % BANDS
+        for x, i in enumerate(members):
+            for j in members[x + 1 :]:
+                if np.array_equal(bands[i, band], bands[j, band]):  # the same key, not a hash collision
+                    pairs.add((i, j))
+    return sorted(pairs)

@@ -23,7 +23,6 @@ from convogen_tui.core.judging.dialog import (
     USER,
     Dialog,
     Message,
-    count_emoji,
     is_emoji,
     parse_dialog,
     words,
@@ -326,20 +325,13 @@ def _twin_verdicts(
                     "restyle-mismatch", f"{_sequence(src)} in the conversation, {_sequence(got)} restyled"
                 )
             )
-        source_words = [w for m in source.messages for w in words(m.text)]
-        twin_words = [w for m in messages for w in words(m.text)]
+        source_words = [w for m in source.messages for w in m.words]
+        twin_words = [w for m in messages for w in m.words]
         if source_words and twin_words:
-            matcher = SequenceMatcher(None, source_words, twin_words, autojunk=False)
-            # the quick ratios are upper bounds of ratio(): most twins fail them at a fraction of its cost
-            similarity = (
-                matcher.ratio()
-                if matcher.real_quick_ratio() >= s.copy_similarity
-                and matcher.quick_ratio() >= s.copy_similarity
-                else 0.0
-            )
+            similarity = _copied_share(source_words, twin_words, s.copy_similarity)
             if similarity >= s.copy_similarity:
                 out.append(Verdict("restyle-copy", f"{similarity:.0%} of the words are the conversation's"))
-    emoji = [(m.line, count_emoji(m.text)) for m in messages if count_emoji(m.text) > s.max_emoji_per_message]
+    emoji = [(m.line, m.emoji) for m in messages if m.emoji > s.max_emoji_per_message]
     if emoji:
         where = ", ".join(f"line {line}: {n}" for line, n in emoji[:4])
         out.append(Verdict("restyle-emoji", f"more than {s.max_emoji_per_message} emoji ({where})"))
@@ -353,6 +345,19 @@ def _twin_verdicts(
     if empty:
         out.append(Verdict("restyle-empty-message", f"nothing after the label on line(s) {_lines(empty)}"))
     return out
+
+
+def _copied_share(source: list[str], twin: list[str], at_least: float) -> float:
+    """``SequenceMatcher(...).ratio()`` of the two word lists when it can reach ``at_least``, else 0.
+
+    Its two upper bounds come first, the way difflib computes them (lengths, then the words in
+    common counted as multisets); most twins fail them, and the matcher is never built for them."""
+    total = len(source) + len(twin)
+    if 2.0 * min(len(source), len(twin)) / total < at_least:
+        return 0.0
+    if 2.0 * (Counter(source) & Counter(twin)).total() / total < at_least:
+        return 0.0
+    return SequenceMatcher(None, source, twin, autojunk=False).ratio()
 
 
 def _without_echoed_post(source: Dialog, messages: list[Message]) -> list[Message]:
@@ -377,7 +382,7 @@ def _doubled(messages: list[Message]) -> str:
 
 
 def _repetition(messages: list[Message], s: ResolvedQuality) -> str:
-    normal = [" ".join(words(m.text)) for m in messages]
+    normal = [" ".join(m.words) for m in messages]
     counts = Counter(t for t in normal if len(t.split()) >= s.repeat_min_words)
     if counts:
         text, times = counts.most_common(1)[0]
@@ -385,7 +390,7 @@ def _repetition(messages: list[Message], s: ResolvedQuality) -> str:
             return f'"{_clip(text)}" appears {times} times'
     grams: list[tuple[str, ...]] = []
     for message in messages:
-        tokens = words(message.text)
+        tokens = message.words
         grams += [tuple(tokens[i : i + s.repeat_ngram]) for i in range(len(tokens) - s.repeat_ngram + 1)]
         loop = _loop_share(tokens)
         if loop is not None:

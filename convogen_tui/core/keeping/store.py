@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 from filelock import FileLock, Timeout
 
 from convogen_tui.core.errors import ConvogenError, Problem, StorageError
-from convogen_tui.core.judging.dialog import Dialog, dialog_words, parse_dialog, words
-from convogen_tui.core.judging.diversity import bottom_k, gram_hashes, mtld
+from convogen_tui.core.judging.dialog import Dialog, dialog_words, parse_dialog
+from convogen_tui.core.judging.diversity import bottom_k, gram_hashes, mtld, word_crcs
 from convogen_tui.core.judging.neardup import signature_of
 from convogen_tui.core.judging.quality import ResolvedQuality, Verdict
 from convogen_tui.core.judging.turns import count_turns
@@ -566,6 +566,8 @@ def read_entries(
     workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if len(todo) < POOL_MIN_FILES or workers < 2:
         return _read_chunk(expt_dir, todo, quality)
+    # in shard order: a chunk's sketches then cover a shard or two, and merging them here stays cheap
+    todo = sorted(todo, key=lambda item: shard_of(item[0]))
     chunks = [list(todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
     entries: list[Entry] = []
     problems: list[Problem] = []
@@ -605,16 +607,17 @@ def _read_chunk(
             with contextlib.suppress(ConvogenError):
                 twin = read_restyled(restyled_dir / path.name)
         dialog = parse_dialog(record.conv)
-        tokens = [w for m in dialog.messages for w in words(m.text)]
+        tokens = [w for m in dialog.messages for w in m.words]
         thresholds = quality or by_version.for_pair(record, twin)  # type: ignore[union-attr]
         summary = _summarize(conv_id, record, twin, has_twin, [stamp[0], stamp[1]], thresholds, dialog)
         summary.words, summary.mtld = len(tokens), round(mtld(tokens), 3)
-        unigrams, bigrams = gram_hashes(tokens)
+        crcs = word_crcs(tokens)
+        unigrams, bigrams = gram_hashes(tokens, crcs)
         shard = grams.setdefault(shard_of(conv_id), ([], []))
         shard[0].append(unigrams)
         shard[1].append(bigrams)
         crc = zlib.crc32(record.conv.encode("utf-8"))
-        entries.append(Entry(conv_id, stamp, summary, signature_of(tokens), crc))
+        entries.append(Entry(conv_id, stamp, summary, signature_of(tokens, crcs), crc))
     sketches = {shard: (bottom_k(*u), bottom_k(*b)) for shard, (u, b) in grams.items()}
     return entries, sketches, problems
 
