@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from convogen_tui.cli.common import add_experiment_arg, open_experiment, positive_int
+from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.judge import current_keys, is_stale
 from convogen_tui.core.judging.quality import Verdict
 from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
-from convogen_tui.core.keeping.versions import experiment_texts, stale_ids, version_names
+from convogen_tui.core.keeping.versions import VersionBook, experiment_texts, stale_ids, version_names
 from convogen_tui.core.making.experiment import Experiment, find_experiments, load_experiment
 from convogen_tui.core.persona import persona_label
 
@@ -102,28 +104,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         return _show_json(experiment, store, args.id)
     if not args.id:
-        listing = store.scan()
-        rows = listing.rows
-        minutes: dict[int, str] = {}  # rows made in the same minute share their time text
-        lines = []
-        names = version_names(store.dir, rows)
-        judgments = store.judgments()
-        for row in rows:
-            minute = int(row.created_at // 60)
-            created = minutes.get(minute)
-            if created is None:
-                created = minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
-            flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
-            lines.append(
-                f"{row.id[:8]}  {created}  {names.get(row.version, '?'):>4}  {row.tweet_id:>20}  "
-                f"{row.persona:28}  turns={row.turns:<2} {_judge_cell(judgments.get(row.id))}{flags}"
-            )
-        lines += [f"UNREADABLE  {problem}" for problem in listing.unreadable]
-        if lines:  # one write: stdout redacts each write, and 100,000 small ones cost seconds
-            print("\n".join(lines))
-        bad = f", {len(listing.unreadable)} unreadable (listed above)" if listing.unreadable else ""
-        print(f"{len(rows)} conversation(s){bad}; show one with: convogen show {args.experiment} ID")
-        return 0
+        return _show_listing(args, store)
     conv_id = store.find(args.id)
     record, twin = store.load(conv_id)
     print(f"id: {conv_id}")
@@ -146,6 +127,42 @@ def run_show(args: argparse.Namespace) -> int:
     print(record.conv)
     print("\n--- restyled ---")
     print(twin.restyled_conv if twin else "(not restyled yet: convogen restyle EXPT)")
+    return 0
+
+
+def _show_listing(args: argparse.Namespace, store: ConversationStore) -> int:
+    """One line per conversation, newest first; the lines are kept beside the index and redone
+    only for the conversations that changed (``core.keeping.rendered``)."""
+    _, unreadable = store.refresh()
+    names = {i: e.name for i, e in VersionBook(store.dir).name_all(store.version_first_uses()).items()}
+    judged = store.judged_ids()
+    minutes: dict[int, str] = {}  # rows made in the same minute share their time text
+
+    def render(row: ConversationSummary) -> str:
+        minute = int(row.created_at // 60)
+        created = minutes.get(minute)
+        if created is None:
+            created = minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+        flags = ",".join([*([row.mark] if row.mark else []), *row.flags]) or "-"
+        judgment = None
+        if row.id in judged:
+            with contextlib.suppress(ConvogenError):
+                judgment = store.load_judgment(row.id)
+        return (
+            f"{row.id[:8]}  {created}  {names.get(row.version, '?'):>4}  {row.tweet_id:>20}  "
+            f"{row.persona:28}  turns={row.turns:<2} {_judge_cell(judgment)}{flags}"
+        )
+
+    # what the lines show besides the rows: version names, judgments, the clock's zone
+    stamp = store.judgments_stamp() or f"changing {time.time_ns()}"  # too recent to trust: no reuse
+    key = json.dumps([sorted(names.items()), stamp, time.tzname, time.timezone, time.daylight])
+    lines = store.rendered("show", key, render)
+    count = len(lines)
+    lines += [f"UNREADABLE  {problem}" for problem in unreadable]
+    if lines:  # one write: stdout redacts each write, and 100,000 small ones cost seconds
+        print("\n".join(lines))
+    bad = f", {len(unreadable)} unreadable (listed above)" if unreadable else ""
+    print(f"{count} conversation(s){bad}; show one with: convogen show {args.experiment} ID")
     return 0
 
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from convogen_tui.core.errors import ConvogenError
 from convogen_tui.core.judging.coverage import Coverage, coverage_of, trashed_keys
 from convogen_tui.core.judging.dialog import dialog_words
@@ -86,11 +88,13 @@ def distribution(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> dict[st
     """Mean, median, spread and an equal-width histogram (``[{"from", "to", "count"}]``)."""
     if not values:
         return {"count": 0, "mean": 0, "median": 0, "min": 0, "max": 0, "histogram": []}
-    low, high = min(values), max(values)
+    values = sorted(values)  # once: the median and the quantiles below sort again, in linear time
+    low, high = values[0], values[-1]
     width = (high - low) / bins if high > low else 1
-    counts = [0] * (bins if high > low else 1)
-    for value in values:
-        counts[min(int((value - low) / width), len(counts) - 1)] += 1
+    # each value's bin, int((value - low) / width) capped at the last, computed for all at once
+    places = ((np.asarray(values, dtype=np.float64) - low) / width).astype(np.int64)
+    n_bins = bins if high > low else 1
+    counts = [int(n) for n in np.bincount(np.minimum(places, n_bins - 1), minlength=n_bins)]
     histogram = [
         {"from": round(low + i * width, 2), "to": round(low + (i + 1) * width, 2), "count": n}
         for i, n in enumerate(counts)

@@ -25,6 +25,9 @@ part of the version, so an old index is rebuilt). Beside it:
   marks its shard dirty, and only dirty shards read their files again when diversity is asked.
 - ``meta``: version, quality key, and ``generation``, bumped by every change, so readers (the
   app's screens) can tell cheaply whether anything changed.
+- ``change``: which conversations each recent generation changed (their row, or their place in a
+  near-duplicate group), so a reader holding something built at an older generation (``convogen
+  show``'s rendered lines) redoes only those; ``meta.logged_from`` says how far back it goes.
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ import numpy as np
 from convogen_tui.core.judging.diversity import SKETCH_K, bottom_k
 from convogen_tui.core.judging.neardup import band_keys, candidate_pairs, similarity
 
-INDEX_VERSION = 5  # bump when what a row means changes (the schema's own hash is added to it)
+INDEX_VERSION = 6  # bump when what a row means changes (the schema's own hash is added to it)
 SHARDS = 256
-Stamp = tuple[int, int, int, int]  # conversation mtime_ns and size, twin mtime_ns and size (-1: none)
+# conversation mtime_ns and size, twin mtime_ns and size, conversation and twin inode (-1: no twin)
+Stamp = tuple[int, int, int, int, int, int]
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Entry:
 
 BAND_ID_INDEX = "CREATE INDEX IF NOT EXISTS band_id ON band (id)"  # for forgetting a conversation's bands
 BULK = 400  # a first listing of this many conversations builds the band_id index after its rows
+LOG_MAX_IDS = 5_000  # a change of more conversations than this is not logged: readers start over
+LOGGED = 500  # generations whose changes are kept
 Sketches = dict[int, tuple[np.ndarray, np.ndarray]]  # shard -> bottom-k of word and word-pair hashes
 
 
@@ -137,25 +143,29 @@ class Index:
             f"""
                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) STRICT;
                 CREATE TABLE IF NOT EXISTS conv (
-                    id TEXT PRIMARY KEY, stamp TEXT NOT NULL, sig TEXT, shard INTEGER NOT NULL,
+                    id TEXT PRIMARY KEY, stamp TEXT NOT NULL, ino INTEGER NOT NULL,
+                    twin_ino INTEGER NOT NULL, sig TEXT, shard INTEGER NOT NULL,
                     text_crc INTEGER NOT NULL, {columns}) STRICT;
                 CREATE TABLE IF NOT EXISTS band (key BLOB, id TEXT, PRIMARY KEY (key, id))
                     STRICT, WITHOUT ROWID;
                 {BAND_ID_INDEX};
                 CREATE TABLE IF NOT EXISTS edge (a TEXT, b TEXT, PRIMARY KEY (a, b)) STRICT, WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS near (id TEXT PRIMARY KEY, of TEXT NOT NULL) STRICT;
+                CREATE TABLE IF NOT EXISTS change (generation INTEGER NOT NULL, id TEXT NOT NULL) STRICT;
+                CREATE INDEX IF NOT EXISTS change_generation ON change (generation);
                 CREATE TABLE IF NOT EXISTS shard (
                     shard INTEGER PRIMARY KEY, unigrams BLOB, bigrams BLOB, dirty INTEGER NOT NULL) STRICT;
                 """
         )
         with _transaction(db):
+            generation = str(time.time_ns())  # a rebuilt index never repeats an earlier one's
             db.executemany(
                 "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                # a rebuilt index never repeats a generation an earlier one had
                 [
                     ("version", self.version),
                     ("quality", self.quality_key),
-                    ("generation", str(time.time_ns())),
+                    ("generation", generation),
+                    ("logged_from", generation),
                 ],
             )
         return db
@@ -178,18 +188,50 @@ class Index:
         return int(row[0])
 
     def stamps(self) -> dict[str, Stamp]:
+        return {conv_id: _stamp(stamp) for conv_id, stamp in self.db.execute("SELECT id, stamp FROM conv")}
+
+    def inodes(self) -> dict[str, tuple[int, int]]:
+        """id -> (inode, twin's inode or -1) of every conversation, as last read."""
+        return {i: (ino, twin) for i, ino, twin in self.db.execute("SELECT id, ino, twin_ino FROM conv")}
+
+    def stamps_of(self, ids: Sequence[str]) -> dict[str, Stamp]:
+        """:meth:`stamps` of these conversations only."""
         out: dict[str, Stamp] = {}
-        for conv_id, stamp in self.db.execute("SELECT id, stamp FROM conv"):
-            parts = stamp.split(",")
-            if len(parts) != 4:
-                raise Damaged("stamp")
-            out[conv_id] = (int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for conv_id, stamp in self.db.execute(f"SELECT id, stamp FROM conv WHERE id IN ({marks})", chunk):
+                out[conv_id] = _stamp(stamp)
         return out
 
     def rows(self, flag_near: bool = True) -> list[Any]:
         """Every summary, newest first, with ``near_duplicate_of`` filled in (and the
         ``near-duplicate`` flag added, when ``flag_near``)."""
-        near = dict(self.db.execute("SELECT id, of FROM near"))
+        return self._rows("", [], dict(self.db.execute("SELECT id, of FROM near")), flag_near)
+
+    def rows_of(self, ids: Iterable[str], flag_near: bool = True) -> list[Any]:
+        """:meth:`rows` of these conversations only (those still in the index), newest first."""
+        out: list[Any] = []
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            near = dict(self.db.execute(f"SELECT id, of FROM near WHERE id IN ({marks})", chunk))
+            out += self._rows(f"WHERE id IN ({marks})", chunk, near, flag_near)
+        out.sort(key=lambda row: (-row.created_at, row.id))
+        return out
+
+    def first_uses(self) -> dict[str, tuple[float, str]]:
+        """``version id -> (earliest created_at, conv-gen sha256)`` (``versions.first_uses``)."""
+        query = "SELECT version, MIN(created_at), template_sha256 FROM conv GROUP BY version"
+        return {version: (created, sha) for version, created, sha in self.db.execute(query)}
+
+    def changed_since(self, generation: int) -> set[str] | None:
+        """The conversations changed (added, edited, removed, regrouped) after ``generation``; None
+        when the log does not reach back that far (then everything may have changed)."""
+        logged_from = self.meta("logged_from")
+        if logged_from is None or generation < int(logged_from) or generation > self.generation():
+            return None
+        return {r[0] for r in self.db.execute("SELECT id FROM change WHERE generation > ?", (generation,))}
+
+    def _rows(self, where: str, params: list[str], near: dict[str, str], flag_near: bool) -> list[Any]:
         order = [f.name for f in fields(self.summary_type)]
         select = ", ".join(
             "'' AS near_duplicate_of" if name == "near_duplicate_of" else name for name in order
@@ -199,7 +241,8 @@ class Index:
         as_json = [i for i, name in enumerate(order) if name in self._json and name != "near_duplicate_of"]
         make = self.summary_type
         out = []
-        for values in self.db.execute(f"SELECT {select} FROM conv ORDER BY created_at DESC, id"):
+        query = f"SELECT {select} FROM conv {where} ORDER BY created_at DESC, id"
+        for values in self.db.execute(query, params):
             if lists or bools or as_json:
                 values = list(values)
                 for i in lists:
@@ -267,9 +310,26 @@ class Index:
             for shard, (unigrams, bigrams) in sketches.items():
                 self._merge_shard(shard, [unigrams], [bigrams])
             touched |= self._link(entries, threshold)
-            self._regroup(touched | {e.id for e in entries}, preferred)
+            regrouped = self._regroup(touched | {e.id for e in entries}, preferred)
             self._mark_dirty({shard_of(i) for i in removed})
             self.db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            self._log(regrouped | set(removed) | {e.id for e in entries})
+
+    def _log(self, ids: set[str]) -> None:
+        """Note what this generation changed; a big change (a first listing) ends the log instead,
+        and only the last LOGGED generations are kept."""
+        generation = self.generation()
+        if len(ids) > LOG_MAX_IDS:
+            self.db.execute("DELETE FROM change")
+            self.set_logged_from(generation)
+            return
+        self.db.executemany("INSERT INTO change VALUES (?, ?)", ((generation, i) for i in ids))
+        if generation - int(self.meta("logged_from") or generation) > 2 * LOGGED:
+            self.db.execute("DELETE FROM change WHERE generation <= ?", (generation - LOGGED,))
+            self.set_logged_from(generation - LOGGED)
+
+    def set_logged_from(self, generation: int) -> None:
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'logged_from'", (str(generation),))
 
     def _text_crcs(self, ids: Sequence[str]) -> dict[str, int]:
         out = {}
@@ -297,7 +357,8 @@ class Index:
         return neighbours - set(ids)
 
     def _store(self, entries: Sequence[Entry], old_crcs: dict[str, int]) -> None:
-        names = ["id", "stamp", "sig", "shard", "text_crc", *(c for c in self.columns if c != "id")]
+        names = ["id", "stamp", "ino", "twin_ino", "sig", "shard", "text_crc"]
+        names += [c for c in self.columns if c != "id"]
         sql = f"INSERT OR REPLACE INTO conv ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         self.db.executemany(sql, (self._values(e) for e in entries))
         self.db.executemany(
@@ -310,7 +371,8 @@ class Index:
 
     def _values(self, e: Entry) -> list[Any]:
         summary = e.summary
-        values: list[Any] = [e.id, ",".join(map(str, e.stamp)), e.sig, shard_of(e.id), e.text_crc]
+        stamp = ",".join(map(str, e.stamp))
+        values: list[Any] = [e.id, stamp, e.stamp[4], e.stamp[5], e.sig, shard_of(e.id), e.text_crc]
         for name in self.columns:
             if name == "id":
                 continue
@@ -380,13 +442,15 @@ class Index:
                     mates.add(other)
         return mates
 
-    def _regroup(self, ids: set[str], preferred: Any) -> None:
-        """Recompute the near-duplicate groups that hold any of ``ids`` (their edges changed)."""
+    def _regroup(self, ids: set[str], preferred: Any) -> set[str]:
+        """Recompute the near-duplicate groups that hold any of ``ids`` (their edges changed);
+        returns every conversation looked at (``ids`` and their groups' members)."""
         linked = {r[0] for r in self.db.execute("SELECT DISTINCT a FROM edge")} if len(ids) > 1000 else None
         alone = [i for i in ids if linked is not None and i not in linked]
         for chunk in _chunks(alone, 500):  # the first listing: most conversations have no mate
             self.db.execute(f"DELETE FROM near WHERE id IN ({','.join('?' * len(chunk))})", chunk)
         done: set[str] = set(alone)
+        visited: set[str] = set(ids)
         for start in ids:
             if start in done:
                 continue
@@ -398,7 +462,9 @@ class Index:
                         group.add(other)
                         queue.append(other)
             done |= group
+            visited |= group
             self._set_keeper(sorted(group), preferred)
+        return visited
 
     def _set_keeper(self, group: list[str], preferred: Any) -> None:
         marks = ",".join("?" * len(group))
@@ -419,6 +485,13 @@ class Index:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
+
+
+def _stamp(text: str) -> Stamp:
+    parts = text.split(",")
+    if len(parts) != 6:
+        raise Damaged("stamp")
+    return tuple(map(int, parts))  # type: ignore[return-value]
 
 
 def _schema(db: sqlite3.Connection) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ SECRET_ENV_VARS = (
 )
 MIN_SECRET_LENGTH = 4  # shorter values are no secret, and replacing them would garble every text
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_BEARER_WORD = re.compile(r"(?i)bearer")
 
 _registered: dict[str, str] = {}
 _lock = threading.Lock()
@@ -56,7 +57,10 @@ def redact(text: str) -> str:
     """``text`` with every known secret replaced by ``[NAME redacted]``."""
     if not text:
         return text
-    for value, name in secrets().items():
+    known = secrets()
+    if not known and not _BEARER_WORD.search(text):  # most texts: nothing to look for, one scan
+        return text
+    for value, name in known.items():
         mask = f"[{name} redacted]"
         text = text.replace(value, mask)
         quoted = quote(value, safe="")
@@ -71,9 +75,6 @@ def redactor() -> Callable[[str], str]:
     if secrets():
         return redact
     return lambda text: redact(text) if _BEARER_WORD.search(text) else text
-
-
-_BEARER_WORD = re.compile(r"(?i)bearer")
 
 
 class RedactingStream:

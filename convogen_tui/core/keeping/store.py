@@ -59,6 +59,7 @@ from convogen_tui.core.keeping.records import (
     read_judgment,
     read_restyled,
 )
+from convogen_tui.core.keeping.rendered import rendered_lines
 from convogen_tui.core.keeping.versions import version_of
 from convogen_tui.core.making.experiment import CONVERSATIONS, JUDGMENTS, RESTYLED, TRASH
 from convogen_tui.core.persona import persona_label
@@ -220,6 +221,14 @@ class ConversationStore:
         path = self.judgment_path(conv_id)
         return read_judgment(path) if path.is_file() else None
 
+    def judged_ids(self) -> set[str]:
+        """The conversations with a judgment file (readable or not), without reading one."""
+        return {name[:-5] for name in _inodes(self.judgments_dir)}
+
+    def judgments_stamp(self) -> str | None:
+        """The judgments folder's stamp (None: changed too recently to tell a later change from it)."""
+        return _folder_stamps(self.judgments_dir)
+
     def judgments(self) -> dict[str, JudgmentRecord]:
         """Every readable judgment of the listed conversations, by id (unreadable ones left out)."""
         out: dict[str, JudgmentRecord] = {}
@@ -347,24 +356,52 @@ class ConversationStore:
             # nothing was renamed into or out of either folder since the last full look, and every
             # write here is a rename: the index holds the listing (an in-place edit: r, or full=True)
             return _problems_from_json(index.meta("unreadable"))
-        unreadable = self._update_index(index)
+        unreadable = self._update_index(index, full)
         index.set_meta({"folders": folders or "", "unreadable": _problems_to_json(unreadable)})
         return unreadable
 
-    def _update_index(self, index: Index) -> list[Problem]:
-        """Stat every file, read those whose stamp changed, update the index; the unreadable ones."""
-        twins = _scan(self.restyled_dir)
-        disk = {name[:-5]: (*stat, *twins.get(name, (-1, -1))) for name, stat in _scan(self.conv_dir).items()}
-        known = index.stamps()
-        todo = [(conv_id, stamp) for conv_id, stamp in disk.items() if known.get(conv_id) != stamp]
-        removed = [conv_id for conv_id in known if conv_id not in disk]
+    def _update_index(self, index: Index, full: bool) -> list[Problem]:
+        """Read the files whose stamp changed, update the index; the unreadable ones.
+
+        ``full`` stats every file. Otherwise only the files whose name or inode is new are stat'ed:
+        the folder listing gives both without a stat, and every write here renames a new file into
+        place, so a file with its old inode is the file the index read (an edit in place: ``full``)."""
+        if full:
+            known = index.stamps()
+            disk = _disk_stamps(self.conv_dir, self.restyled_dir)
+            todo = [(conv_id, stamp) for conv_id, stamp in disk.items() if known.get(conv_id) != stamp]
+            held, on_disk = set(known), set(disk)
+        else:
+            inodes = index.inodes()
+            moved, on_disk = _moved_stamps(self.conv_dir, self.restyled_dir, inodes)
+            known = index.stamps_of(list(moved))
+            todo = [(conv_id, stamp) for conv_id, stamp in moved.items() if known.get(conv_id) != stamp]
+            held = set(inodes)
+        removed = [conv_id for conv_id in held if conv_id not in on_disk]
         unreadable: list[Problem] = []
         if todo or removed:
             entries, sketches, unreadable = read_entries(self.dir, todo, self._given_quality)
             bad = {Path(str(p.file)).stem for p in unreadable}
-            removed += [conv_id for conv_id in bad if conv_id in known]
+            removed += [conv_id for conv_id in bad if conv_id in held]
             index.apply(entries, removed, sketches, self.quality.near_duplicate_similarity, _preferred)
         return sorted(unreadable, key=lambda p: str(p.file))
+
+    def rendered(self, name: str, key: str, render: Callable[[Any], str]) -> list[str]:
+        """One line per conversation as of the last :meth:`refresh`, newest first, made by
+        ``render(row)`` and kept beside the index (:mod:`convogen_tui.core.keeping.rendered`:
+        redone only for what changed). ``key`` names everything else the lines depend on."""
+
+        def use() -> list[str]:
+            index = self.index()
+            path = None if index.path is None else self.index_path.parent / f"{name}.lines.json"
+            return rendered_lines(index, path, key, render, self.quality.enabled("near-duplicate"))
+
+        return self._rebuilding(use)
+
+    def version_first_uses(self) -> dict[str, tuple[float, str]]:
+        """``version id -> (earliest created_at, conv-gen sha256)`` as of the last :meth:`refresh`
+        (one query, no row built)."""
+        return self._rebuilding(lambda: self.index().first_uses())
 
     def generation(self) -> int:
         """A number that changes whenever the index does (cheap: one query), for pollers."""
@@ -416,17 +453,17 @@ class ConversationStore:
         return index.sketches()
 
     def count(self) -> int:
-        return len(_scan(self.conv_dir))
+        return len(_inodes(self.conv_dir))
 
     def count_restyled(self) -> int:
-        return len(_scan(self.restyled_dir))
+        return len(_inodes(self.restyled_dir))
 
     def done_keys(self) -> set[tuple[str, str, str]]:
         return {row.key for row in self.list()}
 
     def without_twin(self) -> list[str]:
-        twins = _scan(self.restyled_dir)
-        return sorted(name[:-5] for name in _scan(self.conv_dir) if name not in twins)
+        twins = _inodes(self.restyled_dir)
+        return sorted(name[:-5] for name in _inodes(self.conv_dir) if name not in twins)
 
     def unreadable(self) -> list[Problem]:
         """Conversation files that cannot be read: each with its path and reason."""
@@ -489,7 +526,7 @@ class ConversationStore:
             deleted = data.get("deleted_at")
             if not isinstance(deleted, int | float):
                 deleted = path.stat().st_mtime
-            count = len(_scan(path / CONVERSATIONS))
+            count = len(_inodes(path / CONVERSATIONS))
             found.append(TrashBatch(path.name, seq, float(deleted), count))
         found.sort(key=lambda b: (b.seq, b.deleted_at, b.name))
         return found
@@ -659,18 +696,68 @@ def _preferred(mark: str, flags: str) -> bool:
 
 
 def _scan(folder: Path) -> dict[str, list[int]]:
-    """name -> [mtime_ns, size] of the .json files directly in a folder."""
+    """name -> [mtime_ns, size, inode] of the .json files directly in a folder."""
     out: dict[str, list[int]] = {}
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 name = entry.name
                 if name.endswith(".json") and not name.startswith("."):
-                    stat = entry.stat()
-                    out[name] = [stat.st_mtime_ns, stat.st_size]
+                    with contextlib.suppress(FileNotFoundError):  # gone since the folder was read
+                        stat = entry.stat()
+                        out[name] = [stat.st_mtime_ns, stat.st_size, stat.st_ino]
     except FileNotFoundError:
         pass
     return out
+
+
+def _inodes(folder: Path) -> dict[str, int]:
+    """name -> inode of the .json files directly in a folder: the folder's own listing, no stat."""
+    try:
+        with os.scandir(folder) as entries:
+            return {
+                e.name: e.inode() for e in entries if e.name.endswith(".json") and not e.name.startswith(".")
+            }
+    except FileNotFoundError:
+        return {}
+
+
+def _disk_stamps(conv_dir: Path, restyled_dir: Path) -> dict[str, Stamp]:
+    """id -> stamp of every conversation on disk (a stat of every file)."""
+    twins = _scan(restyled_dir)
+    out: dict[str, Stamp] = {}
+    for name, (mtime, size, ino) in _scan(conv_dir).items():
+        t_mtime, t_size, t_ino = twins.get(name, (-1, -1, -1))
+        out[name[:-5]] = (mtime, size, t_mtime, t_size, ino, t_ino)
+    return out
+
+
+def _moved_stamps(
+    conv_dir: Path, restyled_dir: Path, known: dict[str, tuple[int, int]]
+) -> tuple[dict[str, Stamp], set[str]]:
+    """id -> stamp of the conversations whose file or twin is new or was replaced (a name or an
+    inode the index has not seen; ``known``: id -> inodes), and the ids of every conversation on
+    disk. The folders' listings give names and inodes without a stat; only those files are stat'ed."""
+    twin_inodes = _inodes(restyled_dir)
+    out: dict[str, Stamp] = {}
+    on_disk: set[str] = set()
+    for name, ino in _inodes(conv_dir).items():
+        conv_id, t_ino = name[:-5], twin_inodes.get(name, -1)
+        on_disk.add(conv_id)
+        if known.get(conv_id) == (ino, t_ino):
+            continue
+        try:
+            st = os.stat(conv_dir / name)
+        except FileNotFoundError:
+            on_disk.discard(conv_id)  # deleted since the folder was read
+            continue
+        try:
+            tw = os.stat(restyled_dir / name) if t_ino != -1 else None
+        except FileNotFoundError:
+            tw = None
+        twin = (tw.st_mtime_ns, tw.st_size, tw.st_ino) if tw is not None else (-1, -1, -1)
+        out[conv_id] = (st.st_mtime_ns, st.st_size, twin[0], twin[1], st.st_ino, twin[2])
+    return out, on_disk
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -149,7 +149,7 @@ def test_a_new_summary_field_is_one_field_the_index_stores_and_gives_back(tmp_pa
         length=10, restyled=True, mark="", flags=["short"], version=3, scores={"stance": 0.5},
     )  # fmt: skip
     index = Index(tmp_path / "index.sqlite", WithScores, "q")
-    index.apply([Entry("a", (1, 2, -1, -1), summary, None, 0)], [], {}, 0.7, lambda mark, flags: True)
+    index.apply([Entry("a", (1, 2, -1, -1, 3, -1), summary, None, 0)], [], {}, 0.7, lambda mark, flags: True)
     [row] = Index(tmp_path / "index.sqlite", WithScores, "q").rows()
     assert row == summary
     assert Index(tmp_path / "index.sqlite", ConversationSummary, "q").rows() == []  # another shape: rebuilt
