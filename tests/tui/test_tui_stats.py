@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Select, Static
 
 from convogen_tui.tui.app import ConvogenApp
 from convogen_tui.tui.keys import KeyFooter
+from convogen_tui.tui.screens.experiments import ExperimentsScreen
 from convogen_tui.tui.screens.stats import CoverageMap, StatsScreen
 from convogen_tui.tui.screens.workspace import ExperimentScreen
 from convogen_tui.tui.widgets.bars import BarChart
@@ -183,3 +184,13 @@ async def test_idle_stats_and_review_compute_nothing_until_a_file_changes(root: 
         await wait_for(pilot, lambda: summary(app).startswith("7 convs"))
         await settle(pilot)
         assert screen.computations == computations + 1
+        # the experiments screen under the open experiment counts nothing while it is hidden
+        # (Textual calls it is_current: it might show through), however its folders change
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is workspace)
+        experiments = next(s for s in app.screen_stack if isinstance(s, ExperimentsScreen))
+        countings = experiments.countings
+        for _ in range(3):
+            experiments._poll()
+            await settle(pilot)
+        assert experiments.countings == countings

@@ -454,7 +454,8 @@ def stale_ids(rows: Iterable[Any], current: VersionTexts | None) -> set[str]:
     """Conversations made by a version other than the current texts' (none when those are unknown)."""
     if current is None:
         return set()
-    return {row.id for row in rows if row.version != current.id}
+    current_id = current.id  # a hash of every text: once, not once per row
+    return {row.id for row in rows if row.version != current_id}
 
 
 def version_names(expt_dir: Path, rows: Iterable[Any]) -> dict[str, str]:

@@ -111,6 +111,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self.root = root
         self.rows: list[ExperimentCounts] = []
         self.stamps: dict[Path, Stamps] = {}
+        self.countings = 0  # scans that found a change and counted (tests: none while hidden)
 
     def compose(self) -> ComposeResult:
         yield TitleBar()
@@ -135,7 +136,10 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         self._scan(self.root, {}, [])
 
     def _poll(self) -> None:
-        if self.is_current:
+        # the screen shown, not is_current: Textual counts the screen under the top one as
+        # current too (it may show through), and an open experiment's runs change its counts
+        # every few seconds; this screen counts again when it comes back (on_screen_resume)
+        if self.app.screen is self:
             self._scan(self.root, dict(self.stamps), list(self.rows))
 
     @background("scan", "listing experiments")
@@ -145,6 +149,7 @@ class ExperimentsScreen(ReportsWorkerErrors, Screen[None]):
         stamps = {path: experiment_stamp(path) for path in paths}
         if known and stamps == known:
             return
+        self.countings += 1
         previous = {row.path: row for row in rows}
         fresh = []
         for path in paths:
