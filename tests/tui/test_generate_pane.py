@@ -15,6 +15,7 @@ from textual.worker import Worker
 
 from convogen_tui.tui.panes.generate import GeneratePane
 from convogen_tui.tui.session import Session
+from convogen_tui.tui.widgets.stream_view import StreamView
 from tests.scripted import Script, ScriptedBatchBackend
 from tests.tui_helpers import sample_root, wait_for
 
@@ -108,3 +109,31 @@ async def test_a_cancelled_run_counts_the_conversations_left_without_a_twin(samp
         await wait_for(pilot, lambda: not pane.running)
         assert "cancelled" in status(app) and "1 conversation(s), 0 restyled" in status(app)
         assert "1 conversation(s) wait for a twin: t restyles them" in status(app)
+
+
+async def test_a_hidden_pane_draws_nothing_and_catches_up_when_shown(sample_root: Path) -> None:
+    """Streams keep coming while another tab is shown: the pane follows them without drawing (16
+    streams' redraws cost a core's slice), and shows everything they wrote once it is shown."""
+    first, second = threading.Event(), threading.Event()
+    backend = ScriptedBatchBackend(
+        [Script(hold_after=2, gate=first), Script("@u one two three four", hold_after=3, gate=second)]
+    )
+    app = GenerateHost(sample_root, backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(GeneratePane)
+        conv, restyled = pane.query_one("#gen-conv", StreamView), pane.query_one("#gen-restyled", StreamView)
+        pane.action_generate()
+        await wait_for(pilot, lambda: conv.text.startswith("SocBot: point"))
+        pane.display = False  # what a tab switch does to it
+        await wait_for(pilot, lambda: pane._hidden())
+        redraws = pane.redraws
+        first.set()  # the conversation ends and its restyle starts, unseen
+        restyling = lambda: [s.tokens for s in pane.streams.values() if s.phase == "restyle"]  # noqa: E731
+        await wait_for(pilot, lambda: restyling() == [3])
+        await wait_for(pilot, lambda: not pane.events)
+        assert pane.redraws == redraws and not restyled.text.startswith("@u one two")
+        pane.display = True
+        await wait_for(pilot, lambda: restyled.text.startswith("@u one two"))
+        assert conv.text.rstrip().endswith("reply 7, unconvinced.")  # the whole conversation
+        second.set()
+        await wait_for(pilot, lambda: not pane.running)

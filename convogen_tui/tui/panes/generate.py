@@ -29,6 +29,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import ProgressBar, Select, Static
 
 from convogen_tui.core.errors import ConvogenError
@@ -102,6 +103,9 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
         self.follow: JobId | None = None  # the live pass ended: its job's next pass takes the view
         self.conv_shows: JobId | None = None  # whose conversation the left view holds
         self.twinless = 0  # after a run: the experiment's conversations without a twin
+        self.views_behind = False  # the tab was hidden while passes streamed: redraw when shown
+        self.backlog: dict[str, list[str]] = {}  # view id -> text streamed while hidden, not drawn yet
+        self.redraws = 0  # drains that drew something (tests: none while the tab is hidden)
 
     @property
     def streams(self) -> dict[StreamKey, StreamState]:
@@ -300,13 +304,27 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
 
     # draining -----------------------------------------------------------------------------
     def drain(self) -> None:
-        """Fold queued events into the model in order; chunks of the live pass become one append."""
+        """Fold queued events into the model in order; chunks of the live pass become one append.
+
+        While the tab is hidden nothing is drawn (16 streams cost a core's slice of redraws): the
+        live pass's text waits in ``backlog`` and goes into the views in one piece when shown."""
+        hidden = self._hidden()
+        if not hidden and self.views_behind:
+            self.views_behind = False
+            for view_id, texts in self.backlog.items():
+                self.query_one(f"#{view_id}", StreamView).append("".join(texts))
+            self.backlog.clear()
+            self._show_jobs()
         pending: list[str] = []
         pending_phase = ""
 
         def flush() -> None:
             if pending:
-                self._view(pending_phase).append("".join(pending))
+                view = self._view(pending_phase)
+                if hidden:
+                    self.backlog.setdefault(str(view.id), []).append("".join(pending))
+                else:
+                    view.append("".join(pending))
                 pending.clear()
 
         changed = bool(self.events)
@@ -323,10 +341,18 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             flush()
             self._apply(event)
         flush()
+        if hidden:
+            self.views_behind = self.views_behind or changed
+            return
         if changed:
+            self.redraws += 1
             self._show_jobs()
         if self.running:
             self._status_running()
+
+    def _hidden(self) -> bool:
+        """Whether a tab (or anything above) hides this pane now."""
+        return any(not node.display for node in self.ancestors_with_self if isinstance(node, Widget))
 
     def _view(self, phase: str) -> StreamView:
         return self.query_one("#gen-conv" if phase == "generate" else "#gen-restyled", StreamView)
@@ -339,15 +365,19 @@ class GeneratePane(ReportsWorkerErrors, Vertical):
             return
         self.follow = None
         ident = job_id(stream.job)
+        # a view set from a stream's whole text drops what waited for it (a hidden tab's backlog)
         if stream.phase == "generate":
             self._view("generate").set_text(stream.text, "")
+            self.backlog.pop("gen-conv", None)
             self.conv_shows = ident
             self._view("restyle").clear("waiting for the conversation…")
         else:
             if self.conv_shows != ident:
                 self._view("generate").set_text(stream.job.conv or "", "")
+                self.backlog.pop("gen-conv", None)
                 self.conv_shows = ident
             self._view("restyle").set_text(stream.text, "")
+        self.backlog.pop("gen-restyled", None)
         self._view("restyle").border_title = "Judgment" if stream.phase == "judge" else "Restyled thread"
 
     def action_switch(self, step: int) -> None:
