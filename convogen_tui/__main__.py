@@ -1,3 +1,3 @@
-from convogen_tui.cli.main import main
+from convogen_tui.cli.main import run
 
-raise SystemExit(main())
+run()

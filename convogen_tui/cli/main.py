@@ -11,8 +11,11 @@ import contextlib
 import importlib
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from convogen_tui import __version__
 from convogen_tui.core.errors import ConvogenError
@@ -61,6 +64,33 @@ def _add_common_options(subparsers: argparse._SubParsersAction) -> None:
         for action in sub._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_common_options(action)
+
+
+INTERRUPT_GRACE_S = 3.0  # after Ctrl-C, how long the command's leftover threads get to end
+
+
+def run() -> NoReturn:
+    """The process's entry (the ``convogen`` script, ``python -m convogen_tui``): :func:`main`,
+    then an exit that an interrupted run's leftover threads cannot hold up."""
+    code = main()
+    if code == 130:
+        _exit_after_interrupt(code)
+    raise SystemExit(code)
+
+
+def _exit_after_interrupt(code: int) -> None:
+    """Ctrl-C: the command has cleaned up (no partial file, the lock released). A worker thread
+    still blocked on a server that holds its answer would keep the process alive until the read
+    timeout; after a short grace the process exits without it."""
+    deadline = time.monotonic() + INTERRUPT_GRACE_S
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in others):
+        print("convogen: a request still waits on the server; exiting without it", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,6 +205,21 @@ def test_interrupted_run_resumes_without_duplicates(sample: Path, datasets: Path
     assert len(keys) == 5 and len(set(keys)) == 5  # --limit 4 made four new ones, none twice
 
 
+def test_ctrl_c_exits_even_when_a_worker_stays_blocked() -> None:
+    """The safety net under Ctrl-C: a thread stuck on a server that never answers (its read
+    timeout a minute away) does not keep the process alive; it exits 130 and says why."""
+    code = (
+        "import threading\n"
+        "from convogen_tui.cli import main\n"
+        "threading.Thread(target=threading.Event().wait, name='stuck').start()\n"
+        "main._exit_after_interrupt(130)\n"
+    )
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=LIMIT_S)
+    assert done.returncode == 130
+    assert "a request still waits on the server; exiting without it" in done.stderr
+
+
 def test_kill_9_at_several_moments_then_resume_finishes_every_pair(sample: Path, datasets: Path) -> None:
     gate = threading.Event()
     server = FakeOpenAI()
