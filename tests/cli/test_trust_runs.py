@@ -48,7 +48,14 @@ class Proc:
 
     def __init__(self, args: list[str]) -> None:
         self.popen = subprocess.Popen(
-            args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            args,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # Ctrl-C as a terminal delivers it: a suite started in the background of a script
+            # inherits SIGINT ignored (POSIX shells do that to `cmd &`), and so would the child
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.out: list[str] = []
