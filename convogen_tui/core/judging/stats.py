@@ -201,20 +201,19 @@ def version_figures(
     for row in rows:
         by_version.setdefault(row.version, []).append(row)
     out = []
+    several = len(by_version) > 1
     for version_id, mine in sorted(by_version.items(), key=lambda kv: _number(names.get(kv[0], ""))):
-        target = store.by_version.for_shas(mine[0].template_sha256).turns
-        several = len(by_version) > 1
-        diversity = caches.setdefault(version_id, DiversityCache()).update(store, mine) if several else None
-        out.append(
-            {
-                "version": names.get(version_id, "?"),
-                "id": version_id,
-                "turns_target": target,
-                **figures(mine, diversity or Diversity()),
-            }
-        )
-    if len(out) == 1:  # one version: its figures are the experiment's (above), only name it here
-        out[0] = {k: out[0][k] for k in ("version", "id", "turns_target", "conversations")}
+        entry = {
+            "version": names.get(version_id, "?"),
+            "id": version_id,
+            "turns_target": store.by_version.for_shas(mine[0].template_sha256).turns,
+        }
+        if several:
+            diversity = caches.setdefault(version_id, DiversityCache()).update(store, mine)
+            entry |= figures(mine, diversity or Diversity())
+        else:  # one version: its figures are the experiment's (above), only name it here
+            entry["conversations"] = len(mine)
+        out.append(entry)
     return out
 
 
