@@ -156,6 +156,9 @@ def main() -> None:
     global CODE
     CODE = args.code.resolve()
     skip = set(filter(None, args.skip.split(",")))
+    # bytecode as an installed package has it: with PYTHONDONTWRITEBYTECODE set (as on these
+    # machines) a checkout's edited modules would be compiled again by every command measured
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(CODE / "convogen_tui")], check=True)
     root = args.keep or Path(tempfile.mkdtemp(prefix="convogen-scale-"))
     started = time.perf_counter()
     expt = make_experiment(root, args.n)
