@@ -16,7 +16,12 @@ from convogen_tui.core.judging.judge import current_keys, is_stale
 from convogen_tui.core.judging.quality import Verdict
 from convogen_tui.core.keeping.records import JudgmentRecord
 from convogen_tui.core.keeping.store import ConversationStore, ConversationSummary
-from convogen_tui.core.keeping.versions import VersionBook, experiment_texts, stale_ids, version_names
+from convogen_tui.core.keeping.versions import (
+    experiment_texts,
+    names_from_first_uses,
+    stale_ids,
+    version_names,
+)
 from convogen_tui.core.making.experiment import Experiment, find_experiments, load_experiment
 from convogen_tui.core.persona import persona_label
 
@@ -134,7 +139,7 @@ def _show_listing(args: argparse.Namespace, store: ConversationStore) -> int:
     """One line per conversation, newest first; the lines are kept beside the index and redone
     only for the conversations that changed (``core.keeping.rendered``)."""
     _, unreadable = store.refresh()
-    names = {i: e.name for i, e in VersionBook(store.dir).name_all(store.version_first_uses()).items()}
+    names = names_from_first_uses(store.dir, store.version_first_uses())
     judged = store.judged_ids()
     minutes: dict[int, str] = {}  # rows made in the same minute share their time text
 

@@ -301,7 +301,8 @@ class Index:
         with _transaction(self.db):
             old = self._text_crcs([e.id for e in entries])
             touched = self._forget([*removed, *(e.id for e in entries)])
-            bulk = len(entries) >= BULK and not self.db.execute("SELECT 1 FROM conv LIMIT 1").fetchone()
+            alone = not self.db.execute("SELECT 1 FROM conv LIMIT 1").fetchone()  # a first listing
+            bulk = alone and len(entries) >= BULK
             if bulk:  # an index is built faster from sorted rows than kept up row by row
                 self.db.execute("DROP INDEX band_id")
             self._store(entries, old)
@@ -309,7 +310,7 @@ class Index:
                 self.db.execute(BAND_ID_INDEX)
             for shard, (unigrams, bigrams) in sketches.items():
                 self._merge_shard(shard, [unigrams], [bigrams])
-            touched |= self._link(entries, threshold)
+            touched |= self._link(entries, threshold, alone)
             regrouped = self._regroup(touched | {e.id for e in entries}, preferred)
             self._mark_dirty({shard_of(i) for i in removed})
             self.db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
@@ -412,12 +413,12 @@ class Index:
             ((s,) for s in shards),
         )
 
-    def _link(self, entries: Sequence[Entry], threshold: float) -> set[str]:
-        """Edges between each new signature and its bucket mates at ``threshold`` or above."""
+    def _link(self, entries: Sequence[Entry], threshold: float, alone: bool) -> set[str]:
+        """Edges between each new signature and its bucket mates at ``threshold`` or above.
+        ``alone``: the index holds nothing but these entries (a first listing)."""
         mates: set[str] = set()
         sigs = {e.id: e.sig for e in entries if e.sig}
-        (stored,) = self.db.execute("SELECT COUNT(*) FROM conv").fetchone()
-        if stored == len(entries):  # nothing but this batch (a first listing): mates found in memory
+        if alone:  # every mate is in this batch: found in memory, in one sort
             ids, texts = list(sigs), list(sigs.values())
             for i, j in candidate_pairs(texts):
                 if similarity(texts[i], texts[j]) >= threshold:

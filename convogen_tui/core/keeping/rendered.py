@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from convogen_tui.core.errors import StorageError
+from convogen_tui.core.keeping.files import atomic_write_text
 from convogen_tui.core.keeping.index import Index
 
 CACHE_VERSION = 1
@@ -69,13 +70,9 @@ def _load(path: Path | None, key: str) -> dict[str, Any] | None:
 
 
 def _save(path: Path | None, data: dict[str, Any]) -> None:
-    """Written through a temporary file and a rename; a folder that cannot be written keeps none."""
+    """Written whole (``atomic_write_text``); a folder that cannot be written keeps none."""
     if path is None:
         return
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-        os.replace(temp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+    with contextlib.suppress(StorageError, OSError):
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        atomic_write_text(path, text, create_parents=False)

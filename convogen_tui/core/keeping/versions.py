@@ -460,7 +460,12 @@ def stale_ids(rows: Iterable[Any], current: VersionTexts | None) -> set[str]:
 
 def version_names(expt_dir: Path, rows: Iterable[Any]) -> dict[str, str]:
     """``version id -> name`` for every row (naming the versions first met now)."""
-    return {version_id: e.name for version_id, e in VersionBook(expt_dir).name_all(first_uses(rows)).items()}
+    return names_from_first_uses(expt_dir, first_uses(rows))
+
+
+def names_from_first_uses(expt_dir: Path, uses: Mapping[str, tuple[float, str]]) -> dict[str, str]:
+    """:func:`version_names` from first uses already known (``ConversationStore.version_first_uses``)."""
+    return {version_id: e.name for version_id, e in VersionBook(expt_dir).name_all(uses).items()}
 
 
 def default_pair(
